@@ -1,0 +1,72 @@
+/* VM discovery: every process holding an anon_inode:kvm-vm fd is a VM,
+ * whatever its VMM. Cheap to refresh, and tolerant of processes that vanish
+ * mid-read (they are skipped, never an error).
+ */
+#ifndef KVMSCOPE_DISCOVERY_H
+#define KVMSCOPE_DISCOVERY_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define VM_NAME_MAX 128
+
+struct vm_vcpu {
+	int index;		/* vCPU index (from "CPU n/KVM" or kvm-vcpu:n) */
+	pid_t tid;		/* thread running it; 0 if not known */
+};
+
+struct vm_disk {
+	char path[256];		/* what the VMM opened (readlink of the fd), or -drive file= */
+	int is_block;		/* 1: block device, dev is its rdev (major:minor) */
+	dev_t dev;		/* block device: rdev; regular file: st_dev of the file */
+	ino_t ino;		/* regular file: inode; 0 for block devices */
+	int fd;			/* fd number in the VMM, -1 when only seen on the command line */
+};
+
+struct vm_nic {
+	char ifname[32];	/* tap interface, from fdinfo "iff:" or the command line */
+};
+
+struct vm_info {
+	pid_t pid;
+	char name[VM_NAME_MAX];	/* -name guest=N / -name N / --name N, else "pid:<pid>" */
+	char comm[32];
+	struct vm_vcpu *vcpus;
+	size_t nvcpus;
+	struct vm_disk *disks;
+	size_t ndisks;
+	struct vm_nic *nics;
+	size_t nnics;
+};
+
+struct vm_list {
+	struct vm_info *vms;
+	size_t nvms;
+};
+
+/* Scan `proc_root` (normally "/proc") for VMs. On success *out is filled and
+ * owned by the caller (release with discovery__free). Returns 0 or -errno. */
+int discovery__scan(const char *proc_root, struct vm_list *out);
+void discovery__free(struct vm_list *list);
+
+/* Lookups into a scanned list; NULL / -1 when absent. */
+const struct vm_info *vm_list__find_pid(const struct vm_list *list, pid_t pid);
+/* vCPU index of thread `tid` in VM `vm`, or -1. */
+int vm_info__vcpu_of_tid(const struct vm_info *vm, pid_t tid);
+
+/* Parsers, exposed for unit tests and fuzzing. They allocate nothing.
+ * cmdline is the raw /proc/<pid>/cmdline (NUL-separated, len bytes).
+ * Returns 0 and writes a NUL-terminated name, or -ENOENT if none given. */
+int discovery__parse_name(const char *cmdline, size_t len, char *name, size_t name_len);
+/* fdinfo text of a tun fd: returns 0 and the interface of its "iff:" line. */
+int discovery__parse_fdinfo_iff(const char *fdinfo, char *ifname, size_t ifname_len);
+/* Thread comm like "CPU 3/KVM" -> 3; -1 if not a vCPU thread name. */
+int discovery__parse_vcpu_comm(const char *comm);
+/* fd link like "anon_inode:kvm-vcpu:3" -> 3; -1 otherwise. */
+int discovery__parse_vcpu_fd_link(const char *link);
+
+/* Render as the JSON of `kvmscope vms -j` (a jansson json_t * array, caller
+ * owns the reference). Declared as void * to keep jansson out of this header. */
+void *discovery__to_json(const struct vm_list *list);
+
+#endif

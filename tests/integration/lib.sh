@@ -1,0 +1,28 @@
+# Shared helpers for integration tests (TAP output). Source it.
+# Tests need root, /dev/kvm and BPF: where a facility is truly absent they
+# skip loudly with the reason, never silently pass.
+set -u
+TAP_N=0
+TAP_FAILED=0
+ok()     { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N - $*"; }
+not_ok() { TAP_N=$((TAP_N + 1)); TAP_FAILED=1; echo "not ok $TAP_N - $*"; }
+skip()   { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N - # SKIP $*"; }
+check()  { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; fi; }
+# expect_eq DESC GOT WANT
+expect_eq() { if [ "$2" = "$3" ]; then ok "$1 ($2)"; else not_ok "$1: got '$2', want '$3'"; fi; }
+tap_done() { echo "1..$TAP_N"; exit $TAP_FAILED; }
+
+require_kvm() {
+	if [ "$(id -u)" != 0 ]; then skip "$1: needs root (CI runs as root)"; tap_done; fi
+	if [ ! -c /dev/kvm ]; then skip "$1: /dev/kvm is absent on this host"; tap_done; fi
+	mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
+}
+
+TMPD=$(mktemp -d /tmp/kvmscope-test.XXXXXX)
+cleanup_pids=()
+cleanup() {
+	for p in "${cleanup_pids[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	rm -rf "$TMPD"
+}
+trap cleanup EXIT

@@ -1,0 +1,62 @@
+#!/bin/bash
+# Runs every test: cmocka unit binaries, then the integration scripts on real
+# KVM guests. Everything speaks TAP; this script tallies it and ends with
+#   N passed, N failed, N skipped
+# Usage: tests/run-all.sh BUILD_DIR [unit|integration]
+set -u
+OUT=${1:-build}
+WHICH=${2:-all}
+cd "$(dirname "$0")/.."
+export KVMSCOPE=$PWD/$OUT/bin/kvmscope VMLOAD=$PWD/$OUT/bin/vmload BUILD=$PWD/$OUT
+export CMOCKA_MESSAGE_OUTPUT=TAP
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+mkdir -p tests/artifacts
+passed=0 failed=0 skipped=0
+failed_names=()
+
+tally() {	# $1 = suite name, stdin = its output
+	local name=$1 line
+	while IFS= read -r line; do
+		printf '%s\n' "$line"
+		case "$line" in
+		"not ok"*) failed=$((failed + 1)); failed_names+=("$name: ${line#not ok }") ;;
+		"ok "*"# SKIP"* | "ok "*"# skip"*) skipped=$((skipped + 1)) ;;
+		"ok "*) passed=$((passed + 1)) ;;
+		esac
+	done
+}
+
+run_suite() {	# $1 = name, rest = command
+	local name=$1; shift
+	echo "# ---- $name"
+	local log=tests/artifacts/$name.log
+	"$@" > "$log" 2>&1 < /dev/null
+	local rc=$?
+	tally "$name" < <(grep -E '^(ok|not ok) ' "$log")
+	if [ $rc -ne 0 ] && ! grep -q '^not ok' "$log"; then
+		# a crash or an error before any test could report: count it, show the log
+		failed=$((failed + 1)); failed_names+=("$name: exited $rc without a TAP failure")
+		echo "not ok - $name exited with status $rc"; tail -20 "$log" | sed 's/^/#   /'
+	elif [ $rc -ne 0 ]; then
+		grep -B2 -A8 '^not ok' "$log" | sed 's/^/#   /' | head -60
+	fi
+}
+
+if [ "$WHICH" = all ] || [ "$WHICH" = unit ]; then
+	for t in "$OUT"/tests/test_*; do
+		[ -x "$t" ] || continue
+		run_suite "unit-$(basename "$t")" "$t"
+	done
+fi
+if [ "$WHICH" = all ] || [ "$WHICH" = integration ]; then
+	for t in tests/integration/*.sh; do
+		[ -x "$t" ] || continue
+		run_suite "integration-$(basename "$t" .sh)" "$t"
+	done
+fi
+
+echo "#"
+for n in "${failed_names[@]}"; do echo "# FAILED $n"; done
+[ $skipped -gt 0 ] && echo "# WARNING: $skipped test(s) SKIPPED (see the '# SKIP' lines above for why)"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ $failed -eq 0 ]
