@@ -1,0 +1,71 @@
+/* Collectors: the kernel side of each metric family, and its drain.
+ *
+ * A collector is a table of function pointers (kvmtool-style backend). It
+ * loads and attaches its BPF programs only in start() — nothing is attached
+ * while no instrumentation needs it — aggregates in the kernel keyed by the
+ * fields active instrumentations need (plus the wall-clock second), and
+ * drain() turns every *complete* second into engine records.
+ *
+ * Kernel-side keys carry the TAI second of the event (bpf_ktime_get_tai_ns);
+ * collector_env.tai_offset converts it to unix time. Draining only seconds
+ * that have ended means no lost or double-counted increments, without
+ * double buffering.
+ */
+#ifndef KVMSCOPE_COLLECTORS_COLLECTOR_H
+#define KVMSCOPE_COLLECTORS_COLLECTOR_H
+
+#include <stdint.h>
+
+#include "engine/record.h"
+#include "collectors/vmcache.h"
+
+struct collector_env {
+	struct vmcache *vms;		/* pid/tid -> VM name, vCPU index, disks, NICs */
+	const char *hostname;
+	int64_t tai_offset;		/* TAI seconds - unix seconds (whole seconds) */
+};
+
+struct collector;
+
+struct collector_ops {
+	const char *name;
+	uint32_t metrics;		/* bit (1u << metric_id) per metric fed */
+	/* fields[m] = bitmask of field indexes of metric m that instrumentations need */
+	int (*start)(struct collector *c, const uint64_t fields[METRIC__COUNT]);
+	int (*reconfigure)(struct collector *c, const uint64_t fields[METRIC__COUNT]);
+	/* emit records of all seconds < before (unix); returns records emitted or -errno */
+	int (*drain)(struct collector *c, int64_t before, const struct collector_env *env,
+		     record_sink_fn sink, void *ctx);
+	void (*stop)(struct collector *c);
+	/* events lost in the kernel (map full) since start */
+	uint64_t (*drops)(struct collector *c);
+};
+
+struct collector {
+	const struct collector_ops *ops;
+	void *priv;			/* owned by the backend between start and stop */
+	const char *source;		/* what the data comes from, for users ("kvm_exit", ...) */
+};
+
+extern const struct collector_ops collector_exits_ops;	/* vm.exits */
+extern const struct collector_ops collector_irqs_ops;	/* vm.irqs */
+extern const struct collector_ops collector_disk_ops;	/* vm.disk_ops, vm.disk_bytes */
+extern const struct collector_ops collector_nic_ops;	/* vm.nic_bytes, vm.nic_packets */
+extern const struct collector_ops collector_samples_ops;	/* vm.samples */
+
+/* TAI - unix offset in whole seconds, read now. */
+int64_t collector__tai_offset(void);
+
+/* Drain helper for BPF per-CPU hashes whose key begins with `__u32 sec` (TAI
+ * seconds) and whose value is an array of `nvals` __u64 counters: for every
+ * entry with sec < before_tai, sums the counters over CPUs, calls fn, and
+ * deletes the entry. Returns entries visited or -errno. */
+typedef int (*percpu_entry_fn)(const void *key, const uint64_t *vals, void *ctx);
+int collector__drain_percpu_hash(int map_fd, size_t key_size, size_t nvals,
+				 uint32_t before_tai, percpu_entry_fn fn, void *ctx);
+
+/* Raise RLIMIT_MEMLOCK where needed and check we may use BPF; on failure
+ * writes a message telling the user what to do. */
+int collector__check_bpf(char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,118 @@
+/* Pieces every collector shares: the TAI offset, the per-CPU hash drain and
+ * the BPF capability check. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "collectors/collector.h"
+
+int64_t collector__tai_offset(void)
+{
+	struct timespec tai, real;
+
+	/* TAI and UTC differ by whole seconds; round away the read skew. */
+	clock_gettime(CLOCK_TAI, &tai);
+	clock_gettime(CLOCK_REALTIME, &real);
+	double d = (double)(tai.tv_sec - real.tv_sec) + (tai.tv_nsec - real.tv_nsec) / 1e9;
+	return (int64_t)(d < 0 ? d - 0.5 : d + 0.5);
+}
+
+/* Keys are collected first and deleted after: deleting the cursor during a
+ * bpf_map_get_next_key walk restarts the walk from the beginning. */
+int collector__drain_percpu_hash(int map_fd, size_t key_size, size_t nvals,
+				 uint32_t before_tai, percpu_entry_fn fn, void *ctx)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	size_t cap = 256, nkeys = 0;
+	unsigned char *keys = NULL, *prev = NULL, *next = NULL;
+	uint64_t *percpu = NULL, *sum = NULL;
+	int err = 0, visited = 0, have_prev = 0;
+
+	if (ncpus <= 0)
+		return ncpus ? ncpus : -EINVAL;
+	keys = malloc(cap * key_size);
+	prev = malloc(key_size);
+	next = malloc(key_size);
+	percpu = calloc((size_t)ncpus * nvals, sizeof(uint64_t));
+	sum = calloc(nvals, sizeof(uint64_t));
+	if (!keys || !prev || !next || !percpu || !sum) {
+		err = -ENOMEM;
+		goto out;
+	}
+	while (bpf_map_get_next_key(map_fd, have_prev ? prev : NULL, next) == 0) {
+		uint32_t sec;
+
+		memcpy(&sec, next, sizeof(sec));
+		if (sec < before_tai) {
+			if (nkeys == cap) {
+				unsigned char *bigger = realloc(keys, 2 * cap * key_size);
+
+				if (!bigger) {
+					err = -ENOMEM;
+					goto out;
+				}
+				keys = bigger;
+				cap *= 2;
+			}
+			memcpy(keys + nkeys++ * key_size, next, key_size);
+		}
+		memcpy(prev, next, key_size);
+		have_prev = 1;
+	}
+	for (size_t i = 0; i < nkeys; i++) {
+		const void *key = keys + i * key_size;
+
+		if (bpf_map_lookup_elem(map_fd, key, percpu))
+			continue;	/* deleted meanwhile: nothing to report */
+		memset(sum, 0, nvals * sizeof(uint64_t));
+		for (int c = 0; c < ncpus; c++)
+			for (size_t v = 0; v < nvals; v++)
+				sum[v] += percpu[(size_t)c * nvals + v];
+		bpf_map_delete_elem(map_fd, key);
+		visited++;
+		err = fn(key, sum, ctx);
+		if (err)
+			goto out;
+	}
+	err = visited;
+out:
+	free(keys);
+	free(prev);
+	free(next);
+	free(percpu);
+	free(sum);
+	return err;
+}
+
+int collector__check_bpf(char *err, size_t errlen)
+{
+	struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
+
+	if (geteuid() != 0) {
+		snprintf(err, errlen, "kvmscope needs root (CAP_BPF and CAP_PERFMON) to load BPF programs: run it with sudo");
+		return -EPERM;
+	}
+	/* Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK. */
+	setrlimit(RLIMIT_MEMLOCK, &rl);
+	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
+		snprintf(err, errlen, "this kernel has no BTF (/sys/kernel/btf/vmlinux): kvmscope needs CONFIG_DEBUG_INFO_BTF=y");
+		return -ENOENT;
+	}
+	if (access("/sys/kernel/tracing/events/kvm", R_OK) &&
+	    access("/sys/kernel/debug/tracing/events/kvm", R_OK)) {
+		if (access("/sys/kernel/tracing/events", R_OK)) {
+			snprintf(err, errlen, "tracefs is not mounted: run 'mount -t tracefs nodev /sys/kernel/tracing'");
+			return -ENOENT;
+		}
+		snprintf(err, errlen, "no KVM tracepoints in tracefs: is KVM loaded ('modprobe kvm_intel' or 'kvm_amd')?");
+		return -ENOENT;
+	}
+	return 0;
+}

@@ -1,0 +1,111 @@
+/* Loader and drain for bpf/kvmstat.bpf.c. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "collectors/collector.h"
+#include "collectors/kvmstat.h"
+#include "kvmstat.skel.h"
+
+struct kvmstat {
+	struct kvmstat_bpf *skel;
+	int64_t tai_offset;
+};
+
+static int silent_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_WARN && getenv("KVMSCOPE_DEBUG"))
+		return vfprintf(stderr, fmt, ap);
+	return 0;
+}
+
+/* Caller owns *out. */
+int kvmstat__open(struct kvmstat **out, char *err, size_t errlen)
+{
+	struct kvmstat *ks = NULL;
+	int rc;
+
+	rc = collector__check_bpf(err, errlen);
+	if (rc)
+		return rc;
+	libbpf_set_print(silent_print);
+	ks = calloc(1, sizeof(*ks));
+	if (!ks)
+		return -ENOMEM;
+	ks->tai_offset = collector__tai_offset();
+	ks->skel = kvmstat_bpf__open_and_load();
+	if (!ks->skel) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot load the BPF programs (%s): is BPF enabled in this kernel?",
+			 strerror(errno));
+		goto err_free;
+	}
+	rc = kvmstat_bpf__attach(ks->skel);
+	if (rc) {
+		snprintf(err, errlen, "cannot attach to the KVM tracepoints (%s): is tracefs mounted "
+			 "('mount -t tracefs nodev /sys/kernel/tracing') and KVM loaded?", strerror(-rc));
+		goto err_destroy;
+	}
+	*out = ks;
+	return 0;
+err_destroy:
+	kvmstat_bpf__destroy(ks->skel);
+err_free:
+	free(ks);
+	return rc;
+}
+
+struct drain_ctx {
+	struct kvmstat *ks;
+	kvmstat_entry_fn fn;
+	void *ctx;
+};
+
+static int drain_one(const void *key, const uint64_t *vals, void *ctx)
+{
+	const struct kvmstat_key *k = key;
+	struct drain_ctx *dc = ctx;
+	struct kvmstat_entry e = {
+		.time = (int64_t)k->sec - dc->ks->tai_offset,
+		.pid = (pid_t)k->tgid,
+		.tid = (pid_t)k->tid,
+		.vcpu = k->vcpu,
+	};
+
+	memcpy(e.v, vals, sizeof(e.v));
+	return dc->fn(&e, dc->ctx);
+}
+
+int kvmstat__drain(struct kvmstat *ks, int64_t before, kvmstat_entry_fn fn, void *ctx)
+{
+	struct drain_ctx dc = { ks, fn, ctx };
+
+	return collector__drain_percpu_hash(bpf_map__fd(ks->skel->maps.counters),
+					    sizeof(struct kvmstat_key), KVMSTAT__N,
+					    (uint32_t)(before + ks->tai_offset), drain_one, &dc);
+}
+
+uint64_t kvmstat__drops(struct kvmstat *ks)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	uint64_t vals[ncpus > 0 ? ncpus : 1], total = 0;
+	uint32_t zero = 0;
+
+	if (ncpus <= 0 || bpf_map_lookup_elem(bpf_map__fd(ks->skel->maps.drops), &zero, vals))
+		return 0;
+	for (int i = 0; i < ncpus; i++)
+		total += vals[i];
+	return total;
+}
+
+void kvmstat__close(struct kvmstat *ks)
+{
+	if (!ks)
+		return;
+	kvmstat_bpf__destroy(ks->skel);
+	free(ks);
+}

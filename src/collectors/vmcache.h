@@ -1,0 +1,32 @@
+/* Attribution of kernel data (pid, tid, device, inode, interface) to VMs.
+ *
+ * Wraps discovery with a cache: lookups of a pid not seen yet trigger one
+ * rescan (at most once per `min_rescan_ms`), and VMs that exited stay known
+ * for a while so that their last second still gets their name. Not
+ * thread-safe: one owner (the drain loop).
+ */
+#ifndef KVMSCOPE_COLLECTORS_VMCACHE_H
+#define KVMSCOPE_COLLECTORS_VMCACHE_H
+
+#include <sys/types.h>
+
+#include "discovery/discovery.h"
+
+struct vmcache;
+
+/* Caller owns the result; free with vmcache__free. */
+struct vmcache *vmcache__new(const char *proc_root);
+void vmcache__free(struct vmcache *vc);
+/* Rescan now. 0 or -errno. */
+int vmcache__refresh(struct vmcache *vc);
+/* The VM of process pid, rescanning once if unknown; NULL if not a VM. The
+ * pointer is valid until the next refresh. */
+const struct vm_info *vmcache__vm(struct vmcache *vc, pid_t pid);
+/* Name of pid's VM ("pid:<pid>" if unknown), written into buf. */
+const char *vmcache__vm_name(struct vmcache *vc, pid_t pid, char *buf, size_t len);
+/* vCPU index of thread tid in process pid, or -1. */
+int vmcache__vcpu(struct vmcache *vc, pid_t pid, pid_t tid);
+/* The current list (valid until the next refresh). */
+const struct vm_list *vmcache__list(struct vmcache *vc);
+
+#endif
