@@ -22,11 +22,13 @@
 #define KVMSCOPE_BPF_EXIT_LOGIC_H
 
 #include "kvmscope.h"
+#include "exit_class.h"
 
 #define EXIT_LATENCY_UNKNOWN 0xffffffffffffffffULL
 
 struct exit_pending {
 	__u64 ts;		/* exit time (ns, monotonic) */
+	__u64 tai;		/* exit time (ns, TAI: wall clock for seconds and subsecond) */
 	__u64 latency;		/* filled at completion; EXIT_LATENCY_UNKNOWN if none */
 	__u32 reason;
 	__s32 vcpu;		/* from kvm_exit's vcpu_id; -1 on the fallback path */
@@ -53,49 +55,6 @@ struct {
 	__type(key, __u32);			/* tgid */
 	__type(value, __u8);
 } hw_exit_seen SEC(".maps");
-
-/* Exit reason -> class, for VMX (Intel SDM appendix C) and SVM (AMD APM
- * vol. 2 appendix C). info1 is SVM's exit_info_1 (the #NPF error code). */
-static __always_inline __u8 exit__class(__u8 isa, __u32 reason, __u64 info1)
-{
-	if (isa == EXIT_ISA_VMX) {
-		switch (reason & 0xffff) {
-		case 12: return EXIT_CLASS_HALT;	/* HLT */
-		case 1:  return EXIT_CLASS_IRQ;		/* EXTERNAL_INTERRUPT */
-		case 7:  return EXIT_CLASS_IRQW;	/* INTERRUPT_WINDOW */
-		case 30: return EXIT_CLASS_IO;		/* IO_INSTRUCTION */
-		case 49: return EXIT_CLASS_MMIO;	/* EPT_MISCONFIG: KVM's MMIO SPTEs */
-		default: return EXIT_CLASS_OTHER;
-		}
-	}
-	if (isa == EXIT_ISA_SVM) {
-		switch (reason) {
-		case 0x078: return EXIT_CLASS_HALT;	/* HLT */
-		case 0x060: return EXIT_CLASS_IRQ;	/* INTR */
-		case 0x064: return EXIT_CLASS_IRQW;	/* VINTR */
-		case 0x07b: return EXIT_CLASS_IO;	/* IOIO */
-		case 0x400:				/* NPF: MMIO when the RSVD bit is set */
-			return (info1 & 0x8) ? EXIT_CLASS_MMIO : EXIT_CLASS_OTHER;
-		default: return EXIT_CLASS_OTHER;
-		}
-	}
-	switch (reason) {
-	case FALLBACK_REASON_IO:   return EXIT_CLASS_IO;
-	case FALLBACK_REASON_MMIO: return EXIT_CLASS_MMIO;
-	case FALLBACK_REASON_HLT:  return EXIT_CLASS_HALT;
-	default:                   return EXIT_CLASS_OTHER;
-	}
-}
-
-/* Is this exit an EPT violation / NPT fault that is not MMIO? */
-static __always_inline int exit__is_eptv(__u8 isa, __u32 reason, __u64 info1)
-{
-	if (isa == EXIT_ISA_VMX)
-		return (reason & 0xffff) == 48;
-	if (isa == EXIT_ISA_SVM)
-		return reason == 0x400 && !(info1 & 0x8);
-	return 0;
-}
 
 static __always_inline int fallback_ignored(__u32 tgid)
 {
@@ -129,7 +88,7 @@ static __always_inline struct exit_pending *pending_of(__u32 tid)
 /* A new exit on the thread: an exit still pending was completed inside the
  * kernel (no re-entry observed), so it closes with latency unknown. */
 static __always_inline void exit__begin(__u8 isa, __u32 reason, __u8 class, __s32 vcpu,
-					__u64 now)
+					__u64 now, __u64 tai)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
@@ -139,6 +98,7 @@ static __always_inline void exit__begin(__u8 isa, __u32 reason, __u8 class, __s3
 		return;
 	exit__finish(p, tgid, tid, now, EXIT_LATENCY_UNKNOWN);
 	p->ts = now;
+	p->tai = tai;
 	p->isa = isa;
 	p->reason = reason;
 	p->class = class;
@@ -169,7 +129,7 @@ int tp_kvm_exit(struct trace_event_raw_kvm_exit *ctx)
 	if (!bpf_map_lookup_elem(&hw_exit_seen, &tgid))
 		bpf_map_update_elem(&hw_exit_seen, &tgid, &one, BPF_ANY);
 	exit__begin(isa, reason, exit__class(isa, reason, ctx->info1), ctx->vcpu_id,
-		    bpf_ktime_get_ns());
+		    bpf_ktime_get_ns(), bpf_ktime_get_tai_ns());
 	hw_exit_extra(ctx);
 	return 0;
 }
@@ -188,7 +148,8 @@ int tp_kvm_pio(void *ctx)
 {
 	if (fallback_ignored(bpf_get_current_pid_tgid() >> 32))
 		return 0;
-	exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_IO, EXIT_CLASS_IO, -1, bpf_ktime_get_ns());
+	exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_IO, EXIT_CLASS_IO, -1, bpf_ktime_get_ns(),
+		    bpf_ktime_get_tai_ns());
 	return 0;
 }
 
@@ -213,7 +174,7 @@ int tp_kvm_mmio(struct trace_event_raw_kvm_mmio *ctx)
 		}
 	}
 	exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_MMIO, EXIT_CLASS_MMIO, -1,
-		    bpf_ktime_get_ns());
+		    bpf_ktime_get_ns(), bpf_ktime_get_tai_ns());
 	if (type == 0) {		/* KVM_TRACE_MMIO_UNSATISFIED_READ */
 		p = bpf_map_lookup_elem(&exit_pending, &tid);
 		if (p)
@@ -232,7 +193,8 @@ int tp_kvm_vcpu_wakeup(struct trace_event_raw_kvm_vcpu_wakeup *ctx)
 
 	if (fallback_ignored(tgid))
 		return 0;
-	exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_HLT, EXIT_CLASS_HALT, -1, now - ns);
+	exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_HLT, EXIT_CLASS_HALT, -1, now - ns,
+		    bpf_ktime_get_tai_ns() - ns);
 	p = bpf_map_lookup_elem(&exit_pending, &tid);
 	if (p)
 		exit__finish(p, tgid, tid, now, ns);
@@ -264,7 +226,7 @@ int tp_kvm_userspace_exit(struct trace_event_raw_kvm_userspace_exit *ctx)
 			return 0;
 	}
 	exit__begin(EXIT_ISA_FALLBACK, reason, exit__class(EXIT_ISA_FALLBACK, reason, 0), -1,
-		    bpf_ktime_get_ns());
+		    bpf_ktime_get_ns(), bpf_ktime_get_tai_ns());
 	return 0;
 }
 

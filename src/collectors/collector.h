@@ -64,6 +64,9 @@ typedef int (*percpu_entry_fn)(const void *key, const uint64_t *vals, void *ctx)
 int collector__drain_percpu_hash(int map_fd, size_t key_size, size_t nvals,
 				 uint32_t before_tai, percpu_entry_fn fn, void *ctx);
 
+/* Sum over CPUs of slot 0 of a per-CPU array of __u64 (drop counters). */
+uint64_t collector__percpu_counter(int map_fd);
+
 /* Raise RLIMIT_MEMLOCK where needed and check we may use BPF; on failure
  * writes a message telling the user what to do. */
 int collector__check_bpf(char *err, size_t errlen);

@@ -91,6 +91,21 @@ out:
 	return err;
 }
 
+uint64_t collector__percpu_counter(int map_fd)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	uint64_t *vals, total = 0;
+	uint32_t zero = 0;
+
+	if (ncpus <= 0 || !(vals = calloc((size_t)ncpus, sizeof(*vals))))
+		return 0;
+	if (!bpf_map_lookup_elem(map_fd, &zero, vals))
+		for (int i = 0; i < ncpus; i++)
+			total += vals[i];
+	free(vals);
+	return total;
+}
+
 int collector__check_bpf(char *err, size_t errlen)
 {
 	struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };

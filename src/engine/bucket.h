@@ -1,4 +1,4 @@
-/* Numeric bucketing shared by the kernel side (bpf/*.bpf.c) and the engine.
+/* Numeric bucketing shared by the kernel side (the programs in bpf/) and the engine.
  *
  * Both sides must agree to the bucket, so this header has no includes and
  * only plain integer arithmetic with bounded loops (the BPF verifier accepts

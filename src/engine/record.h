@@ -28,6 +28,18 @@ enum metric_id {
 	METRIC__COUNT
 };
 
+/* Field positions, per metric (the catalogue in engine/metric.c lists the
+ * fields in this order). */
+enum { F_HOSTNAME = 0, F_VM = 1 };
+enum { F_EXITS_VCPU = 2, F_EXITS_REASON, F_EXITS_CLASS, F_EXITS_LATENCY, F_EXITS_SUBSECOND };
+enum { F_IRQS_VCPU = 2, F_IRQS_VECTOR, F_IRQS_SOURCE, F_IRQS_SUBSECOND };
+enum { F_DISK_DISK = 2, F_DISK_OPTYPE, F_DISK_ERRNO, F_DISK_LATENCY, F_DISK_SIZE, F_DISK_OFFSET,
+       F_DISK_SUBSECOND };
+enum { F_NIC_NIC = 2, F_NIC_DIRECTION };
+enum { F_SAMPLES_VCPU = 2, F_SAMPLES_MMUCTX, F_SAMPLES_SUBSECOND };
+
+#define FIELD_BIT(f) (1ull << (f))
+
 #define RECORD_MAX_FIELDS 12
 
 struct record {
@@ -36,6 +48,10 @@ struct record {
 	uint64_t value;			/* events, or bytes for *_bytes metrics */
 	const char *str[RECORD_MAX_FIELDS];	/* discrete fields; NULL = unknown */
 	uint64_t num[RECORD_MAX_FIELDS];	/* numeric fields */
+	/* bit i set: numeric field i is not measurable for these events (e.g.
+	 * the latency of an exit completed inside the kernel on the fallback
+	 * source). Instrumentations that use the field skip the record. */
+	uint32_t num_absent;
 };
 
 /* Collectors call this for each drained record; the pointer and the strings

@@ -1,0 +1,148 @@
+/* vm.exits collector: loads bpf/exits.bpf.c, drains it once per second. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/types.h>
+
+#include "collectors/collector.h"
+#include "collectors/exit_reasons.h"
+#include "common/log.h"
+#include "exit_logic_user.h"
+#include "exits.skel.h"
+
+struct exits_priv {
+	struct exits_bpf *skel;
+	uint64_t drops_base;
+};
+
+static void set_config(struct exits_bpf *skel, const uint64_t fields[METRIC__COUNT])
+{
+	uint64_t f = fields[METRIC_VM_EXITS];
+
+	skel->bss->exits_cfg.want_thread = !!(f & FIELD_BIT(F_EXITS_VCPU));
+	skel->bss->exits_cfg.want_reason =
+		!!(f & (FIELD_BIT(F_EXITS_REASON) | FIELD_BIT(F_EXITS_CLASS)));
+	skel->bss->exits_cfg.want_latency = !!(f & FIELD_BIT(F_EXITS_LATENCY));
+	skel->bss->exits_cfg.want_subsecond = !!(f & FIELD_BIT(F_EXITS_SUBSECOND));
+}
+
+/* On success c->priv owns the loaded skeleton until stop(). */
+static int exits_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
+{
+	struct exits_priv *p = calloc(1, sizeof(*p));
+	int err;
+
+	if (!p)
+		return -ENOMEM;
+	p->skel = exits_bpf__open_and_load();
+	if (!p->skel) {
+		err = -errno;
+		log_error("collector", "vm.exits: cannot load BPF programs: %s", strerror(errno));
+		goto err_free;
+	}
+	set_config(p->skel, fields);
+	err = exits_bpf__attach(p->skel);
+	if (err) {
+		log_error("collector", "vm.exits: cannot attach to KVM tracepoints: %s", strerror(-err));
+		goto err_destroy;
+	}
+	c->priv = p;
+	c->source = "kvm_exit/kvm_entry where they fire, else kvm_pio, kvm_mmio, kvm_vcpu_wakeup, "
+		    "kvm_userspace_exit";
+	return 0;
+err_destroy:
+	exits_bpf__destroy(p->skel);
+err_free:
+	free(p);
+	return err;
+}
+
+static int exits_reconfigure(struct collector *c, const uint64_t fields[METRIC__COUNT])
+{
+	struct exits_priv *p = c->priv;
+
+	set_config(p->skel, fields);
+	return 0;
+}
+
+struct drain_ctx {
+	const struct collector_env *env;
+	record_sink_fn sink;
+	void *ctx;
+	int emitted;
+};
+
+static int exits_entry(const void *key, const uint64_t *vals, void *ctx)
+{
+	const struct exits_key *k = key;
+	struct drain_ctx *dc = ctx;
+	char vm[VM_NAME_MAX + 16], vcpu[16], reason[48];
+	struct record rec = { .metric = METRIC_VM_EXITS, .value = vals[0] };
+	int idx = k->vcpu;
+
+	rec.time = (int64_t)k->sec - dc->env->tai_offset;
+	rec.str[F_HOSTNAME] = dc->env->hostname;
+	rec.str[F_VM] = vmcache__vm_name(dc->env->vms, (pid_t)k->tgid, vm, sizeof(vm));
+	if (idx < 0 && k->tid)
+		idx = vmcache__vcpu(dc->env->vms, (pid_t)k->tgid, (pid_t)k->tid);
+	if (idx >= 0) {
+		snprintf(vcpu, sizeof(vcpu), "%d", idx);
+		rec.str[F_EXITS_VCPU] = vcpu;
+	} else {
+		rec.str[F_EXITS_VCPU] = "unknown";
+	}
+	rec.str[F_EXITS_REASON] = exit_reason__name(k->isa, k->reason, reason, sizeof(reason));
+	rec.str[F_EXITS_CLASS] = exit_class__name(k->class);
+	if (k->latency == EXIT_LATENCY_UNKNOWN)
+		rec.num_absent |= 1u << F_EXITS_LATENCY;
+	else
+		rec.num[F_EXITS_LATENCY] = k->latency;
+	rec.num[F_EXITS_SUBSECOND] = k->subsecond;
+	dc->emitted++;
+	return dc->sink(&rec, dc->ctx);
+}
+
+static int exits_drain(struct collector *c, int64_t before, const struct collector_env *env,
+		       record_sink_fn sink, void *ctx)
+{
+	struct exits_priv *p = c->priv;
+	struct drain_ctx dc = { env, sink, ctx, 0 };
+	int err;
+
+	err = collector__drain_percpu_hash(bpf_map__fd(p->skel->maps.exits),
+					   sizeof(struct exits_key), 1,
+					   (uint32_t)(before + env->tai_offset), exits_entry, &dc);
+	return err < 0 ? err : dc.emitted;
+}
+
+static uint64_t exits_drops(struct collector *c)
+{
+	struct exits_priv *p = c->priv;
+
+	return collector__percpu_counter(bpf_map__fd(p->skel->maps.drops));
+}
+
+static void exits_stop(struct collector *c)
+{
+	struct exits_priv *p = c->priv;
+
+	if (!p)
+		return;
+	exits_bpf__destroy(p->skel);
+	free(p);
+	c->priv = NULL;
+}
+
+const struct collector_ops collector_exits_ops = {
+	.name = "exits",
+	.metrics = 1u << METRIC_VM_EXITS,
+	.start = exits_start,
+	.reconfigure = exits_reconfigure,
+	.drain = exits_drain,
+	.stop = exits_stop,
+	.drops = exits_drops,
+};

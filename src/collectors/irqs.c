@@ -1,0 +1,153 @@
+/* vm.irqs collector: loads bpf/irqs.bpf.c, drains it once per second. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/types.h>
+
+#include "collectors/collector.h"
+#include "collectors/exit_reasons.h"
+#include "common/log.h"
+#include "exit_logic_user.h"
+#include "irqs.skel.h"
+
+struct irqs_priv {
+	struct irqs_bpf *skel;
+};
+
+static void set_config(struct irqs_bpf *skel, const uint64_t fields[METRIC__COUNT])
+{
+	uint64_t f = fields[METRIC_VM_IRQS];
+
+	skel->bss->irqs_cfg.want_thread = !!(f & FIELD_BIT(F_IRQS_VCPU));
+	skel->bss->irqs_cfg.want_vector = !!(f & FIELD_BIT(F_IRQS_VECTOR));
+	skel->bss->irqs_cfg.want_source = !!(f & FIELD_BIT(F_IRQS_SOURCE));
+	skel->bss->irqs_cfg.want_subsecond = !!(f & FIELD_BIT(F_IRQS_SUBSECOND));
+}
+
+/* On success c->priv owns the loaded skeleton until stop(). */
+static int irqs_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
+{
+	struct irqs_priv *p = calloc(1, sizeof(*p));
+	int err;
+
+	if (!p)
+		return -ENOMEM;
+	p->skel = irqs_bpf__open();
+	if (!p->skel) {
+		err = -errno;
+		goto err_free;
+	}
+	/* The PIC base is only needed to name PIC vectors. */
+	if (!(fields[METRIC_VM_IRQS] & FIELD_BIT(F_IRQS_VECTOR)))
+		bpf_program__set_autoload(p->skel->progs.irqs_learn_pic, false);
+	err = irqs_bpf__load(p->skel);
+	if (err) {
+		log_error("collector", "vm.irqs: cannot load BPF programs: %s", strerror(-err));
+		goto err_destroy;
+	}
+	set_config(p->skel, fields);
+	err = irqs_bpf__attach(p->skel);
+	if (err) {
+		log_error("collector", "vm.irqs: cannot attach to KVM tracepoints: %s", strerror(-err));
+		goto err_destroy;
+	}
+	c->priv = p;
+	c->source = "kvm_inj_virq where it fires, else kvm_set_irq, kvm_pic_set_irq, "
+		    "kvm_ioapic_set_irq, kvm_msi_set_irq";
+	return 0;
+err_destroy:
+	irqs_bpf__destroy(p->skel);
+err_free:
+	free(p);
+	return err;
+}
+
+static int irqs_reconfigure(struct collector *c, const uint64_t fields[METRIC__COUNT])
+{
+	struct irqs_priv *p = c->priv;
+
+	/* learning PIC bases needs a reload; only the key shape changes here */
+	set_config(p->skel, fields);
+	return 0;
+}
+
+struct drain_ctx {
+	const struct collector_env *env;
+	record_sink_fn sink;
+	void *ctx;
+	int emitted;
+};
+
+static int irqs_entry(const void *key, const uint64_t *vals, void *ctx)
+{
+	const struct irqs_key *k = key;
+	struct drain_ctx *dc = ctx;
+	char vm[VM_NAME_MAX + 16], vcpu[16], vector[16];
+	struct record rec = { .metric = METRIC_VM_IRQS, .value = vals[0] };
+	int idx = k->vcpu;
+
+	rec.time = (int64_t)k->sec - dc->env->tai_offset;
+	rec.str[F_HOSTNAME] = dc->env->hostname;
+	rec.str[F_VM] = vmcache__vm_name(dc->env->vms, (pid_t)k->tgid, vm, sizeof(vm));
+	if (idx < 0 && k->tid)
+		idx = vmcache__vcpu(dc->env->vms, (pid_t)k->tgid, (pid_t)k->tid);
+	if (idx >= 0)
+		snprintf(vcpu, sizeof(vcpu), "%d", idx);
+	else
+		snprintf(vcpu, sizeof(vcpu), "unknown");
+	rec.str[F_IRQS_VCPU] = vcpu;
+	if (k->vector == IRQ_VECTOR_UNKNOWN)
+		snprintf(vector, sizeof(vector), "unknown");
+	else
+		snprintf(vector, sizeof(vector), "0x%02x", k->vector);
+	rec.str[F_IRQS_VECTOR] = vector;
+	rec.str[F_IRQS_SOURCE] = irq_source__name(k->source);
+	rec.num[F_IRQS_SUBSECOND] = k->subsecond;
+	dc->emitted++;
+	return dc->sink(&rec, dc->ctx);
+}
+
+static int irqs_drain(struct collector *c, int64_t before, const struct collector_env *env,
+		      record_sink_fn sink, void *ctx)
+{
+	struct irqs_priv *p = c->priv;
+	struct drain_ctx dc = { env, sink, ctx, 0 };
+	int err;
+
+	err = collector__drain_percpu_hash(bpf_map__fd(p->skel->maps.irqs),
+					   sizeof(struct irqs_key), 1,
+					   (uint32_t)(before + env->tai_offset), irqs_entry, &dc);
+	return err < 0 ? err : dc.emitted;
+}
+
+static uint64_t irqs_drops(struct collector *c)
+{
+	struct irqs_priv *p = c->priv;
+
+	return collector__percpu_counter(bpf_map__fd(p->skel->maps.drops));
+}
+
+static void irqs_stop(struct collector *c)
+{
+	struct irqs_priv *p = c->priv;
+
+	if (!p)
+		return;
+	irqs_bpf__destroy(p->skel);
+	free(p);
+	c->priv = NULL;
+}
+
+const struct collector_ops collector_irqs_ops = {
+	.name = "irqs",
+	.metrics = 1u << METRIC_VM_IRQS,
+	.start = irqs_start,
+	.reconfigure = irqs_reconfigure,
+	.drain = irqs_drain,
+	.stop = irqs_stop,
+	.drops = irqs_drops,
+};
