@@ -1,0 +1,384 @@
+/* vm.disk_ops and vm.disk_bytes: user side of bpf/disk.bpf.c.
+ *
+ * User space decides what each VM disk is watched through (block device ->
+ * block tracepoints, image file -> the VMM's syscalls on its fd) and pushes
+ * that into the kernel's filter maps from discovery, at start and then at
+ * most once a second while draining, so that new VMs and hot-plugged disks
+ * are picked up and devices of no VM cost a single hash lookup.
+ *
+ * The kernel knows disks only as "slots"; the slot table here turns them
+ * back into (vm, disk path). Slots are never reused within a run, so a key
+ * drained after its VM exited still names the right VM.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "collectors/collector.h"
+#include "common/log.h"
+#include "disk.h"
+#include "disk.skel.h"
+
+#define SUB "disk"
+
+#define MAX_SLOTS 65536
+#define MAX_WATCHED 4096
+
+enum slot_mode {
+	SLOT_PER_DISK,		/* disk (or something finer) is needed */
+	SLOT_PER_VM,		/* vm is needed, disk is not */
+	SLOT_ONE,		/* neither: every disk shares slot 0 */
+};
+
+struct disk_slot {
+	pid_t pid;
+	char vm[VM_NAME_MAX];
+	char path[256];
+};
+
+struct disk_priv {
+	struct disk_bpf *skel;
+	uint32_t want;
+	enum slot_mode mode;
+	uint64_t fields[METRIC__COUNT];
+	struct disk_slot *slots;
+	size_t nslots, cap;
+	struct timespec last_sync;
+};
+
+static const char *const optype_names[DISK_OP__COUNT] = {
+	[DISK_OP_READ] = "read",
+	[DISK_OP_WRITE] = "write",
+	[DISK_OP_FLUSH] = "flush",
+	[DISK_OP_DISCARD] = "discard",
+};
+
+static void want_of(const uint64_t fields[METRIC__COUNT], uint32_t *want, enum slot_mode *mode)
+{
+	uint64_t ops = fields[METRIC_VM_DISK_OPS], bytes = fields[METRIC_VM_DISK_BYTES];
+	uint64_t any = ops | bytes;
+
+	*want = 0;
+	if (any & (1ull << F_DISK_OPTYPE))
+		*want |= DISK_WANT_OPTYPE;
+	if (ops & (1ull << F_DISK_ERRNO))
+		*want |= DISK_WANT_ERRNO;
+	if (ops & (1ull << F_DISK_LATENCY))
+		*want |= DISK_WANT_LATENCY;
+	if (ops & (1ull << F_DISK_SIZE))
+		*want |= DISK_WANT_SIZE;
+	if (ops & (1ull << F_DISK_OFFSET))
+		*want |= DISK_WANT_OFFSET;
+	if (ops & (1ull << F_DISK_SUBSECOND))
+		*want |= DISK_WANT_SUBSEC;
+	if (any & (1ull << F_DISK_DISK))
+		*mode = SLOT_PER_DISK;
+	else if (any & (1ull << F_VM))
+		*mode = SLOT_PER_VM;
+	else
+		*mode = SLOT_ONE;
+}
+
+/* Slot of (vm, disk) under the current granularity; -ENOSPC when the table
+ * is full (the disk is then not watched, and a warning says so). */
+static int64_t slot_of(struct disk_priv *p, const struct vm_info *vm, const struct vm_disk *d)
+{
+	pid_t pid = p->mode == SLOT_ONE ? 0 : vm->pid;
+	const char *path = p->mode == SLOT_PER_DISK ? d->path : "";
+
+	for (size_t i = 0; i < p->nslots; i++)
+		if (p->slots[i].pid == pid && !strcmp(p->slots[i].path, path)) {
+			if (p->mode != SLOT_ONE)
+				snprintf(p->slots[i].vm, sizeof(p->slots[i].vm), "%s", vm->name);
+			return (int64_t)i;
+		}
+	if (p->nslots == MAX_SLOTS)
+		return -ENOSPC;
+	if (p->nslots == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 16;
+		struct disk_slot *bigger = realloc(p->slots, cap * sizeof(*bigger));
+
+		if (!bigger)
+			return -ENOMEM;
+		p->slots = bigger;
+		p->cap = cap;
+	}
+	struct disk_slot *s = &p->slots[p->nslots];
+
+	s->pid = pid;
+	snprintf(s->vm, sizeof(s->vm), "%s", p->mode == SLOT_ONE ? "" : vm->name);
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	return (int64_t)p->nslots++;
+}
+
+/* Make map_fd hold exactly the n (key, slot) pairs in keys/slots. */
+static int sync_map(int map_fd, const void *keys, const uint32_t *slots, size_t n, size_t ksz)
+{
+	static unsigned char stale[MAX_WATCHED][16];
+	unsigned char cur[16], next[16];
+	size_t nstale = 0;
+	int have = 0, err = 0;
+
+	while (nstale < MAX_WATCHED && !bpf_map_get_next_key(map_fd, have ? cur : NULL, next)) {
+		size_t i;
+
+		for (i = 0; i < n; i++)
+			if (!memcmp((const unsigned char *)keys + i * ksz, next, ksz))
+				break;
+		if (i == n)
+			memcpy(stale[nstale++], next, ksz);
+		memcpy(cur, next, ksz);
+		have = 1;
+	}
+	for (size_t i = 0; i < nstale; i++)
+		bpf_map_delete_elem(map_fd, stale[i]);
+	for (size_t i = 0; i < n; i++)
+		if (bpf_map_update_elem(map_fd, (const unsigned char *)keys + i * ksz, &slots[i], BPF_ANY))
+			err = -errno;
+	return err;
+}
+
+/* Push the disks of `list` into the kernel's filters. */
+static int sync_watched(struct disk_priv *p, const struct vm_list *list)
+{
+	static uint32_t devs[MAX_WATCHED], dev_slots[MAX_WATCHED], fd_slots[MAX_WATCHED];
+	static struct disk_fd_key fds[MAX_WATCHED];
+	size_t ndevs = 0, nfds = 0;
+	int err;
+
+	for (size_t v = 0; v < list->nvms; v++) {
+		const struct vm_info *vm = &list->vms[v];
+
+		for (size_t i = 0; i < vm->ndisks; i++) {
+			const struct vm_disk *d = &vm->disks[i];
+			int64_t slot;
+
+			/* an image seen only on the command line has no fd to watch yet */
+			if (!d->is_block && d->fd < 0)
+				continue;
+			if ((d->is_block && ndevs == MAX_WATCHED) || (!d->is_block && nfds == MAX_WATCHED)) {
+				log_warn(SUB, "more than %d watched disks: %s of VM %s is not watched",
+					 MAX_WATCHED, d->path, vm->name);
+				continue;
+			}
+			slot = slot_of(p, vm, d);
+			if (slot < 0) {
+				log_warn(SUB, "disk %s of VM %s is not watched: %s", d->path, vm->name,
+					 strerror((int)-slot));
+				continue;
+			}
+			if (d->is_block) {
+				/* the kernel's dev_t, not glibc's encoding */
+				devs[ndevs] = (major(d->dev) << 20) | minor(d->dev);
+				dev_slots[ndevs++] = (uint32_t)slot;
+			} else {
+				fds[nfds].tgid = (uint32_t)vm->pid;
+				fds[nfds].fd = (uint32_t)d->fd;
+				fd_slots[nfds++] = (uint32_t)slot;
+			}
+		}
+	}
+	err = sync_map(bpf_map__fd(p->skel->maps.watched_devs), devs, dev_slots, ndevs, sizeof(devs[0]));
+	if (!err)
+		err = sync_map(bpf_map__fd(p->skel->maps.watched_fds), fds, fd_slots, nfds, sizeof(fds[0]));
+	if (err)
+		log_warn(SUB, "updating the watched disk maps failed: %s", strerror(-err));
+	clock_gettime(CLOCK_MONOTONIC, &p->last_sync);
+	return err;
+}
+
+static void priv_free(struct disk_priv *p)
+{
+	if (!p)
+		return;
+	disk_bpf__destroy(p->skel);
+	free(p->slots);
+	free(p);
+}
+
+/* On success c->priv owns the skeleton (loaded and attached) and the slot
+ * table until disk_stop. */
+static int disk_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
+{
+	struct disk_priv *p = calloc(1, sizeof(*p));
+	struct vm_list list = { 0 };
+	char msg[256];
+	int err;
+
+	if (!p)
+		return -ENOMEM;
+	err = collector__check_bpf(msg, sizeof(msg));
+	if (err) {
+		log_error(SUB, "%s", msg);
+		goto err_free;
+	}
+	memcpy(p->fields, fields, sizeof(p->fields));
+	want_of(fields, &p->want, &p->mode);
+	p->skel = disk_bpf__open();
+	if (!p->skel) {
+		err = -errno;
+		log_error(SUB, "opening the disk BPF object failed: %s", strerror(-err));
+		goto err_free;
+	}
+	p->skel->rodata->disk_want = p->want;
+	err = disk_bpf__load(p->skel);
+	if (err) {
+		log_error(SUB, "loading the disk BPF programs failed: %s", strerror(-err));
+		goto err_free;
+	}
+	err = disk_bpf__attach(p->skel);
+	if (err) {
+		log_error(SUB, "attaching to block_rq_issue/block_rq_complete and the I/O syscall "
+			  "tracepoints failed: %s (is tracefs mounted at /sys/kernel/tracing?)",
+			  strerror(-err));
+		goto err_free;
+	}
+	/* start has no vmcache: scan once ourselves so the first second counts */
+	if (!discovery__scan("/proc", &list)) {
+		sync_watched(p, &list);
+		discovery__free(&list);
+	}
+	c->priv = p;
+	c->source = "block_rq_issue/block_rq_complete (block devices), pread/pwrite/preadv/pwritev/"
+		    "fsync/fdatasync/fallocate (image files)";
+	return 0;
+err_free:
+	priv_free(p);
+	return err;
+}
+
+static void disk_stop(struct collector *c)
+{
+	priv_free(c->priv);
+	c->priv = NULL;
+}
+
+static int disk_reconfigure(struct collector *c, const uint64_t fields[METRIC__COUNT])
+{
+	struct disk_priv *p = c->priv;
+	enum slot_mode mode;
+	uint32_t want;
+
+	want_of(fields, &want, &mode);
+	if (p && want == p->want && mode == p->mode) {
+		memcpy(p->fields, fields, sizeof(p->fields));
+		return 0;
+	}
+	/* the key layout is fixed at load: reload (the current second is lost) */
+	disk_stop(c);
+	return disk_start(c, fields);
+}
+
+struct emit_ctx {
+	struct disk_priv *p;
+	const struct collector_env *env;
+	record_sink_fn sink;
+	void *ctx;
+	int emitted;
+};
+
+static int emit_one(const void *k, const uint64_t *vals, void *ctx)
+{
+	const struct disk_key *key = k;
+	struct emit_ctx *e = ctx;
+	const struct disk_slot *s = key->slot < e->p->nslots ? &e->p->slots[key->slot] : NULL;
+	struct record rec;
+	char errbuf[16];
+	int err;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.metric = METRIC_VM_DISK_OPS;
+	rec.time = (int64_t)key->sec - e->env->tai_offset;
+	rec.value = vals[DISK_VAL_OPS];
+	rec.str[F_HOSTNAME] = e->env->hostname;
+	if (s && e->p->mode != SLOT_ONE)
+		rec.str[F_VM] = s->vm;
+	if (s && e->p->mode == SLOT_PER_DISK)
+		rec.str[F_DISK_DISK] = s->path;
+	if ((e->p->want & DISK_WANT_OPTYPE) && key->optype < DISK_OP__COUNT)
+		rec.str[F_DISK_OPTYPE] = optype_names[key->optype];
+	if (e->p->want & DISK_WANT_ERRNO) {
+		snprintf(errbuf, sizeof(errbuf), "%u", key->err);
+		rec.str[F_DISK_ERRNO] = errbuf;
+	}
+	rec.num[F_DISK_LATENCY] = key->latency;
+	rec.num[F_DISK_SIZE] = key->size;
+	rec.num[F_DISK_OFFSET] = key->offset;
+	rec.num[F_DISK_SUBSECOND] = key->subsec;
+	if (rec.value) {
+		err = e->sink(&rec, e->ctx);
+		if (err)
+			return err;
+		e->emitted++;
+	}
+	/* vm.disk_bytes: the same key without the vm.disk_ops-only fields */
+	rec.metric = METRIC_VM_DISK_BYTES;
+	rec.value = vals[DISK_VAL_BYTES];
+	rec.str[F_DISK_ERRNO] = NULL;
+	rec.num[F_DISK_LATENCY] = rec.num[F_DISK_SIZE] = rec.num[F_DISK_OFFSET] = rec.num[F_DISK_SUBSECOND] = 0;
+	if (rec.value) {
+		err = e->sink(&rec, e->ctx);
+		if (err)
+			return err;
+		e->emitted++;
+	}
+	return 0;
+}
+
+static long ms_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+static int disk_drain(struct collector *c, int64_t before, const struct collector_env *env,
+		      record_sink_fn sink, void *ctx)
+{
+	struct disk_priv *p = c->priv;
+	struct emit_ctx e = { .p = p, .env = env, .sink = sink, .ctx = ctx };
+	int64_t before_tai = before + env->tai_offset;
+	int err;
+
+	if (!p)
+		return -EINVAL;
+	/* new VMs and hot-plugged disks: refresh the filters about once a second */
+	if (env->vms && ms_since(&p->last_sync) >= 900 && !vmcache__refresh(env->vms))
+		sync_watched(p, vmcache__list(env->vms));
+	if (before_tai <= 0)
+		return 0;
+	err = collector__drain_percpu_hash(bpf_map__fd(p->skel->maps.aggr), sizeof(struct disk_key),
+					   DISK_NVALS, before_tai > UINT32_MAX ? UINT32_MAX : (uint32_t)before_tai,
+					   emit_one, &e);
+	return err < 0 ? err : e.emitted;
+}
+
+static uint64_t disk_drops(struct collector *c)
+{
+	struct disk_priv *p = c->priv;
+	uint64_t total = 0, n;
+
+	if (!p)
+		return 0;
+	for (uint32_t i = 0; i < DISK_DROP__COUNT; i++)
+		if (!bpf_map_lookup_elem(bpf_map__fd(p->skel->maps.drops), &i, &n))
+			total += n;
+	return total;
+}
+
+const struct collector_ops collector_disk_ops = {
+	.name = "disk",
+	.metrics = (1u << METRIC_VM_DISK_OPS) | (1u << METRIC_VM_DISK_BYTES),
+	.start = disk_start,
+	.reconfigure = disk_reconfigure,
+	.drain = disk_drain,
+	.stop = disk_stop,
+	.drops = disk_drops,
+};
