@@ -1,0 +1,146 @@
+/* Heatmaps of numeric distributions, drawn the way Cloud Analytics drew them.
+ *
+ * x is time (one column per time slot, oldest at the left), y a numeric field
+ * (linear buckets over [ymin, ymax], ymax at the top), colour the count in a
+ * cell. Decomposition keys get distinct hues on a white background; a cell's
+ * saturation grows with its count.
+ *
+ * The input is independent of the engine: time slots, each holding a CA raw
+ * value in one of the numeric shapes
+ *   [[[lo, hi], count], ...]                       (one distribution)
+ *   {"key": [[[lo, hi], count], ...], ...}         (one per discrete key)
+ * A slot whose value is JSON null, [] or {} has no data.
+ *
+ * Hues: hues[0] (default 21) colours everything not drawn in a hue of its own
+ * (the undecomposed total, or the sum of the unselected keys); hues[1 + i]
+ * colours the i-th selected key (or the i-th key, in key order, with
+ * decompose_all). Missing entries continue the default sequence
+ * 21, 112, 203, 294, 25, ... (+91 mod 360).
+ *
+ * Auto ymax: the smallest m * 10^k >= the data max (the largest bucket upper
+ * bound holding a drawn count), with m in
+ *   {1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8}
+ * Consecutive candidates are at most 25% apart, so ymax is "round" and never
+ * more than 25% above the data max (870 -> 1000, 1150 -> 1250, 1000 -> 1000).
+ */
+#ifndef KVMSCOPE_RENDER_HEATMAP_H
+#define KVMSCOPE_RENDER_HEATMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#define HEATMAP_MAX_WIDTH  4096
+#define HEATMAP_MAX_HEIGHT 4096
+#define HEATMAP_MAX_BUCKETS 1000
+
+struct heatmap_slot {
+	int64_t start_time;		/* seconds since the epoch */
+	const json_t *value;		/* borrowed; null, [], {} = no data */
+};
+
+struct heatmap_input {
+	const struct heatmap_slot *slots;	/* borrowed, oldest first */
+	size_t nslots;
+	int64_t granularity;		/* seconds covered by one slot (>= 1) */
+};
+
+enum heatmap_coloring { COLORING_RANK, COLORING_LINEAR };
+enum heatmap_weights { WEIGHTS_COUNT, WEIGHTS_WEIGHT };
+
+struct heatmap_params {
+	int width, height;		/* pixels */
+	double ymin, ymax;		/* ymax ignored when auto_ymax */
+	int nbuckets;			/* y buckets; at most height */
+	int auto_ymax;
+	const char **selected;		/* borrowed keys, drawn in hues[1..] */
+	size_t nselected;
+	int isolate;			/* draw only the selected keys */
+	int exclude;			/* draw everything but the selected keys */
+	int decompose_all;		/* every key in a hue of its own */
+	const int *hues;		/* borrowed; NULL = default sequence */
+	size_t nhues;
+	enum heatmap_coloring coloring;
+	enum heatmap_weights weights;	/* weight = count x bucket midpoint */
+};
+
+/* One layer is drawn in one hue: a key, or several keys summed. */
+struct heatmap_layer {
+	char *name;			/* owned; NULL for the total / "the rest" */
+	int hue;
+};
+
+/* A rendered heatmap. Everything it points to is owned by it and released
+ * by heatmap__free(). */
+struct heatmap {
+	int width, height;
+	uint8_t *rgb;			/* width * height * 3, row-major from the top */
+	double ymin, ymax;		/* ymax after auto_ymax */
+	int nbuckets;			/* y buckets used (clamped to height) */
+	json_t *present;		/* array of the keys with data, sorted */
+
+	/* The grid behind the pixels, kept for hit-testing (details). */
+	size_t ncols;			/* columns of time slots: min(nslots, width) */
+	size_t nslots;
+	int64_t granularity;
+	int64_t *col_start;		/* [ncols] start time of each column */
+	size_t *col_nslots;		/* [ncols] slots merged into each column */
+	size_t nkeys;			/* drawn keys; 1 unnamed key if undecomposed */
+	char **keys;			/* [nkeys] owned; keys[0] NULL if undecomposed */
+	size_t *key_layer;		/* [nkeys] layer each key is drawn in */
+	size_t nlayers;
+	struct heatmap_layer *layers;	/* [nlayers] */
+	double *cells;			/* [ncols][nbuckets][nkeys] counts or weights */
+	float *level;			/* [ncols][nbuckets] intensity 0..1 of the cell */
+	double max;			/* largest per-layer cell value */
+	double max_total;		/* largest cell total */
+};
+
+/* Defaults: 600x300, 100 buckets, ymin 0, auto ymax, rank colouring, count
+ * weights, default hues, nothing selected. */
+void heatmap_params__init(struct heatmap_params *p);
+
+/* Hue i of the default sequence: 21, then +91 mod 360. */
+int heatmap__default_hue(size_t i);
+
+/* The colour of a cell drawn in hue at intensity 0..1: HSV(hue, intensity, 1),
+ * white at 0, the pure hue at 1. */
+void heatmap__hue_rgb(int hue, double intensity, uint8_t rgb[3]);
+
+/* Round number at most 25% above max (see above); 1 when max <= 0. */
+double heatmap__auto_ymax(double max);
+
+/* Renders in into a new heatmap. On success *out is the caller's, to be
+ * released with heatmap__free(). Returns 0, -EINVAL for bad parameters or
+ * a value that is not a numeric distribution (heatmap__last_error() says
+ * which), -ENOMEM. */
+int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *p,
+		   struct heatmap **out);
+void heatmap__free(struct heatmap *hm);
+
+/* Pixel (x, y) of an image, y from the top (y = 0 is ymax). *out becomes a
+ * new object owned by the caller:
+ *   {"start_time", "duration", "bucket_min", "bucket_max",
+ *    "present": {"key": count, ...}, "total"}
+ * ("present" is {} for undecomposed data). Returns 0, -ERANGE when (x, y)
+ * is outside the image, -ENOMEM. */
+int heatmap__cell_details(const struct heatmap *hm, int x, int y, json_t **out);
+
+/* heatmap__build + heatmap__cell_details in one call. Same ownership. */
+int heatmap__details(const struct heatmap_input *in, const struct heatmap_params *p,
+		     int x, int y, json_t **out);
+
+/* Per time slot, over the drawn keys (selected/isolate/exclude apply; ymin,
+ * ymax and weights do not): the mean of the distribution using bucket
+ * midpoints, or its p-th percentile (0 <= p <= 100) interpolated linearly
+ * inside the bucket that holds it. *out becomes a new array owned by the
+ * caller: [[start_time, value], ...], value null for a slot with no data. */
+int heatmap__average(const struct heatmap_input *in, const struct heatmap_params *p,
+		     json_t **out);
+int heatmap__percentile(const struct heatmap_input *in, const struct heatmap_params *p,
+			double pct, json_t **out);
+
+/* The reason for the last -EINVAL from this module in this thread. */
+const char *heatmap__last_error(void);
+
+#endif
