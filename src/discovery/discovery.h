@@ -40,8 +40,11 @@ struct vm_info {
 };
 
 struct vm_list {
-	struct vm_info *vms;
+	struct vm_info *vms;	/* sorted by pid */
 	size_t nvms;
+	/* processes whose open files could not be read (EACCES: other users'
+	 * processes when not root); any of them may be a hidden VM */
+	size_t nunreadable;
 };
 
 /* Scan `proc_root` (normally "/proc") for VMs. On success *out is filled and
@@ -64,6 +67,23 @@ int discovery__parse_fdinfo_iff(const char *fdinfo, char *ifname, size_t ifname_
 int discovery__parse_vcpu_comm(const char *comm);
 /* fd link like "anon_inode:kvm-vcpu:3" -> 3; -1 otherwise. */
 int discovery__parse_vcpu_fd_link(const char *link);
+
+/* Is this fd link the VM fd ("anon_inode:kvm-vm")? 1 / 0. */
+int discovery__is_vm_fd_link(const char *link);
+/* Could an fd pointing at `path` be a virtual disk, judging by its name?
+ * (the rule is written above its definition in parse.c). 1 / 0. */
+int discovery__path_may_be_disk(const char *path);
+
+/* Disks and tap interfaces named on a VMM command line: QEMU -drive file=,
+ * -blockdev filename=, -hda..-hdd/-cdrom/-pflash/-sd PATH, -netdev/-net/-nic
+ * ifname=; cloud-hypervisor/vmload/crosvm --disk path=|file=, --net/--nic
+ * tap=, crosvm --tap-name. fn is called once per item with a NUL-terminated
+ * value valid only during the call. Returns the number of options seen or
+ * -EINVAL. Allocates nothing (uses PATH_MAX bytes of stack). */
+enum discovery_arg { DISCOVERY_ARG_DISK, DISCOVERY_ARG_NIC };
+typedef void (*discovery_arg_fn)(void *ctx, enum discovery_arg kind, const char *value);
+int discovery__parse_cmdline_devices(const char *cmdline, size_t len,
+				     discovery_arg_fn fn, void *ctx);
 
 /* Render as the JSON of `kvmscope vms -j` (a jansson json_t * array, caller
  * owns the reference). Declared as void * to keep jansson out of this header. */

@@ -1,0 +1,440 @@
+/* VM discovery over a /proc tree.
+ *
+ * A VM is any process holding an "anon_inode:kvm-vm" fd. For each one we read
+ * its cmdline (name, disks and taps named there), its fds (vCPU fds, tun fds,
+ * open disks) and its threads' names (which thread runs which vCPU).
+ *
+ * Everything is read relative to directory fds (openat/readlinkat/fstatat)
+ * so that a scan costs one syscall per fd, and so that it works on any tree
+ * that looks like /proc: the unit tests build one in a temp dir. Processes
+ * vanish and permissions differ all the time: any ENOENT/ESRCH/EACCES on a
+ * process or an item skips that process or item, never the scan.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "discovery/discovery.h"
+
+/* libvirt command lines run to ~10 KiB; a -name beyond this is not seen. */
+#define CMDLINE_MAX (128 * 1024)
+
+static int is_number(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}
+
+/* Read a small file below dirfd into buf (NUL-terminated). Returns the
+ * length or -errno. */
+static ssize_t read_at(int dirfd, const char *path, char *buf, size_t size)
+{
+	ssize_t n, total = 0;
+	int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	while ((size_t)total + 1 < size) {
+		n = read(fd, buf + total, size - 1 - total);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			total = -errno;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		total += n;
+	}
+	buf[total] = '\0';
+out:
+	close(fd);
+	return total;
+}
+
+static ssize_t link_at(int dirfd, const char *name, char *buf, size_t size)
+{
+	ssize_t n = readlinkat(dirfd, name, buf, size - 1);
+
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return n;
+}
+
+/* Grow *arr (of *n elements of `size` bytes, capacity *cap) by one zeroed
+ * element; the array stays owned by whoever owns *arr. NULL on ENOMEM. */
+static void *push(void **arr, size_t *n, size_t *cap, size_t size)
+{
+	char *p;
+
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 4;
+
+		p = realloc(*arr, ncap * size);
+		if (!p)
+			return NULL;
+		*arr = p;
+		*cap = ncap;
+	}
+	p = (char *)*arr + *n * size;
+	memset(p, 0, size);
+	(*n)++;
+	return p;
+}
+
+/* Per-VM build state: capacities live here, not in the public struct. */
+struct vm_build {
+	struct vm_info *vm;
+	size_t vcpu_cap, disk_cap, nic_cap;
+	int pidfd;
+	int err;		/* first ENOMEM, reported by the scan */
+};
+
+static int add_vcpu(struct vm_build *b, int index, pid_t tid)
+{
+	struct vm_info *vm = b->vm;
+	struct vm_vcpu *v;
+
+	for (size_t i = 0; i < vm->nvcpus; i++) {
+		if (vm->vcpus[i].index == index) {
+			if (tid)
+				vm->vcpus[i].tid = tid;
+			return 0;
+		}
+	}
+	v = push((void **)&vm->vcpus, &vm->nvcpus, &b->vcpu_cap, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->index = index;
+	v->tid = tid;
+	return 0;
+}
+
+static int add_nic(struct vm_build *b, const char *ifname)
+{
+	struct vm_info *vm = b->vm;
+	struct vm_nic *n;
+
+	if (!*ifname)
+		return 0;
+	for (size_t i = 0; i < vm->nnics; i++)
+		if (!strncmp(vm->nics[i].ifname, ifname, sizeof(vm->nics[i].ifname) - 1))
+			return 0;
+	n = push((void **)&vm->nics, &vm->nnics, &b->nic_cap, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	snprintf(n->ifname, sizeof(n->ifname), "%s", ifname);
+	return 0;
+}
+
+static int same_disk(const struct vm_disk *d, int is_block, dev_t dev, ino_t ino,
+		     const char *path)
+{
+	if (dev || ino)
+		return d->is_block == is_block && d->dev == dev && d->ino == ino;
+	return !strncmp(d->path, path, sizeof(d->path) - 1);
+}
+
+static int add_disk(struct vm_build *b, const char *path, int fd, const struct stat *st)
+{
+	struct vm_info *vm = b->vm;
+	int is_block = st && S_ISBLK(st->st_mode);
+	dev_t dev = st ? (is_block ? st->st_rdev : st->st_dev) : 0;
+	ino_t ino = st && !is_block ? st->st_ino : 0;
+	struct vm_disk *d;
+
+	for (size_t i = 0; i < vm->ndisks; i++)
+		if (same_disk(&vm->disks[i], is_block, dev, ino, path))
+			return 0;
+	d = push((void **)&vm->disks, &vm->ndisks, &b->disk_cap, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	snprintf(d->path, sizeof(d->path), "%s", path);
+	d->is_block = is_block;
+	d->dev = dev;
+	d->ino = ino;
+	d->fd = fd;
+	return 0;
+}
+
+static int is_disk_stat(const struct stat *st)
+{
+	return S_ISBLK(st->st_mode) ||
+	       (S_ISREG(st->st_mode) && st->st_size > 0 && st->st_size % 512 == 0);
+}
+
+/* One pass over /proc/<pid>/fd (d, still owned by the caller): vCPU fds,
+ * tun fds, open disks. */
+static void scan_fds(struct vm_build *b, DIR *d)
+{
+	char link[PATH_MAX], fdinfo[4096], path[300], ifname[IF_NAMESIZE];
+	struct dirent *e;
+	struct stat st;
+	int idx;
+
+	rewinddir(d);
+	while ((e = readdir(d))) {
+		if (!is_number(e->d_name) || link_at(dirfd(d), e->d_name, link, sizeof(link)) < 0)
+			continue;
+		idx = discovery__parse_vcpu_fd_link(link);
+		if (idx >= 0) {
+			if (add_vcpu(b, idx, 0))
+				b->err = -ENOMEM;
+		} else if (!strcmp(link, "/dev/net/tun")) {
+			snprintf(path, sizeof(path), "fdinfo/%s", e->d_name);
+			if (read_at(b->pidfd, path, fdinfo, sizeof(fdinfo)) > 0 &&
+			    !discovery__parse_fdinfo_iff(fdinfo, ifname, sizeof(ifname)) &&
+			    add_nic(b, ifname))
+				b->err = -ENOMEM;
+		} else if (!strncmp(link, "/dev/tap", 8) && link[8] >= '0' && link[8] <= '9') {
+			/* macvtap: /dev/tapN is the interface with ifindex N */
+			if (if_indextoname((unsigned)atoi(link + 8), ifname) && add_nic(b, ifname))
+				b->err = -ENOMEM;
+		} else if (discovery__path_may_be_disk(link) &&
+			   !fstatat(dirfd(d), e->d_name, &st, 0) && is_disk_stat(&st)) {
+			if (add_disk(b, link, atoi(e->d_name), &st))
+				b->err = -ENOMEM;
+		}
+	}
+}
+
+/* /proc/<pid>/task/<tid>/comm: which thread runs which vCPU. */
+static void scan_threads(struct vm_build *b)
+{
+	char path[300], comm[64];
+	struct dirent *e;
+	DIR *d;
+	int fd, idx;
+
+	fd = openat(b->pidfd, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((e = readdir(d))) {
+		if (!is_number(e->d_name))
+			continue;
+		snprintf(path, sizeof(path), "%s/comm", e->d_name);
+		if (read_at(dirfd(d), path, comm, sizeof(comm)) <= 0)
+			continue;
+		idx = discovery__parse_vcpu_comm(comm);
+		if (idx >= 0 && add_vcpu(b, idx, (pid_t)atol(e->d_name)))
+			b->err = -ENOMEM;
+	}
+	closedir(d);
+}
+
+static void cmdline_item(void *ctx, enum discovery_arg kind, const char *value)
+{
+	struct vm_build *b = ctx;
+	char rel[PATH_MAX];
+	struct stat st;
+	int ok;
+
+	if (kind == DISCOVERY_ARG_NIC) {
+		if (add_nic(b, value))
+			b->err = -ENOMEM;
+		return;
+	}
+	/* a relative path is relative to the VMM's cwd, not ours */
+	if (value[0] == '/') {
+		ok = !stat(value, &st);
+	} else {
+		ok = snprintf(rel, sizeof(rel), "cwd/%s", value) < (int)sizeof(rel) &&
+		     !fstatat(b->pidfd, rel, &st, 0);
+	}
+	if (add_disk(b, value, -1, ok ? &st : NULL))
+		b->err = -ENOMEM;
+}
+
+static int cmp_vcpu(const void *a, const void *b)
+{
+	const struct vm_vcpu *x = a, *y = b;
+
+	return (x->index > y->index) - (x->index < y->index);
+}
+
+static int cmp_vm(const void *a, const void *b)
+{
+	const struct vm_info *x = a, *y = b;
+
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+static void vm_info__release(struct vm_info *vm)
+{
+	free(vm->vcpus);
+	free(vm->disks);
+	free(vm->nics);
+	memset(vm, 0, sizeof(*vm));
+}
+
+/* Fill *vm for process pid (pidfd open on its /proc dir, fds its fd dir;
+ * both stay the caller's). vm's arrays are owned by vm afterwards, even on
+ * error. Returns 0, -ESRCH when the process has gone (skip it), or -ENOMEM
+ * (the only error that fails a scan). */
+static int build_vm(struct vm_info *vm, pid_t pid, int pidfd, DIR *fds, char *cmdline)
+{
+	struct vm_build b = { .vm = vm, .pidfd = pidfd };
+	ssize_t n;
+	char *nl;
+
+	vm->pid = pid;
+	/* it held the VM fd a moment ago; if it is gone now, drop it */
+	if (read_at(pidfd, "comm", vm->comm, sizeof(vm->comm)) < 0)
+		return -ESRCH;
+	if ((nl = strchr(vm->comm, '\n')))
+		*nl = '\0';
+	n = read_at(pidfd, "cmdline", cmdline, CMDLINE_MAX);
+	if (n < 0)
+		n = 0;
+	if (discovery__parse_name(cmdline, (size_t)n, vm->name, sizeof(vm->name)))
+		snprintf(vm->name, sizeof(vm->name), "pid:%d", (int)pid);
+	scan_fds(&b, fds);
+	scan_threads(&b);
+	discovery__parse_cmdline_devices(cmdline, (size_t)n, cmdline_item, &b);
+	if (vm->nvcpus > 1)
+		qsort(vm->vcpus, vm->nvcpus, sizeof(*vm->vcpus), cmp_vcpu);
+	return b.err;
+}
+
+/* Does the fd dir hold the VM fd? Leaves the dir positioned anywhere. */
+static int holds_vm_fd(DIR *d)
+{
+	char link[64];
+	struct dirent *e;
+
+	while ((e = readdir(d))) {
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		if (link_at(dirfd(d), e->d_name, link, sizeof(link)) > 0 &&
+		    discovery__is_vm_fd_link(link))
+			return 1;
+	}
+	return 0;
+}
+
+/* *out is overwritten; on success the caller owns it (discovery__free). On
+ * failure nothing is left allocated. */
+int discovery__scan(const char *proc_root, struct vm_list *out)
+{
+	size_t cap = 0;
+	struct dirent *e;
+	char *cmdline;
+	DIR *proc;
+	int err = 0;
+
+	if (!proc_root || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	cmdline = malloc(CMDLINE_MAX);
+	if (!cmdline)
+		return -ENOMEM;
+	proc = opendir(proc_root);
+	if (!proc) {
+		err = -errno;
+		goto err_free;
+	}
+	while ((e = readdir(proc))) {
+		int pidfd, fdfd;
+		struct vm_info *vm;
+		DIR *fds;
+
+		if (!is_number(e->d_name))
+			continue;
+		pidfd = openat(dirfd(proc), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (pidfd < 0)
+			continue;
+		fdfd = openat(pidfd, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fdfd < 0) {
+			if (errno == EACCES || errno == EPERM)
+				out->nunreadable++;
+			goto next;
+		}
+		fds = fdopendir(fdfd);
+		if (!fds) {
+			close(fdfd);
+			goto next;
+		}
+		if (!holds_vm_fd(fds)) {
+			closedir(fds);
+			goto next;
+		}
+		vm = push((void **)&out->vms, &out->nvms, &cap, sizeof(*vm));
+		if (!vm) {
+			closedir(fds);
+			close(pidfd);
+			err = -ENOMEM;
+			goto err_list;
+		}
+		err = build_vm(vm, (pid_t)atol(e->d_name), pidfd, fds, cmdline);
+		closedir(fds);
+		if (err == -ESRCH) {
+			vm_info__release(vm);
+			out->nvms--;
+			err = 0;
+		}
+		if (err) {
+			close(pidfd);
+			goto err_list;
+		}
+next:
+		close(pidfd);
+	}
+	closedir(proc);
+	if (out->nvms > 1)
+		qsort(out->vms, out->nvms, sizeof(*out->vms), cmp_vm);
+	free(cmdline);
+	return 0;
+
+err_list:
+	closedir(proc);
+	discovery__free(out);
+err_free:
+	free(cmdline);
+	return err;
+}
+
+void discovery__free(struct vm_list *list)
+{
+	if (!list)
+		return;
+	for (size_t i = 0; i < list->nvms; i++)
+		vm_info__release(&list->vms[i]);
+	free(list->vms);
+	memset(list, 0, sizeof(*list));
+}
+
+const struct vm_info *vm_list__find_pid(const struct vm_list *list, pid_t pid)
+{
+	struct vm_info key = { .pid = pid };
+
+	if (!list || !list->nvms)
+		return NULL;
+	return bsearch(&key, list->vms, list->nvms, sizeof(*list->vms), cmp_vm);
+}
+
+int vm_info__vcpu_of_tid(const struct vm_info *vm, pid_t tid)
+{
+	if (!vm || tid <= 0)
+		return -1;
+	for (size_t i = 0; i < vm->nvcpus; i++)
+		if (vm->vcpus[i].tid == tid)
+			return vm->vcpus[i].index;
+	return -1;
+}
