@@ -1,0 +1,1179 @@
+/* Instrumentations: configuration, the slot ring, and CA values.
+ *
+ * Storage. One ring of retention/granularity slots; slot i holds the interval
+ * starting at start = i * granularity (mod the ring). A slot is a small
+ * open-addressing hash of cells, cell key = (decomposition key id << 16) |
+ * numeric bucket index, cell value = count:
+ *   scalar              no cells, slot->total only
+ *   discrete            one cell per key (bucket index 0)
+ *   numeric             one cell per non-empty bucket (key id 0)
+ *   discrete + numeric  one cell per (key, non-empty bucket)
+ * State bytes per slot: 32 for the header + 16 per cell of capacity
+ * (capacity is a power of two, at most 4/3 of the cells used rounded up, at
+ * least 8 once used), so an idle slot costs 32 bytes and a slot with 100
+ * keys about 2 KB. Decomposition keys ("web1,3") are interned once per
+ * instrumentation in a chained hash with a reference count per slot using
+ * them, and freed when the last slot holding them is recycled.
+ *
+ * The hot path (instr__ingest) hashes the joined key without building it,
+ * finds the key and the cell, and adds: no allocation unless the key or
+ * the cell is new (or the slot's table must grow).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/instr.h"
+#include "engine/merge.h"
+
+#define BIDX_BITS 16
+#define BIDX_MASK ((1ULL << BIDX_BITS) - 1)
+#define CELLS_MIN 8
+#define UNKNOWN_KEY "unknown"
+
+struct cell {
+	uint64_t key;
+	uint64_t count;		/* 0 = empty cell */
+};
+
+struct slot {
+	int64_t start;		/* INT64_MIN: never used */
+	uint64_t total;
+	uint32_t used, cap;
+	struct cell *cells;
+};
+
+struct ikey {
+	struct ikey *next;
+	uint64_t hash;
+	uint32_t id, refs;
+	size_t len;
+	char s[];
+};
+
+struct keytab {
+	struct ikey **buckets;
+	uint32_t nbuckets;	/* power of two */
+	uint32_t count;
+	struct ikey **byid;	/* id -> key; id 0 is never used */
+	uint32_t idcap;
+	uint32_t *freeids;
+	uint32_t nfree, next_id;
+	uint64_t bytes;
+};
+
+struct instr {
+	const struct metric_desc *m;
+	struct predicate *pred;
+	int decomp[INSTR_DECOMP_MAX];	/* field indexes, in the order given */
+	int ndecomp;
+	int disc[INSTR_DECOMP_MAX];	/* discrete ones, in the order given */
+	int ndisc;
+	int numidx;			/* numeric field index or -1 */
+	const struct field_desc *numf;
+	enum instr_arity arity;
+	int gran, retention, idle_max;
+	bool persist;
+	int64_t crtime_ms;
+	char *id, *uri;
+	int64_t (*now)(void *ctx);
+	void *now_ctx;
+
+	uint32_t nslots;
+	struct slot *slots;
+	int64_t newest;			/* start of the newest slot, INT64_MIN if none */
+	struct keytab keys;
+	struct instr_stats st;
+};
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+	int64_t q = a / b;
+
+	return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static int64_t align(const struct instr *in, int64_t t)
+{
+	return floor_div(t, in->gran) * in->gran;
+}
+
+static struct slot *slot_of(const struct instr *in, int64_t start)
+{
+	int64_t i = floor_div(start, in->gran) % (int64_t)in->nslots;
+
+	if (i < 0)
+		i += in->nslots;
+	return &in->slots[i];
+}
+
+static int64_t wall_now(void *ctx)
+{
+	(void)ctx;
+	return (int64_t)time(NULL);
+}
+
+static inline uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return x;
+}
+
+/* ---- interned decomposition keys -------------------------------------- */
+
+#define FNV_OFF 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv(uint64_t h, const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h ^= (unsigned char)s[i];
+		h *= FNV_PRIME;
+	}
+	return h;
+}
+
+static int keytab_init(struct keytab *kt)
+{
+	kt->nbuckets = 64;
+	kt->buckets = calloc(kt->nbuckets, sizeof(*kt->buckets));
+	kt->next_id = 1;
+	return kt->buckets ? 0 : -ENOMEM;
+}
+
+static void keytab_free(struct keytab *kt)
+{
+	uint32_t i;
+	struct ikey *k, *n;
+
+	for (i = 0; kt->buckets && i < kt->nbuckets; i++)
+		for (k = kt->buckets[i]; k; k = n) {
+			n = k->next;
+			free(k);
+		}
+	free(kt->buckets);
+	free(kt->byid);
+	free(kt->freeids);
+	memset(kt, 0, sizeof(*kt));
+}
+
+static void keytab_rehash(struct keytab *kt)
+{
+	uint32_t n = kt->nbuckets * 2, i;
+	struct ikey **b = calloc(n, sizeof(*b)), *k, *next;
+
+	if (!b)
+		return;		/* keep the longer chains; still correct */
+	for (i = 0; i < kt->nbuckets; i++)
+		for (k = kt->buckets[i]; k; k = next) {
+			next = k->next;
+			k->next = b[k->hash & (n - 1)];
+			b[k->hash & (n - 1)] = k;
+		}
+	free(kt->buckets);
+	kt->buckets = b;
+	kt->nbuckets = n;
+}
+
+/* Does key k equal the pieces joined with ","? */
+static bool key_matches(const struct ikey *k, const char *const *pc, const size_t *len, int n)
+{
+	size_t off = 0;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (i) {
+			if (off >= k->len || k->s[off] != ',')
+				return false;
+			off++;
+		}
+		if (off + len[i] > k->len || memcmp(k->s + off, pc[i], len[i]))
+			return false;
+		off += len[i];
+	}
+	return off == k->len;
+}
+
+/* Id of the key made of pieces joined with ",", interning it if new (the
+ * table owns the copy). 0 when out of memory. */
+static uint32_t keytab_intern(struct keytab *kt, const char *const *pc, const size_t *len, int n)
+{
+	uint64_t h = FNV_OFF;
+	struct ikey *k;
+	size_t total = 0, off = 0;
+	uint32_t id;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (i)
+			h = fnv(h, ",", 1);
+		h = fnv(h, pc[i], len[i]);
+		total += len[i] + (i ? 1 : 0);
+	}
+	for (k = kt->buckets[h & (kt->nbuckets - 1)]; k; k = k->next)
+		if (k->hash == h && key_matches(k, pc, len, n))
+			return k->id;
+
+	if (kt->nfree) {
+		id = kt->freeids[--kt->nfree];
+	} else {
+		if (kt->next_id >= kt->idcap) {
+			uint32_t cap = kt->idcap ? kt->idcap * 2 : 64;
+			struct ikey **b = realloc(kt->byid, cap * sizeof(*b));
+			uint32_t *f;
+
+			if (!b)
+				return 0;
+			kt->byid = b;
+			f = realloc(kt->freeids, cap * sizeof(*f));
+			if (!f)
+				return 0;
+			kt->freeids = f;
+			kt->idcap = cap;
+		}
+		if (kt->next_id > (UINT32_MAX >> 1))
+			return 0;
+		id = kt->next_id++;
+	}
+	k = malloc(sizeof(*k) + total + 1);
+	if (!k) {
+		kt->freeids[kt->nfree++] = id;
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
+		if (i)
+			k->s[off++] = ',';
+		memcpy(k->s + off, pc[i], len[i]);
+		off += len[i];
+	}
+	k->s[off] = 0;
+	k->len = total;
+	k->hash = h;
+	k->id = id;
+	k->refs = 0;
+	k->next = kt->buckets[h & (kt->nbuckets - 1)];
+	kt->buckets[h & (kt->nbuckets - 1)] = k;
+	kt->byid[id] = k;
+	kt->count++;
+	kt->bytes += sizeof(*k) + total + 1;
+	if (kt->count > kt->nbuckets)
+		keytab_rehash(kt);
+	return id;
+}
+
+static void keytab_unref(struct keytab *kt, uint32_t id)
+{
+	struct ikey *k = kt->byid[id], **pp;
+
+	if (--k->refs)
+		return;
+	for (pp = &kt->buckets[k->hash & (kt->nbuckets - 1)]; *pp != k; pp = &(*pp)->next)
+		;
+	*pp = k->next;
+	kt->byid[id] = NULL;
+	kt->freeids[kt->nfree++] = id;
+	kt->count--;
+	kt->bytes -= sizeof(*k) + k->len + 1;
+	free(k);
+}
+
+/* ---- slots ------------------------------------------------------------- */
+
+static void slot_clear(struct instr *in, struct slot *s, int64_t start)
+{
+	uint32_t i;
+
+	if (s->used) {
+		for (i = 0; i < s->cap; i++) {
+			if (!s->cells[i].count)
+				continue;
+			if (s->cells[i].key >> BIDX_BITS)
+				keytab_unref(&in->keys, (uint32_t)(s->cells[i].key >> BIDX_BITS));
+		}
+		memset(s->cells, 0, s->cap * sizeof(*s->cells));
+	}
+	/* a slot that had many keys gives its memory back */
+	if (s->cap > 64 && s->used < s->cap / 8) {
+		free(s->cells);
+		s->cells = NULL;
+		s->cap = 0;
+	}
+	s->used = 0;
+	s->total = 0;
+	s->start = start;
+}
+
+static int slot_grow(struct slot *s)
+{
+	uint32_t ncap = s->cap ? s->cap * 2 : CELLS_MIN, i, j;
+	struct cell *nc = calloc(ncap, sizeof(*nc));
+
+	if (!nc)
+		return -ENOMEM;
+	for (i = 0; i < s->cap; i++) {
+		if (!s->cells[i].count)
+			continue;
+		for (j = mix64(s->cells[i].key) & (ncap - 1); nc[j].count; j = (j + 1) & (ncap - 1))
+			;
+		nc[j] = s->cells[i];
+	}
+	free(s->cells);
+	s->cells = nc;
+	s->cap = ncap;
+	return 0;
+}
+
+static int slot_add(struct instr *in, struct slot *s, uint64_t key, uint64_t n)
+{
+	uint32_t j;
+
+	s->total += n;
+	if (in->arity == INSTR_SCALAR)
+		return 0;
+	if (s->cap) {
+		for (j = mix64(key) & (s->cap - 1); s->cells[j].count; j = (j + 1) & (s->cap - 1))
+			if (s->cells[j].key == key) {
+				s->cells[j].count += n;
+				return 0;
+			}
+	}
+	if ((s->used + 1) * 4 > s->cap * 3) {
+		if (slot_grow(s)) {
+			s->total -= n;
+			return -ENOMEM;
+		}
+		for (j = mix64(key) & (s->cap - 1); s->cells[j].count; j = (j + 1) & (s->cap - 1))
+			;
+	}
+	s->cells[j].key = key;
+	s->cells[j].count = n;
+	s->used++;
+	if (key >> BIDX_BITS)
+		in->keys.byid[key >> BIDX_BITS]->refs++;
+	return 0;
+}
+
+/* The slot for `start`, moving the ring forward when start is newer than
+ * anything seen; NULL when start is before the ring's window. */
+static struct slot *slot_for(struct instr *in, int64_t start)
+{
+	int64_t span = (int64_t)in->nslots * in->gran, s, from;
+
+	if (in->newest == INT64_MIN || start > in->newest) {
+		from = in->newest == INT64_MIN || start - in->newest >= span ?
+			start - span + in->gran : in->newest + in->gran;
+		for (s = from; s <= start; s += in->gran)
+			slot_clear(in, slot_of(in, s), s);
+		in->newest = start;
+	} else if (start <= in->newest - span) {
+		return NULL;
+	}
+	return slot_of(in, start);
+}
+
+/* ---- configuration ----------------------------------------------------- */
+
+static const char *const ignored_props[] = {
+	"id", "uri", "uris", "crtime", "value-dimension", "value-arity", "value-scope",
+	"nsources", "transformations", "warnings", "enabled", NULL,
+};
+
+static const char *jtype(const json_t *j)
+{
+	switch (json_typeof(j)) {
+	case JSON_OBJECT: return "an object";
+	case JSON_ARRAY: return "an array";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER: return "an integer";
+	case JSON_REAL: return "a real number";
+	case JSON_TRUE: case JSON_FALSE: return "a boolean";
+	default: return "null";
+	}
+}
+
+/* An integer property: JSON integer or decimal string, within [min, max]. */
+static int get_int(const json_t *spec, const char *name, long long def, long long min,
+		   long long max, long long *out, char *err, size_t errlen)
+{
+	const json_t *v = json_object_get(spec, name);
+	long long x;
+	char *end;
+
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	if (json_is_integer(v)) {
+		x = json_integer_value(v);
+	} else if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+
+		errno = 0;
+		x = strtoll(s, &end, 10);
+		if (!*s || *end || errno)
+			return fail(err, errlen, "\"%s\" must be an integer, got \"%s\"", name, s);
+	} else {
+		return fail(err, errlen, "\"%s\" must be an integer, got %s", name, jtype(v));
+	}
+	if (x < min || x > max)
+		return fail(err, errlen, "\"%s\" must be between %lld and %lld, got %lld", name,
+			    min, max, x);
+	*out = x;
+	return 0;
+}
+
+static int get_metric(const json_t *spec, const struct metric_desc **out, char *err,
+		      size_t errlen)
+{
+	const json_t *jm = json_object_get(spec, "metric"), *jmod = json_object_get(spec, "module"),
+		     *jstat = json_object_get(spec, "stat");
+	const struct metric_desc *m = NULL;
+
+	if (jm && !json_is_string(jm))
+		return fail(err, errlen, "\"metric\" must be a string, got %s", jtype(jm));
+	if (jmod && !json_is_string(jmod))
+		return fail(err, errlen, "\"module\" must be a string, got %s", jtype(jmod));
+	if (jstat && !json_is_string(jstat))
+		return fail(err, errlen, "\"stat\" must be a string, got %s", jtype(jstat));
+	if (!!jmod != !!jstat)
+		return fail(err, errlen, "\"%s\" given without \"%s\"", jmod ? "module" : "stat",
+			    jmod ? "stat" : "module");
+	if (jmod) {
+		m = metric__by_module_stat(json_string_value(jmod), json_string_value(jstat));
+		if (!m)
+			return fail(err, errlen, "unknown metric: module \"%s\", stat \"%s\"",
+				    json_string_value(jmod), json_string_value(jstat));
+	}
+	if (jm) {
+		const struct metric_desc *m2 = metric__by_name(json_string_value(jm));
+
+		if (!m2)
+			return fail(err, errlen, "unknown metric \"%s\"", json_string_value(jm));
+		if (m && m != m2)
+			return fail(err, errlen, "\"metric\" (%s) disagrees with \"module\"/\"stat\" (%s)",
+				    m2->name, m->name);
+		m = m2;
+	}
+	if (!m)
+		return fail(err, errlen, "missing \"module\" and \"stat\" (or \"metric\")");
+	*out = m;
+	return 0;
+}
+
+static int add_decomp(struct instr *in, const char *name, size_t len, char *err, size_t errlen)
+{
+	char buf[64];
+	int idx, i;
+
+	if (len == 0)
+		return fail(err, errlen, "decomposition: empty field name");
+	if (len >= sizeof(buf))
+		return fail(err, errlen, "decomposition: unknown field \"%.*s...\" for metric %s",
+			    40, name, in->m->name);
+	memcpy(buf, name, len);
+	buf[len] = 0;
+	idx = metric__field_index(in->m, buf);
+	if (idx < 0)
+		return fail(err, errlen, "decomposition: unknown field \"%s\" for metric %s", buf,
+			    in->m->name);
+	for (i = 0; i < in->ndecomp; i++)
+		if (in->decomp[i] == idx)
+			return fail(err, errlen, "decomposition: field \"%s\" given twice", buf);
+	if (in->ndecomp >= INSTR_DECOMP_MAX)
+		return fail(err, errlen, "decomposition: at most %d fields", INSTR_DECOMP_MAX);
+	if (in->m->fields[idx]->type == FIELD_NUMERIC) {
+		if (in->numidx >= 0)
+			return fail(err, errlen,
+				    "decomposition: at most one numeric field, got \"%s\" and \"%s\"",
+				    in->m->fields[in->numidx]->name, buf);
+		in->numidx = idx;
+	} else {
+		in->disc[in->ndisc++] = idx;
+	}
+	in->decomp[in->ndecomp++] = idx;
+	return 0;
+}
+
+static int get_decomp(struct instr *in, const json_t *spec, char *err, size_t errlen)
+{
+	const json_t *d = json_object_get(spec, "decomposition"), *e;
+	const char *s, *comma;
+	size_t i;
+	int ret;
+
+	if (!d || json_is_null(d))
+		return 0;
+	if (json_is_string(d)) {
+		s = json_string_value(d);
+		if (!*s)
+			return 0;
+		for (;;) {
+			comma = strchr(s, ',');
+			ret = add_decomp(in, s, comma ? (size_t)(comma - s) : strlen(s), err, errlen);
+			if (ret || !comma)
+				return ret;
+			s = comma + 1;
+		}
+	}
+	if (!json_is_array(d))
+		return fail(err, errlen, "\"decomposition\" must be an array of field names or a string, got %s",
+			    jtype(d));
+	json_array_foreach(d, i, e) {
+		if (!json_is_string(e))
+			return fail(err, errlen, "decomposition: element %zu must be a field name string, got %s",
+				    i, jtype(e));
+		ret = add_decomp(in, json_string_value(e), strlen(json_string_value(e)), err, errlen);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int check_props(const json_t *spec, char *err, size_t errlen)
+{
+	static const char *const known[] = {
+		"module", "stat", "metric", "predicate", "decomposition", "granularity",
+		"retention-time", "idle-max", "persist-data", NULL,
+	};
+	const char *key;
+	json_t *v;
+	int i;
+
+	json_object_foreach((json_t *)spec, key, v) {
+		for (i = 0; known[i]; i++)
+			if (!strcmp(key, known[i]))
+				break;
+		if (known[i])
+			continue;
+		for (i = 0; ignored_props[i]; i++)
+			if (!strcmp(key, ignored_props[i]))
+				break;
+		if (!ignored_props[i])
+			return fail(err, errlen, "unknown instrumentation property \"%s\"", key);
+	}
+	return 0;
+}
+
+static int get_persist(const json_t *spec, bool *out, char *err, size_t errlen)
+{
+	const json_t *v = json_object_get(spec, "persist-data");
+
+	*out = false;
+	if (!v)
+		return 0;
+	if (json_is_boolean(v)) {
+		*out = json_is_true(v);
+		return 0;
+	}
+	if (json_is_string(v) && (!strcmp(json_string_value(v), "true") ||
+				  !strcmp(json_string_value(v), "false"))) {
+		*out = !strcmp(json_string_value(v), "true");
+		return 0;
+	}
+	return fail(err, errlen, "\"persist-data\" must be true or false, got %s", jtype(v));
+}
+
+/* On success *out is owned by the caller. */
+int instr__new(const json_t *spec, struct instr **out, char *err, size_t errlen)
+{
+	struct instr *in;
+	struct timespec ts;
+	long long g, r, idle;
+	char perr[256];
+	int ret;
+
+	if (err && errlen)
+		err[0] = 0;
+	if (!json_is_object(spec))
+		return fail(err, errlen, "an instrumentation must be a JSON object, got %s",
+			    spec ? jtype(spec) : "nothing");
+	ret = check_props(spec, err, errlen);
+	if (ret)
+		return ret;
+	in = calloc(1, sizeof(*in));
+	if (!in)
+		return -ENOMEM;
+	in->numidx = -1;
+	in->newest = INT64_MIN;
+	in->now = wall_now;
+	ret = get_metric(spec, &in->m, err, errlen);
+	if (ret)
+		goto err_free;
+	ret = predicate__parse(json_object_get(spec, "predicate"), in->m, &in->pred, perr,
+			       sizeof(perr));
+	if (ret) {
+		if (ret == -EINVAL)
+			fail(err, errlen, "predicate: %s", perr);
+		goto err_free;
+	}
+	ret = get_decomp(in, spec, err, errlen);
+	if (ret)
+		goto err_free;
+	if (in->numidx >= 0)
+		in->numf = in->m->fields[in->numidx];
+	in->arity = in->numidx >= 0 ? (in->ndisc ? INSTR_DISCRETE_NUMERIC : INSTR_NUMERIC) :
+				      (in->ndisc ? INSTR_DISCRETE : INSTR_SCALAR);
+	ret = get_int(spec, "granularity", 1, 1, INSTR_GRANULARITY_MAX, &g, err, errlen);
+	if (ret)
+		goto err_free;
+	ret = get_int(spec, "retention-time",
+		      (INSTR_RETENTION_DEFAULT + g - 1) / g * g, g, INSTR_RETENTION_MAX, &r,
+		      err, errlen);
+	if (ret)
+		goto err_free;
+	if (r % g) {
+		ret = fail(err, errlen, "\"retention-time\" (%lld) must be a multiple of \"granularity\" (%lld)",
+			   r, g);
+		goto err_free;
+	}
+	if (r / g > INSTR_SLOTS_MAX) {
+		ret = fail(err, errlen, "\"retention-time\" / \"granularity\" (%lld / %lld) exceeds %d slots",
+			   r, g, INSTR_SLOTS_MAX);
+		goto err_free;
+	}
+	ret = get_int(spec, "idle-max", INSTR_IDLE_MAX_DEFAULT, 0, INSTR_IDLE_MAX_MAX, &idle,
+		      err, errlen);
+	if (ret)
+		goto err_free;
+	ret = get_persist(spec, &in->persist, err, errlen);
+	if (ret)
+		goto err_free;
+	in->gran = (int)g;
+	in->retention = (int)r;
+	in->idle_max = (int)idle;
+	in->nslots = (uint32_t)(r / g);
+	ret = -ENOMEM;
+	in->slots = calloc(in->nslots, sizeof(*in->slots));
+	if (!in->slots)
+		goto err_free;
+	for (uint32_t i = 0; i < in->nslots; i++)
+		in->slots[i].start = INT64_MIN;
+	if (in->ndisc && keytab_init(&in->keys))
+		goto err_free;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	in->crtime_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	*out = in;
+	return 0;
+err_free:
+	instr__free(in);
+	return ret;
+}
+
+void instr__free(struct instr *in)
+{
+	uint32_t i;
+
+	if (!in)
+		return;
+	for (i = 0; in->slots && i < in->nslots; i++)
+		free(in->slots[i].cells);
+	free(in->slots);
+	keytab_free(&in->keys);
+	predicate__free(in->pred);
+	free(in->id);
+	free(in->uri);
+	free(in);
+}
+
+int instr__set_id(struct instr *in, const char *id, const char *uri)
+{
+	char *i2 = id ? strdup(id) : NULL, *u2 = uri ? strdup(uri) : NULL;
+
+	if ((id && !i2) || (uri && !u2)) {
+		free(i2);
+		free(u2);
+		return -ENOMEM;
+	}
+	free(in->id);
+	free(in->uri);
+	in->id = i2;
+	in->uri = u2;
+	return 0;
+}
+
+const char *instr__id(const struct instr *in) { return in->id; }
+const struct metric_desc *instr__metric(const struct instr *in) { return in->m; }
+enum instr_arity instr__arity(const struct instr *in) { return in->arity; }
+int instr__granularity(const struct instr *in) { return in->gran; }
+int instr__retention(const struct instr *in) { return in->retention; }
+int instr__idle_max(const struct instr *in) { return in->idle_max; }
+bool instr__persist(const struct instr *in) { return in->persist; }
+const struct field_desc *instr__numeric_field(const struct instr *in) { return in->numf; }
+
+void instr__set_clock(struct instr *in, int64_t (*now)(void *ctx), void *ctx)
+{
+	in->now = now ? now : wall_now;
+	in->now_ctx = ctx;
+}
+
+uint64_t instr__fields_needed(const struct instr *in)
+{
+	uint64_t mask = predicate__fields_used(in->pred);
+	int i;
+
+	for (i = 0; i < in->ndecomp; i++)
+		mask |= 1ULL << in->decomp[i];
+	return mask;
+}
+
+static const char *arity_name(enum instr_arity a)
+{
+	switch (a) {
+	case INSTR_SCALAR: return "scalar";
+	case INSTR_DISCRETE: return "discrete-decomposition";
+	default: return "numeric-decomposition";
+	}
+}
+
+static int add_uris(const struct instr *in, json_t *o)
+{
+	char buf[1024];
+	json_t *uris;
+
+	uris = json_array();
+	if (!uris || json_object_set_new(o, "uris", uris) ||
+	    json_object_set_new(o, "uri", json_string(in->uri)))
+		return -ENOMEM;
+	snprintf(buf, sizeof(buf), "%s/value/raw", in->uri);
+	if (json_array_append_new(uris, json_pack("{s:s, s:s}", "uri", buf, "name", "value_raw")))
+		return -ENOMEM;
+	if (in->numf) {
+		snprintf(buf, sizeof(buf), "%s/value/heatmap", in->uri);
+		if (json_array_append_new(uris, json_pack("{s:s, s:s}", "uri", buf,
+							  "name", "value_heatmap")))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Returns a new reference owned by the caller. */
+json_t *instr__to_json(const struct instr *in)
+{
+	json_t *o, *d;
+	int i;
+
+	o = json_pack("{s:s, s:s, s:o, s:[], s:i, s:s, s:i, s:i, s:i, s:b, s:I, s:s}",
+		      "module", in->m->module, "stat", in->m->stat,
+		      "predicate", predicate__to_json(in->pred), "decomposition",
+		      "value-dimension", (json_int_t)(1 + (in->ndisc > 0) + (in->numidx >= 0)),
+		      "value-arity", arity_name(in->arity),
+		      "retention-time", (json_int_t)in->retention,
+		      "granularity", (json_int_t)in->gran,
+		      "idle-max", (json_int_t)in->idle_max,
+		      "persist-data", (int)in->persist,
+		      "crtime", (json_int_t)in->crtime_ms,
+		      "value-scope", "interval");
+	if (!o)
+		return NULL;
+	d = json_object_get(o, "decomposition");
+	for (i = 0; i < in->ndecomp; i++)
+		if (json_array_append_new(d, json_string(in->m->fields[in->decomp[i]]->name)))
+			goto err;
+	if (in->id && json_object_set_new(o, "id", json_string(in->id)))
+		goto err;
+	if (in->uri && add_uris(in, o))
+		goto err;
+	return o;
+err:
+	json_decref(o);
+	return NULL;
+}
+
+/* ---- ingest ------------------------------------------------------------ */
+
+int instr__ingest(struct instr *in, const struct record *rec)
+{
+	const char *pc[INSTR_DECOMP_MAX];
+	size_t len[INSTR_DECOMP_MAX];
+	uint64_t key = 0;
+	struct slot *s;
+	uint32_t id;
+	int i, b;
+
+	if (rec->metric != in->m->id)
+		return -EINVAL;
+	in->st.records++;
+	if (!predicate__eval(in->pred, rec)) {
+		in->st.filtered++;
+		return 0;
+	}
+	if (rec->time > in->now(in->now_ctx) + INSTR_FUTURE_MAX) {
+		in->st.dropped_future++;
+		return 0;
+	}
+	s = slot_for(in, align(in, rec->time));
+	if (!s) {
+		in->st.dropped_old++;
+		return 0;
+	}
+	if (!rec->value)
+		return 0;
+	if (in->numf) {
+		b = metric__bucket_index(in->numf, rec->num[in->numidx]);
+		key = (uint64_t)b;
+	}
+	if (in->ndisc) {
+		for (i = 0; i < in->ndisc; i++) {
+			pc[i] = rec->str[in->disc[i]] ? rec->str[in->disc[i]] : UNKNOWN_KEY;
+			len[i] = strlen(pc[i]);
+		}
+		id = keytab_intern(&in->keys, pc, len, in->ndisc);
+		if (!id)
+			return -ENOMEM;
+		key |= (uint64_t)id << BIDX_BITS;
+		if (slot_add(in, s, key, rec->value)) {
+			if (!in->keys.byid[id]->refs) {
+				in->keys.byid[id]->refs = 1;
+				keytab_unref(&in->keys, id);
+			}
+			return -ENOMEM;
+		}
+		return 0;
+	}
+	return slot_add(in, s, key, rec->value);
+}
+
+/* ---- values ------------------------------------------------------------ */
+
+static json_t *empty_value(const struct instr *in)
+{
+	switch (in->arity) {
+	case INSTR_SCALAR: return json_integer(0);
+	case INSTR_NUMERIC: return json_array();
+	default: return json_object();
+	}
+}
+
+static int cell_cmp(const void *a, const void *b)
+{
+	const struct cell *x = a, *y = b;
+
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+static json_t *bucket_json(const struct instr *in, uint64_t bidx, uint64_t count)
+{
+	uint64_t lo, hi;
+
+	lo = metric__bucket_lo(in->numf, (unsigned int)bidx, &hi);
+	hi = metric__json_hi(in->numf, lo, hi);
+	return json_pack("[[I,I],I]", (json_int_t)lo, (json_int_t)hi, (json_int_t)count);
+}
+
+/* Returns a new reference owned by the caller. */
+json_t *instr__value(const struct instr *in, int64_t slot_start)
+{
+	const struct slot *s;
+	struct cell *cells;
+	json_t *v, *dist = NULL;
+	uint32_t i, n = 0;
+	uint64_t cur = UINT64_MAX;
+
+	slot_start = align(in, slot_start);
+	s = slot_of(in, slot_start);
+	if (s->start != slot_start || in->newest == INT64_MIN ||
+	    slot_start <= in->newest - (int64_t)in->nslots * in->gran)
+		return empty_value(in);
+	if (in->arity == INSTR_SCALAR)
+		return json_integer((json_int_t)s->total);
+	v = empty_value(in);
+	if (!v || !s->used)
+		return v;
+	cells = malloc(s->used * sizeof(*cells));
+	if (!cells)
+		goto err;
+	for (i = 0; i < s->cap; i++)
+		if (s->cells[i].count)
+			cells[n++] = s->cells[i];
+	qsort(cells, n, sizeof(*cells), cell_cmp);
+	for (i = 0; i < n; i++) {
+		uint64_t id = cells[i].key >> BIDX_BITS, bidx = cells[i].key & BIDX_MASK;
+		const char *k = id ? in->keys.byid[id]->s : NULL;
+
+		switch (in->arity) {
+		case INSTR_DISCRETE:
+			if (json_object_set_new(v, k, json_integer((json_int_t)cells[i].count)))
+				goto err_cells;
+			break;
+		case INSTR_NUMERIC:
+			if (json_array_append_new(v, bucket_json(in, bidx, cells[i].count)))
+				goto err_cells;
+			break;
+		default:
+			if (id != cur) {
+				dist = json_array();
+				if (json_object_set_new(v, k, dist))
+					goto err_cells;
+				cur = id;
+			}
+			if (json_array_append_new(dist, bucket_json(in, bidx, cells[i].count)))
+				goto err_cells;
+			break;
+		}
+	}
+	free(cells);
+	return v;
+err_cells:
+	free(cells);
+err:
+	json_decref(v);
+	return NULL;
+}
+
+static json_t *raw_point(const struct instr *in, int64_t start, int64_t duration)
+{
+	json_t *v = empty_value(in), *sv;
+	int64_t t;
+
+	if (!v)
+		return NULL;
+	for (t = start; t < start + duration; t += in->gran) {
+		sv = instr__value(in, t);
+		if (!sv || value__merge(v, sv)) {
+			json_decref(sv);
+			json_decref(v);
+			return NULL;
+		}
+		json_decref(sv);
+	}
+	return json_pack("{s:o, s:I, s:I, s:{}, s:i, s:i}", "value", v,
+			 "start_time", (json_int_t)start, "duration", (json_int_t)duration,
+			 "transformations", "nsources", 1, "minreporting", 1);
+}
+
+/* Returns a new reference owned by the caller. */
+json_t *instr__value_raw(const struct instr *in, int64_t start_time, int64_t duration,
+			 int ndatapoints, int64_t now)
+{
+	json_t *arr, *p;
+	int i;
+
+	if (duration <= 0)
+		duration = in->gran;
+	if (duration > INSTR_RETENTION_MAX)
+		duration = INSTR_RETENTION_MAX;
+	duration = (duration + in->gran - 1) / in->gran * in->gran;
+	if (ndatapoints <= 0)
+		ndatapoints = 1;
+	if (ndatapoints > INSTR_RAW_NDATAPOINTS_MAX)
+		ndatapoints = INSTR_RAW_NDATAPOINTS_MAX;
+	if (start_time < 0)
+		start_time = align(in, now) - (int64_t)ndatapoints * duration;
+	start_time = align(in, start_time);
+	if (ndatapoints == 1)
+		return raw_point(in, start_time, duration);
+	arr = json_array();
+	for (i = 0; arr && i < ndatapoints; i++) {
+		p = raw_point(in, start_time + (int64_t)i * duration, duration);
+		if (json_array_append_new(arr, p)) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
+void instr__stats(const struct instr *in, struct instr_stats *st)
+{
+	uint32_t i;
+
+	*st = in->st;
+	st->keys = in->keys.count;
+	st->bytes = sizeof(*in) + (uint64_t)in->nslots * sizeof(struct slot) + in->keys.bytes +
+		    (uint64_t)in->keys.nbuckets * sizeof(void *) +
+		    (uint64_t)in->keys.idcap * (sizeof(void *) + sizeof(uint32_t));
+	for (i = 0; i < in->nslots; i++)
+		st->bytes += (uint64_t)in->slots[i].cap * sizeof(struct cell);
+}
+
+/* ---- persistence ------------------------------------------------------- */
+
+/* Returns a new reference owned by the caller. */
+json_t *instr__data_to_json(const struct instr *in)
+{
+	json_t *o, *slots, *d, *v;
+	int64_t t;
+	int i;
+
+	o = json_pack("{s:s, s:[], s:i, s:[]}", "metric", in->m->name, "decomposition",
+		      "granularity", (json_int_t)in->gran, "slots");
+	if (!o)
+		return NULL;
+	d = json_object_get(o, "decomposition");
+	for (i = 0; i < in->ndecomp; i++)
+		if (json_array_append_new(d, json_string(in->m->fields[in->decomp[i]]->name)))
+			goto err;
+	if (in->newest == INT64_MIN)
+		return o;
+	slots = json_object_get(o, "slots");
+	for (t = in->newest - (int64_t)(in->nslots - 1) * in->gran; t <= in->newest; t += in->gran) {
+		const struct slot *s = slot_of(in, t);
+
+		if (s->start != t || !s->total)
+			continue;
+		v = instr__value(in, t);
+		if (json_array_append_new(slots, json_pack("{s:I, s:o}", "start_time",
+							   (json_int_t)t, "value", v)))
+			goto err;
+	}
+	return o;
+err:
+	json_decref(o);
+	return NULL;
+}
+
+/* Checks (dry) or loads one distribution into slot s under key id. */
+static int load_dist(struct instr *in, struct slot *s, uint32_t id, const json_t *dist)
+{
+	const json_t *e, *r, *n;
+	size_t i;
+	uint64_t lo, hi;
+	int b, ret;
+
+	if (!json_is_array(dist))
+		return -EINVAL;
+	json_array_foreach(dist, i, e) {
+		r = json_array_get(e, 0);
+		n = json_array_get(e, 1);
+		if (json_array_size(e) != 2 || !json_is_integer(n) || json_integer_value(n) < 0 ||
+		    !json_is_array(r) || !json_is_integer(json_array_get(r, 0)) ||
+		    json_integer_value(json_array_get(r, 0)) < 0)
+			return -EINVAL;
+		lo = (uint64_t)json_integer_value(json_array_get(r, 0));
+		b = metric__bucket_index(in->numf, lo);
+		if (b < 0 || metric__bucket_lo(in->numf, (unsigned int)b, &hi) != lo)
+			return -EINVAL;
+		if (!s || !json_integer_value(n))
+			continue;
+		ret = slot_add(in, s, ((uint64_t)id << BIDX_BITS) | (uint64_t)b,
+			       (uint64_t)json_integer_value(n));
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* s == NULL: only check that v has this instrumentation's shape. */
+static int load_value(struct instr *in, struct slot *s, const json_t *v)
+{
+	const char *k;
+	const json_t *kv;
+	size_t klen;
+	uint32_t id = 0;
+	int ret;
+
+	switch (in->arity) {
+	case INSTR_SCALAR:
+		if (!json_is_integer(v) || json_integer_value(v) < 0)
+			return -EINVAL;
+		if (s)
+			s->total += (uint64_t)json_integer_value(v);
+		return 0;
+	case INSTR_NUMERIC:
+		return load_dist(in, s, 0, v);
+	default:
+		if (!json_is_object(v))
+			return -EINVAL;
+		json_object_foreach((json_t *)v, k, kv) {
+			if (in->arity == INSTR_DISCRETE &&
+			    (!json_is_integer(kv) || json_integer_value(kv) < 0))
+				return -EINVAL;
+			if (in->arity == INSTR_DISCRETE_NUMERIC && (ret = load_dist(in, NULL, 0, kv)))
+				return ret;
+			if (!s)
+				continue;
+			klen = strlen(k);
+			id = keytab_intern(&in->keys, &k, &klen, 1);
+			if (!id)
+				return -ENOMEM;
+			if (in->arity == INSTR_DISCRETE)
+				ret = json_integer_value(kv) ?
+				      slot_add(in, s, (uint64_t)id << BIDX_BITS,
+					       (uint64_t)json_integer_value(kv)) : 0;
+			else
+				ret = load_dist(in, s, id, kv);
+			if (!in->keys.byid[id]->refs) {
+				in->keys.byid[id]->refs = 1;
+				keytab_unref(&in->keys, id);
+			}
+			if (ret)
+				return ret;
+		}
+		return 0;
+	}
+}
+
+static int check_data_header(const struct instr *in, const json_t *data)
+{
+	const json_t *d = json_object_get(data, "decomposition");
+	int i;
+
+	if (!json_is_object(data) ||
+	    !json_is_string(json_object_get(data, "metric")) ||
+	    strcmp(json_string_value(json_object_get(data, "metric")), in->m->name) ||
+	    json_integer_value(json_object_get(data, "granularity")) != in->gran ||
+	    !json_is_array(d) || json_array_size(d) != (size_t)in->ndecomp ||
+	    !json_is_array(json_object_get(data, "slots")))
+		return -EINVAL;
+	for (i = 0; i < in->ndecomp; i++)
+		if (!json_is_string(json_array_get(d, i)) ||
+		    strcmp(json_string_value(json_array_get(d, i)),
+			   in->m->fields[in->decomp[i]]->name))
+			return -EINVAL;
+	return 0;
+}
+
+int instr__data_from_json(struct instr *in, const json_t *data)
+{
+	const json_t *slots, *e, *t;
+	struct slot *s;
+	size_t i;
+	uint32_t j;
+	int ret;
+
+	if (check_data_header(in, data))
+		return -EINVAL;
+	slots = json_object_get(data, "slots");
+	json_array_foreach(slots, i, e) {
+		t = json_object_get(e, "start_time");
+		if (!json_is_integer(t) || json_integer_value(t) % in->gran ||
+		    load_value(in, NULL, json_object_get(e, "value")))
+			return -EINVAL;
+	}
+	for (j = 0; j < in->nslots; j++)
+		slot_clear(in, &in->slots[j], INT64_MIN);
+	in->newest = INT64_MIN;
+	json_array_foreach(slots, i, e) {
+		s = slot_for(in, json_integer_value(json_object_get(e, "start_time")));
+		if (!s)
+			continue;	/* older than what the ring holds now */
+		ret = load_value(in, s, json_object_get(e, "value"));
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
