@@ -1,0 +1,808 @@
+/* Heatmap rendering: bucketing, ymax, colouring, hues, details, summaries,
+ * PNG, base64 and the terminal view. Expected values are derived from the
+ * parameters (ymin, ymax, height, nbuckets) rather than copied from output. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <spng.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "render/base64.h"
+#include "render/heatmap.h"
+#include "render/png.h"
+#include "render/term_heatmap.h"
+#include "render/term_table.h"
+
+#define T0 1700000000	/* 22:13:20 UTC */
+
+/* Slots from JSON texts; NULL text = no data. Values owned by the fixture. */
+struct fixture {
+	struct heatmap_slot slots[64];
+	json_t *vals[64];
+	struct heatmap_input in;
+};
+
+static void fx_init(struct fixture *f, size_t n, const char *const *texts)
+{
+	size_t i;
+
+	assert_true(n <= 64);
+	memset(f, 0, sizeof(*f));
+	for (i = 0; i < n; i++) {
+		json_error_t e;
+
+		f->vals[i] = texts[i] ? json_loads(texts[i], JSON_DECODE_ANY, &e) : NULL;
+		if (texts[i] && !f->vals[i])
+			fail_msg("bad fixture JSON %s: %s", texts[i], e.text);
+		f->slots[i].start_time = T0 + (int64_t)i;
+		f->slots[i].value = f->vals[i];
+	}
+	f->in.slots = f->slots;
+	f->in.nslots = n;
+	f->in.granularity = 1;
+}
+
+static void fx_fini(struct fixture *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->in.nslots; i++)
+		json_decref(f->vals[i]);
+}
+
+static double cell(const struct heatmap *hm, size_t col, size_t bucket, size_t key)
+{
+	return hm->cells[(col * hm->nbuckets + bucket) * hm->nkeys + key];
+}
+
+static const uint8_t *px(const struct heatmap *hm, int x, int y)
+{
+	return hm->rgb + ((size_t)y * hm->width + x) * 3;
+}
+
+static int is_white(const uint8_t *p)
+{
+	return p[0] == 255 && p[1] == 255 && p[2] == 255;
+}
+
+static void params_fixed(struct heatmap_params *p, int w, int h, int nb, double ymin, double ymax)
+{
+	heatmap_params__init(p);
+	p->width = w;
+	p->height = h;
+	p->nbuckets = nb;
+	p->ymin = ymin;
+	p->ymax = ymax;
+	p->auto_ymax = 0;
+}
+
+/* ---- bucketing --------------------------------------------------------- */
+
+static void test_spread_over_three_rows(void **state)
+{
+	const char *v[] = { "[[[0, 30], 3], [[45, 55], 2], [[90, 110], 4]]" };
+	struct fixture f;
+	struct heatmap_params p;
+	struct heatmap *hm;
+	double sum = 0;
+	size_t b;
+
+	fx_init(&f, 1, v);
+	params_fixed(&p, 10, 10, 10, 0, 100);
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	assert_int_equal(hm->nbuckets, 10);
+	/* [0,30) spans rows 0, 1, 2: one third each */
+	for (b = 0; b < 3; b++)
+		assert_float_equal(cell(hm, 0, b, 0), 1.0, 1e-9);
+	/* [45,55) straddles rows 4 and 5 */
+	assert_float_equal(cell(hm, 0, 4, 0), 1.0, 1e-9);
+	assert_float_equal(cell(hm, 0, 5, 0), 1.0, 1e-9);
+	/* [90,110): the half above ymax is clipped */
+	assert_float_equal(cell(hm, 0, 9, 0), 2.0, 1e-9);
+	for (b = 0; b < 10; b++)
+		sum += cell(hm, 0, b, 0);
+	assert_float_equal(sum, 3 + 2 + 2, 1e-9);
+	assert_int_equal(json_array_size(hm->present), 0);
+	heatmap__free(hm);
+	fx_fini(&f);
+}
+
+static void test_weights(void **state)
+{
+	const char *v[] = { "[[[10, 20], 2]]" };
+	struct fixture f;
+	struct heatmap_params p;
+	struct heatmap *hm;
+
+	fx_init(&f, 1, v);
+	params_fixed(&p, 1, 10, 10, 0, 100);
+	p.weights = WEIGHTS_WEIGHT;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	/* count x bucket midpoint */
+	assert_float_equal(cell(hm, 0, 1, 0), 2 * 15.0, 1e-9);
+	heatmap__free(hm);
+	fx_fini(&f);
+}
+
+static void test_auto_ymax_table(void **state)
+{
+	static const struct { double max, want; } t[] = {
+		{ 870, 1000 }, { 1150, 1250 }, { 1000, 1000 }, { 260, 300 }, { 101, 125 },
+		{ 5, 5 }, { 0.7, 0.7 }, { 1e9 + 1, 1.25e9 }, { 3600, 4000 }, { 0, 1 },
+	};
+	double m;
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		double got = heatmap__auto_ymax(t[i].max);
+
+		if (fabs(got - t[i].want) > 1e-9 * t[i].want)
+			fail_msg("auto ymax for %g: got %g, want %g", t[i].max, got, t[i].want);
+	}
+	/* the rule's promise: never below the max, never more than 25% above */
+	for (m = 0.013; m < 1e7; m *= 1.0137) {
+		double got = heatmap__auto_ymax(m);
+
+		if (got < m || got > 1.25 * m * (1 + 1e-12))
+			fail_msg("auto ymax for %g: %g is outside [max, 1.25 max]", m, got);
+	}
+}
+
+static void test_auto_ymax_in_build(void **state)
+{
+	const char *v[] = { "[[[100, 200], 1], [[800, 870], 1]]", NULL };
+	struct fixture f;
+	struct heatmap_params p;
+	struct heatmap *hm;
+
+	fx_init(&f, 2, v);
+	heatmap_params__init(&p);
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	assert_float_equal(hm->ymax, 1000, 1e-9);
+	assert_float_equal(hm->ymin, 0, 1e-9);
+	heatmap__free(hm);
+	fx_fini(&f);
+}
+
+/* ---- colouring --------------------------------------------------------- */
+
+static void test_rank_vs_linear(void **state)
+{
+	const char *v[] = { "[[[0, 10], 1]]", "[[[0, 10], 2]]", "[[[0, 10], 100]]" };
+	static const int red[] = { 0 };
+	struct fixture f;
+	struct heatmap_params p;
+	struct heatmap *hm;
+	int x;
+
+	fx_init(&f, 3, v);
+	params_fixed(&p, 3, 1, 1, 0, 10);
+	p.hues = red;
+	p.nhues = 1;
+	/* hue 0 at saturation s is (255, 255 (1 - s), 255 (1 - s)) */
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	for (x = 0; x < 3; x++) {
+		int want = (int)lround(255 * (1 - (x + 1) / 3.0));
+
+		assert_int_equal(px(hm, x, 0)[0], 255);
+		assert_int_equal(px(hm, x, 0)[1], want);
+		assert_int_equal(px(hm, x, 0)[2], want);
+	}
+	heatmap__free(hm);
+
+	p.coloring = COLORING_LINEAR;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	assert_int_equal(px(hm, 0, 0)[1], (int)lround(255 * (1 - 1 / 100.0)));
+	assert_int_equal(px(hm, 1, 0)[1], (int)lround(255 * (1 - 2 / 100.0)));
+	assert_int_equal(px(hm, 2, 0)[1], 0);
+	heatmap__free(hm);
+	fx_fini(&f);
+}
+
+/* All counts in [250, 260) ms: only the pixel rows whose bucket overlaps
+ * 250..260 are coloured, for a fixed and for an automatic ymax. */
+static void check_subsecond_rows(const struct heatmap *hm)
+{
+	double step = (hm->ymax - hm->ymin) / hm->nbuckets;
+	int x, y, coloured = 0;
+
+	for (y = 0; y < hm->height; y++) {
+		int b = hm->nbuckets - 1 - y * hm->nbuckets / hm->height;
+		double lo = hm->ymin + b * step, hi = lo + step;
+		int want = hi > 250 && lo < 260;
+
+		for (x = 0; x < hm->width; x++) {
+			if (is_white(px(hm, x, y)) == want)
+				fail_msg("pixel (%d, %d), bucket [%g, %g): expected %s", x, y, lo, hi,
+					 want ? "colour" : "white");
+		}
+		coloured += want;
+	}
+	assert_true(coloured > 0);
+}
+
+static void test_subsecond_line(void **state)
+{
+	const char *v[] = { "[[[250, 260], 40]]", "[[[250, 260], 40]]", "[[[250, 260], 40]]",
+			    "[[[250, 260], 40]]", "[[[250, 260], 40]]" };
+	struct fixture f;
+	struct heatmap_params p;
+	struct heatmap *hm;
+
+	fx_init(&f, 5, v);
+	params_fixed(&p, 500, 300, 100, 0, 1000);
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	/* rows 300 - 260/1000*300 = 222 .. 300 - 250/1000*300 = 225 (exclusive) */
+	assert_true(is_white(px(hm, 0, 221)));
+	assert_false(is_white(px(hm, 0, 222)));
+	assert_false(is_white(px(hm, 499, 224)));
+	assert_true(is_white(px(hm, 499, 225)));
+	check_subsecond_rows(hm);
+	heatmap__free(hm);
+
+	heatmap_params__init(&p);
+	p.width = 500;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	assert_float_equal(hm->ymax, 300, 1e-9);
+	check_subsecond_rows(hm);
+	heatmap__free(hm);
+	fx_fini(&f);
+}
+
+/* ---- keys and hues ------------------------------------------------------ */
+
+static const char *const abc[] = {
+	"{\"a\": [[[0, 10], 5]], \"b\": [[[10, 20], 5]], \"c\": [[[20, 30], 5]]}"
+};
+static const int hues3[] = { 0, 120, 240 };
+
+/* Pixel row for the bucket of key a/b/c in a 1x3 image over [0, 30). */
+#define ROW_A 2
+#define ROW_B 1
+#define ROW_C 0
+
+static void expect_rgb(const struct heatmap *hm, int y, int r, int g, int b)
+{
+	const uint8_t *c = px(hm, 0, y);
+
+	if (c[0] != r || c[1] != g || c[2] != b)
+		fail_msg("row %d: got (%d, %d, %d), want (%d, %d, %d)", y, c[0], c[1], c[2], r, g, b);
+}
+
+static void build_abc(struct fixture *f, struct heatmap_params *p, struct heatmap **hm)
+{
+	fx_init(f, 1, abc);
+	params_fixed(p, 1, 3, 3, 0, 30);
+	p->hues = hues3;
+	p->nhues = 3;
+}
+
+static void test_selected_isolate_exclude(void **state)
+{
+	const char *sel[] = { "b" };
+	struct fixture f;
+	struct heatmap_params p;
+	struct heatmap *hm;
+
+	build_abc(&f, &p, &hm);
+	/* nothing selected: one layer in hues[0] */
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	assert_int_equal(hm->nlayers, 1);
+	expect_rgb(hm, ROW_A, 255, 0, 0);
+	expect_rgb(hm, ROW_B, 255, 0, 0);
+	expect_rgb(hm, ROW_C, 255, 0, 0);
+	assert_int_equal(json_array_size(hm->present), 3);
+	assert_string_equal(json_string_value(json_array_get(hm->present, 0)), "a");
+	heatmap__free(hm);
+
+	p.selected = sel;
+	p.nselected = 1;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	expect_rgb(hm, ROW_A, 255, 0, 0);
+	expect_rgb(hm, ROW_B, 0, 255, 0);	/* hues[1] */
+	expect_rgb(hm, ROW_C, 255, 0, 0);
+	heatmap__free(hm);
+
+	p.isolate = 1;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	expect_rgb(hm, ROW_A, 255, 255, 255);
+	expect_rgb(hm, ROW_B, 0, 255, 0);
+	expect_rgb(hm, ROW_C, 255, 255, 255);
+	assert_int_equal(hm->nkeys, 1);
+	heatmap__free(hm);
+
+	p.isolate = 0;
+	p.exclude = 1;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	expect_rgb(hm, ROW_A, 255, 0, 0);
+	expect_rgb(hm, ROW_B, 255, 255, 255);
+	expect_rgb(hm, ROW_C, 255, 0, 0);
+	heatmap__free(hm);
+
+	p.isolate = 1;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
+	assert_non_null(strstr(heatmap__last_error(), "isolate"));
+	fx_fini(&f);
+}
+
+static void test_decompose_all_and_default_hues(void **state)
+{
+	struct fixture f;
+	struct heatmap_params p;
+	struct heatmap *hm;
+	uint8_t want[3];
+
+	build_abc(&f, &p, &hm);
+	p.decompose_all = 1;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	assert_int_equal(hm->nlayers, 3);
+	expect_rgb(hm, ROW_A, 0, 255, 0);	/* hues[1] */
+	expect_rgb(hm, ROW_B, 0, 0, 255);	/* hues[2] */
+	/* c: beyond the given hues, the default sequence continues */
+	assert_int_equal(heatmap__default_hue(3), (21 + 3 * 91) % 360);
+	heatmap__hue_rgb(heatmap__default_hue(3), 1, want);
+	expect_rgb(hm, ROW_C, want[0], want[1], want[2]);
+	heatmap__free(hm);
+
+	p.hues = NULL;
+	p.nhues = 0;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	assert_int_equal(hm->layers[0].hue, 112);
+	assert_int_equal(hm->layers[1].hue, 203);
+	heatmap__free(hm);
+	fx_fini(&f);
+}
+
+static void test_blend_by_share(void **state)
+{
+	const char *v[] = { "{\"a\": [[[0, 10], 3]], \"b\": [[[0, 10], 1]]}" };
+	const char *sel[] = { "a", "b" };
+	static const int hues[] = { 0, 0, 120 };
+	struct fixture f;
+	struct heatmap_params p;
+	struct heatmap *hm;
+
+	fx_init(&f, 1, v);
+	params_fixed(&p, 1, 1, 1, 0, 10);
+	p.selected = sel;
+	p.nselected = 2;
+	p.hues = hues;
+	p.nhues = 3;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	/* a: rank 2/2 -> (1, 0, 0), share 3/4; b: rank 1/2 -> (.5, 1, .5), share 1/4 */
+	expect_rgb(hm, 0, (int)lround(255 * (0.75 + 0.25 * 0.5)), (int)lround(255 * 0.25),
+		   (int)lround(255 * 0.125));
+	heatmap__free(hm);
+	fx_fini(&f);
+}
+
+/* ---- details, average, percentile --------------------------------------- */
+
+static void test_details(void **state)
+{
+	const char *v[] = { "{\"web1\": [[[250, 260], 30]], \"db2\": [[[250, 260], 10]]}",
+			    "{\"web1\": [[[250, 260], 31]], \"db2\": [[[250, 260], 11]]}",
+			    "{\"web1\": [[[250, 260], 32]], \"db2\": [[[250, 260], 12]], \"x\": [[[0, 10], 1]]}",
+			    NULL, "{\"web1\": [[[250, 260], 34]]}" };
+	struct fixture f;
+	struct heatmap_params p;
+	json_t *d;
+	int x, y;
+
+	fx_init(&f, 5, v);
+	params_fixed(&p, 500, 300, 100, 0, 1000);
+	/* slot 2 is columns 200..299; 250 ms is bucket 25, rows 222..224 */
+	x = 250;
+	y = 300 - 255 * 300 / 1000;
+	assert_int_equal(heatmap__details(&f.in, &p, x, y, &d), 0);
+	assert_int_equal(json_integer_value(json_object_get(d, "start_time")), T0 + 2);
+	assert_int_equal(json_integer_value(json_object_get(d, "duration")), 1);
+	assert_float_equal(json_number_value(json_object_get(d, "bucket_min")), 250, 1e-9);
+	assert_float_equal(json_number_value(json_object_get(d, "bucket_max")), 260, 1e-9);
+	assert_float_equal(json_number_value(json_object_get(json_object_get(d, "present"), "web1")), 32, 1e-9);
+	assert_float_equal(json_number_value(json_object_get(json_object_get(d, "present"), "db2")), 12, 1e-9);
+	assert_null(json_object_get(json_object_get(d, "present"), "x"));
+	assert_float_equal(json_number_value(json_object_get(d, "total")), 44, 1e-9);
+	json_decref(d);
+
+	/* the empty slot */
+	assert_int_equal(heatmap__details(&f.in, &p, 350, y, &d), 0);
+	assert_int_equal(json_integer_value(json_object_get(d, "start_time")), T0 + 3);
+	assert_float_equal(json_number_value(json_object_get(d, "total")), 0, 1e-9);
+	assert_int_equal(json_object_size(json_object_get(d, "present")), 0);
+	json_decref(d);
+
+	/* y = 0 is the top: the bucket just below ymax */
+	assert_int_equal(heatmap__details(&f.in, &p, 0, 0, &d), 0);
+	assert_float_equal(json_number_value(json_object_get(d, "bucket_max")), 1000, 1e-9);
+	json_decref(d);
+
+	assert_int_equal(heatmap__details(&f.in, &p, 500, 0, &d), -ERANGE);
+	assert_int_equal(heatmap__details(&f.in, &p, 0, -1, &d), -ERANGE);
+	fx_fini(&f);
+}
+
+static void test_average_percentile(void **state)
+{
+	const char *v[] = { "[[[10, 20], 50], [[0, 10], 50]]", NULL, "[[[100, 200], 4]]" };
+	static const struct { double p, want; } t[] = {
+		{ 0, 0 }, { 25, 5 }, { 50, 10 }, { 75, 15 }, { 90, 18 }, { 100, 20 },
+	};
+	struct fixture f;
+	struct heatmap_params p;
+	json_t *a;
+	size_t i;
+
+	fx_init(&f, 3, v);
+	heatmap_params__init(&p);
+	assert_int_equal(heatmap__average(&f.in, &p, &a), 0);
+	assert_int_equal(json_array_size(a), 3);
+	assert_int_equal(json_integer_value(json_array_get(json_array_get(a, 0), 0)), T0);
+	assert_float_equal(json_number_value(json_array_get(json_array_get(a, 0), 1)), 10, 1e-9);
+	assert_true(json_is_null(json_array_get(json_array_get(a, 1), 1)));
+	assert_float_equal(json_number_value(json_array_get(json_array_get(a, 2), 1)), 150, 1e-9);
+	json_decref(a);
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		double got;
+
+		assert_int_equal(heatmap__percentile(&f.in, &p, t[i].p, &a), 0);
+		got = json_number_value(json_array_get(json_array_get(a, 0), 1));
+		if (fabs(got - t[i].want) > 1e-9)
+			fail_msg("p%g: got %g, want %g", t[i].p, got, t[i].want);
+		json_decref(a);
+	}
+	assert_int_equal(heatmap__percentile(&f.in, &p, 101, &a), -EINVAL);
+	assert_non_null(strstr(heatmap__last_error(), "101"));
+	assert_int_equal(heatmap__percentile(&f.in, &p, -1, &a), -EINVAL);
+	fx_fini(&f);
+}
+
+static void test_average_selected(void **state)
+{
+	const char *v[] = { "{\"a\": [[[0, 10], 1]], \"b\": [[[100, 110], 1]]}" };
+	const char *sel[] = { "b" };
+	struct fixture f;
+	struct heatmap_params p;
+	json_t *a;
+
+	fx_init(&f, 1, v);
+	heatmap_params__init(&p);
+	assert_int_equal(heatmap__average(&f.in, &p, &a), 0);
+	assert_float_equal(json_number_value(json_array_get(json_array_get(a, 0), 1)), 55, 1e-9);
+	json_decref(a);
+	p.selected = sel;
+	p.nselected = 1;
+	p.isolate = 1;
+	assert_int_equal(heatmap__average(&f.in, &p, &a), 0);
+	assert_float_equal(json_number_value(json_array_get(json_array_get(a, 0), 1)), 105, 1e-9);
+	json_decref(a);
+	fx_fini(&f);
+}
+
+/* ---- bad input ---------------------------------------------------------- */
+
+static void test_bad_input(void **state)
+{
+	const char *num[] = { NULL, "573" };
+	const char *bad[] = { "[[[10, 5], 1]]" };
+	const char *mixed[] = { "[[[0, 1], 1]]", "{\"a\": [[[0, 1], 1]]}" };
+	const char *mapbad[] = { "{\"web1\": 7}" };
+	struct fixture f;
+	struct heatmap_params p;
+	struct heatmap *hm = NULL;
+
+	heatmap_params__init(&p);
+	fx_init(&f, 2, num);
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
+	assert_non_null(strstr(heatmap__last_error(), "slot 1"));
+	assert_non_null(strstr(heatmap__last_error(), "number"));
+	fx_fini(&f);
+
+	fx_init(&f, 1, bad);
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
+	assert_non_null(strstr(heatmap__last_error(), "bucket 0"));
+	fx_fini(&f);
+
+	fx_init(&f, 2, mixed);
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
+	assert_non_null(strstr(heatmap__last_error(), "slot 1"));
+	fx_fini(&f);
+
+	fx_init(&f, 1, mapbad);
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
+	assert_non_null(strstr(heatmap__last_error(), "\"web1\""));
+	fx_fini(&f);
+
+	fx_init(&f, 1, bad);
+	p.width = 0;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
+	assert_non_null(strstr(heatmap__last_error(), "width 0"));
+	heatmap_params__init(&p);
+	p.auto_ymax = 0;
+	p.ymax = -5;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
+	assert_non_null(strstr(heatmap__last_error(), "ymax"));
+	fx_fini(&f);
+
+	fx_init(&f, 0, NULL);
+	heatmap_params__init(&p);
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
+	assert_null(hm);
+}
+
+/* ---- more slots than pixels -------------------------------------------- */
+
+static void test_columns_merge(void **state)
+{
+	const char *v[] = { "[[[0, 10], 1]]", "[[[0, 10], 2]]", "[[[0, 10], 3]]", "[[[0, 10], 4]]" };
+	struct fixture f;
+	struct heatmap_params p;
+	struct heatmap *hm;
+	json_t *d;
+
+	fx_init(&f, 4, v);
+	params_fixed(&p, 2, 1, 1, 0, 10);
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	assert_int_equal(hm->ncols, 2);
+	assert_float_equal(cell(hm, 0, 0, 0), 3, 1e-9);
+	assert_float_equal(cell(hm, 1, 0, 0), 7, 1e-9);
+	assert_int_equal(heatmap__cell_details(hm, 1, 0, &d), 0);
+	assert_int_equal(json_integer_value(json_object_get(d, "start_time")), T0 + 2);
+	assert_int_equal(json_integer_value(json_object_get(d, "duration")), 2);
+	json_decref(d);
+	heatmap__free(hm);
+	fx_fini(&f);
+}
+
+/* ---- PNG and base64 ----------------------------------------------------- */
+
+static void decode_png(const unsigned char *png, size_t len, int w, int h, uint8_t **out)
+{
+	spng_ctx *ctx = spng_ctx_new(0);
+	struct spng_ihdr ihdr;
+	size_t sz;
+
+	assert_non_null(ctx);
+	assert_int_equal(spng_set_png_buffer(ctx, png, len), 0);
+	assert_int_equal(spng_get_ihdr(ctx, &ihdr), 0);
+	assert_int_equal(ihdr.width, w);
+	assert_int_equal(ihdr.height, h);
+	assert_int_equal(spng_decoded_image_size(ctx, SPNG_FMT_RGB8, &sz), 0);
+	assert_int_equal(sz, (size_t)w * h * 3);
+	*out = malloc(sz);
+	assert_non_null(*out);
+	assert_int_equal(spng_decode_image(ctx, *out, sz, SPNG_FMT_RGB8, 0), 0);
+	spng_ctx_free(ctx);
+}
+
+/* A readable demo: a timer line at 250 ms (key "timer"), noise spread over
+ * the second (key "noise") and a burst of a third key. */
+static void build_sample(struct fixture *f, char texts[60][512])
+{
+	const char *ptrs[60];
+	unsigned int seed = 12345, i, j;
+
+	for (i = 0; i < 60; i++) {
+		int n = snprintf(texts[i], 512, "{\"timer\": [[[250, 260], %u]], \"noise\": [", 20 + i % 5);
+
+		for (j = 0; j < 6; j++) {
+			unsigned int lo;
+
+			seed = seed * 1103515245u + 12345u;
+			lo = (seed >> 16) % 100 * 10;
+			n += snprintf(texts[i] + n, 512 - n, "%s[[%u, %u], %u]", j ? ", " : "", lo,
+				      lo + 10, 1 + (seed >> 8) % 4);
+		}
+		if (i >= 30 && i < 40)
+			snprintf(texts[i] + n, 512 - n, "], \"burst\": [[[600, 700], %u]]}", 50u);
+		else
+			snprintf(texts[i] + n, 512 - n, "]}");
+		ptrs[i] = texts[i];
+	}
+	fx_init(f, 60, ptrs);
+}
+
+static void test_png_roundtrip_and_sample(void **state)
+{
+	static char texts[60][512];
+	const char *sel[] = { "timer", "burst" };
+	struct fixture f;
+	struct heatmap_params p;
+	struct heatmap *hm;
+	unsigned char *png = NULL;
+	uint8_t *back = NULL;
+	char *b64 = NULL;
+	size_t len;
+	FILE *fp;
+
+	build_sample(&f, texts);
+	heatmap_params__init(&p);
+	p.selected = sel;
+	p.nselected = 2;
+	p.ymax = 1000;
+	p.auto_ymax = 0;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	assert_int_equal(png__encode_rgb(hm->rgb, hm->width, hm->height, &png, &len), 0);
+	assert_true(len > 8 && memcmp(png, "\x89PNG\r\n\x1a\n", 8) == 0);
+	decode_png(png, len, hm->width, hm->height, &back);
+	assert_memory_equal(back, hm->rgb, (size_t)hm->width * hm->height * 3);
+
+	assert_int_equal(base64__encode(png, len, &b64), 0);
+	assert_int_equal(strlen(b64), base64__encoded_len(len));
+	assert_int_equal(strncmp(b64, "iVBORw0KGgo", 11), 0);	/* the PNG signature */
+
+	mkdir("tests/artifacts", 0755);
+	fp = fopen("tests/artifacts/render_sample.png", "wb");
+	if (fp) {
+		assert_int_equal(fwrite(png, 1, len, fp), len);
+		fclose(fp);
+	}
+	assert_int_equal(png__encode_rgb(hm->rgb, 0, 1, &png, &len), -EINVAL);
+	free(b64);
+	free(back);
+	free(png);
+	heatmap__free(hm);
+	fx_fini(&f);
+}
+
+static void test_base64_rfc4648(void **state)
+{
+	static const struct { const char *in, *out; } t[] = {
+		{ "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" },
+		{ "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" }, { "foobar", "Zm9vYmFy" },
+		{ "\xff\xfe", "//4=" }, { "\xfb\xff", "+/8=" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		char *s = NULL;
+
+		assert_int_equal(base64__encode(t[i].in, strlen(t[i].in), &s), 0);
+		assert_string_equal(s, t[i].out);
+		assert_int_equal(base64__encoded_len(strlen(t[i].in)), strlen(t[i].out));
+		free(s);
+	}
+}
+
+/* ---- terminal ----------------------------------------------------------- */
+
+static char *draw_term(const struct heatmap_input *in, const struct heatmap_params *p,
+		       const char *unit, int color)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+
+	assert_non_null(m);
+	assert_int_equal(term_heatmap__draw(m, in, p, "vm.irqs by subsecond", unit, color), 0);
+	fclose(m);
+	return buf;
+}
+
+static void test_term_heatmap(void **state)
+{
+	const char *v[] = { "[[[250, 260], 4]]", NULL, "[[[250, 260], 9]]", "[[[0, 10], 1]]" };
+	struct fixture f;
+	struct heatmap_params p;
+	char *s, *line, *save;
+	int rows = 0, shaded_rows = 0;
+
+	setenv("TZ", "UTC", 1);
+	tzset();
+	fx_init(&f, 4, v);
+	heatmap_params__init(&p);
+	p.width = 60;
+	p.height = 15;
+	p.ymax = 1000;
+	p.auto_ymax = 0;
+	s = draw_term(&f.in, &p, "ms", 0);
+	assert_non_null(strstr(s, "vm.irqs by subsecond"));
+	assert_non_null(strstr(s, "     1s ┤"));	/* 1000 ms at the top */
+	assert_non_null(strstr(s, "0ms"));
+	assert_non_null(strstr(s, "22:13:20"));	/* T0, left */
+	assert_non_null(strstr(s, "22:13:23"));	/* T0 + 3, right */
+	assert_non_null(strchr(s, '@'));	/* the largest cell */
+	assert_null(strstr(s, "\x1b["));
+	for (line = strtok_r(s, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		const char *bar = strstr(line, "┤");
+
+		if (!bar)
+			bar = strstr(line, "│");
+		if (!bar)
+			continue;
+		rows++;
+		/* one character per slot after the axis */
+		bar += strlen("│");
+		assert_int_equal(strlen(bar), 4);
+		if (strspn(bar, " ") != 4)
+			shaded_rows++;
+	}
+	assert_int_equal(rows, 15);
+	/* 250..260 and 0..10 each fall in a single text row */
+	assert_int_equal(shaded_rows, 2);
+	free(s);
+
+	/* automatic ymax, colour: labels follow the data (260 -> 300) */
+	p.auto_ymax = 1;
+	s = draw_term(&f.in, &p, "ms", 1);
+	assert_non_null(strstr(s, "300ms"));
+	assert_non_null(strstr(s, "\x1b[38;2;"));
+	assert_non_null(strstr(s, "▀"));
+	free(s);
+	fx_fini(&f);
+}
+
+static void test_format_value(void **state)
+{
+	static const struct { double v; const char *unit, *want; } t[] = {
+		{ 250, "ms", "250ms" }, { 0.01, "ms", "10µs" }, { 1500, "ms", "1.5s" },
+		{ 4096, "bytes", "4KB" }, { 100000, "ns", "100µs" }, { 0, "ms", "0ms" },
+		{ 1536, "B", "1.5KB" }, { 12000, "", "12k" }, { 7, "ops", "7 ops" },
+	};
+	char buf[32];
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		term__format_value(t[i].v, t[i].unit, buf, sizeof(buf));
+		assert_string_equal(buf, t[i].want);
+	}
+}
+
+static void test_term_table(void **state)
+{
+	json_t *v = json_loads("{\"db2\": 7, \"web1\": 120, \"aa\": 7}", 0, NULL);
+	json_t *n = json_integer(573), *d = json_loads("[[[0, 1], 1]]", 0, NULL);
+	char *buf = NULL, *w, *db, *aa;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+
+	assert_int_equal(term_table__draw(m, v, "vm.exits by vm", 0), 0);
+	assert_int_equal(term_table__draw(m, n, "vm.exits", 0), 0);
+	assert_int_equal(term_table__draw(m, d, "vm.exits", 0), -EINVAL);
+	fclose(m);
+	w = strstr(buf, "web1");
+	aa = strstr(buf, "aa");
+	db = strstr(buf, "db2");
+	assert_true(w && aa && db && w < aa && aa < db);	/* by value, then key */
+	assert_non_null(strstr(buf, "vm.exits: 573"));
+	free(buf);
+	json_decref(v);
+	json_decref(n);
+	json_decref(d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_spread_over_three_rows),
+		cmocka_unit_test(test_weights),
+		cmocka_unit_test(test_auto_ymax_table),
+		cmocka_unit_test(test_auto_ymax_in_build),
+		cmocka_unit_test(test_rank_vs_linear),
+		cmocka_unit_test(test_subsecond_line),
+		cmocka_unit_test(test_selected_isolate_exclude),
+		cmocka_unit_test(test_decompose_all_and_default_hues),
+		cmocka_unit_test(test_blend_by_share),
+		cmocka_unit_test(test_details),
+		cmocka_unit_test(test_average_percentile),
+		cmocka_unit_test(test_average_selected),
+		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_columns_merge),
+		cmocka_unit_test(test_png_roundtrip_and_sample),
+		cmocka_unit_test(test_base64_rfc4648),
+		cmocka_unit_test(test_term_heatmap),
+		cmocka_unit_test(test_format_value),
+		cmocka_unit_test(test_term_table),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
