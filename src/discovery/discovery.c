@@ -269,6 +269,15 @@ static int cmp_vcpu(const void *a, const void *b)
 	return (x->index > y->index) - (x->index < y->index);
 }
 
+/* Open disks in fd order, then those only named on the command line. */
+static int cmp_disk(const void *a, const void *b)
+{
+	unsigned x = (unsigned)((const struct vm_disk *)a)->fd;
+	unsigned y = (unsigned)((const struct vm_disk *)b)->fd;
+
+	return (x > y) - (x < y);
+}
+
 static int cmp_vm(const void *a, const void *b)
 {
 	const struct vm_info *x = a, *y = b;
@@ -308,8 +317,12 @@ static int build_vm(struct vm_info *vm, pid_t pid, int pidfd, DIR *fds, char *cm
 	scan_fds(&b, fds);
 	scan_threads(&b);
 	discovery__parse_cmdline_devices(cmdline, (size_t)n, cmdline_item, &b);
+	/* readdir order is the kernel's (fd order in /proc, anything in a
+	 * copy of it): sort so that output and indexes are stable */
 	if (vm->nvcpus > 1)
 		qsort(vm->vcpus, vm->nvcpus, sizeof(*vm->vcpus), cmp_vcpu);
+	if (vm->ndisks > 1)
+		qsort(vm->disks, vm->ndisks, sizeof(*vm->disks), cmp_disk);
 	return b.err;
 }
 
