@@ -193,7 +193,7 @@ static void draw_legend(FILE *out, const struct heatmap *hm, const struct heatma
 		fprintf(out, "%s shades \"%s\" = 0 .. max %s %s per cell (%s)\n",
 			hm->nlayers ? "  " : "", TERM_SHADES, what, max,
 			p->coloring == COLORING_RANK ? "rank" : "linear");
-	if (hm->present && json_array_size(hm->present) > hm->nkeys && hm->keys[0]) {
+	if (hm->present && json_array_size(hm->present) > hm->nkeys) {
 		fprintf(out, "%*s%zu of %zu keys drawn\n", LABEL_W + 1, "", hm->nkeys,
 			json_array_size(hm->present));
 	}

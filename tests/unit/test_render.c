@@ -287,7 +287,7 @@ static void build_abc(struct fixture *f, struct heatmap_params *p, struct heatma
 
 static void test_selected_isolate_exclude(void **state)
 {
-	const char *sel[] = { "b" };
+	const char *sel[] = { "b" }, *absent[] = { "zzz" };
 	struct fixture f;
 	struct heatmap_params p;
 	struct heatmap *hm;
@@ -327,7 +327,19 @@ static void test_selected_isolate_exclude(void **state)
 	expect_rgb(hm, ROW_C, 255, 0, 0);
 	heatmap__free(hm);
 
+	/* isolating a key that is absent draws nothing, without failing */
+	p.exclude = 0;
 	p.isolate = 1;
+	p.selected = absent;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	assert_int_equal(hm->nkeys, 0);
+	expect_rgb(hm, ROW_A, 255, 255, 255);
+	expect_rgb(hm, ROW_B, 255, 255, 255);
+	expect_rgb(hm, ROW_C, 255, 255, 255);
+	assert_int_equal(json_array_size(hm->present), 3);
+	heatmap__free(hm);
+
+	p.exclude = 1;
 	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
 	assert_non_null(strstr(heatmap__last_error(), "isolate"));
 	fx_fini(&f);
