@@ -349,7 +349,7 @@ static int slot_grow(struct slot *s)
 
 static int slot_add(struct instr *in, struct slot *s, uint64_t key, uint64_t n)
 {
-	uint32_t j;
+	uint32_t j = 0;
 
 	s->total += n;
 	if (in->arity == INSTR_SCALAR)
