@@ -273,6 +273,8 @@ static int parse_workload(const struct kind_spec *k, const char *spec, struct wo
 		if (n && !has_word(seen, word))
 			return fail(k, "missing key '%s'", word);
 	}
+	if (!strcmp(k->opt, "--inject"))
+		return 0;	/* checked by opts__parse_inject */
 	switch (k->kind) {
 	case WL_PIO:
 		if (w->port > 0xffff)
