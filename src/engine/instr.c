@@ -884,6 +884,33 @@ static json_t *bucket_json(const struct instr *in, uint64_t bidx, uint64_t count
 	return json_pack("[[I,I],I]", (json_int_t)lo, (json_int_t)hi, (json_int_t)count);
 }
 
+/* Sets obj[key] = val, taking the reference to val. Keys come from guests'
+ * and VMMs' strings, which need not be UTF-8: JSON cannot carry those, so
+ * their bytes outside ASCII are shown as '?' rather than losing the value. */
+static int set_key(json_t *obj, const char *key, json_t *val)
+{
+	char *clean;
+	size_t i;
+	int ret = 0;
+
+	if (!val)
+		return -ENOMEM;
+	if (json_object_set(obj, key, val)) {
+		clean = strdup(key);
+		if (!clean) {
+			json_decref(val);
+			return -ENOMEM;
+		}
+		for (i = 0; clean[i]; i++)
+			if ((unsigned char)clean[i] >= 0x80)
+				clean[i] = '?';
+		ret = json_object_set(obj, clean, val) ? -ENOMEM : 0;
+		free(clean);
+	}
+	json_decref(val);
+	return ret;
+}
+
 /* Returns a new reference owned by the caller. */
 json_t *instr__value(const struct instr *in, int64_t slot_start)
 {
@@ -916,7 +943,7 @@ json_t *instr__value(const struct instr *in, int64_t slot_start)
 
 		switch (in->arity) {
 		case INSTR_DISCRETE:
-			if (json_object_set_new(v, k, json_integer((json_int_t)cells[i].count)))
+			if (set_key(v, k, json_integer((json_int_t)cells[i].count)))
 				goto err_cells;
 			break;
 		case INSTR_NUMERIC:
@@ -926,8 +953,12 @@ json_t *instr__value(const struct instr *in, int64_t slot_start)
 		default:
 			if (id != cur) {
 				dist = json_array();
-				if (json_object_set_new(v, k, dist))
+				json_incref(dist);
+				if (set_key(v, k, dist)) {
+					json_decref(dist);
 					goto err_cells;
+				}
+				json_decref(dist);	/* v holds it now */
 				cur = id;
 			}
 			if (json_array_append_new(dist, bucket_json(in, bidx, cells[i].count)))

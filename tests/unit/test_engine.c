@@ -637,9 +637,10 @@ static void test_multikey(void **state)
 		ingest(b, exit_rec(T0, 1, "web1", i % 2 ? "1" : "0", "HLT", 0, (uint64_t)i * 10));
 	}
 	ingest(a, exit_rec(T0, 2, NULL, "0", "HLT", 0, 0));
+	ingest(a, exit_rec(T0, 1, "\xff\xfe" "bad", "0", "HLT", 0, 0));	/* not UTF-8 */
 	ingest(b, exit_rec(T0, 2, "skip", "0", "HLT", 0, 0));
 	v = instr__value(a, T0);
-	assert_json_eq(v, "{\"web1,0\": 50, \"web1,1\": 50, \"unknown,0\": 2}");
+	assert_json_eq(v, "{\"web1,0\": 50, \"web1,1\": 50, \"unknown,0\": 2, \"??bad,0\": 1}");
 	json_decref(v);
 	v = instr__value(b, T0);
 	assert_int_equal(json_object_size(v), 2);
