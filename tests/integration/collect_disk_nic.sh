@@ -31,7 +31,13 @@ truncate -s 16M "$TMPD/loop.img" "$IMG"
 if ! LOOP=$(losetup -f --show "$TMPD/loop.img" 2>"$TMPD/losetup.err"); then
 	skip "no loop device: $(cat "$TMPD/losetup.err")"; tap_done
 fi
-trap 'cleanup; losetup -d "$LOOP" 2>/dev/null' EXIT
+keep_logs() {	# what vmload, the driver and the records said, for a failed run
+	local f
+	for f in "$TMPD"/*.out "$TMPD"/*.err "$TMPD"/truth.json "$TMPD"/rec.jsonl; do
+		[ -f "$f" ] && cp "$f" "tests/artifacts/collect_disk_nic.$(basename "$f")"
+	done
+}
+trap 'keep_logs; cleanup; losetup -d "$LOOP" 2>/dev/null' EXIT
 
 # llquantize lower bound, as engine/bucket.h computes it (base 10, 20 steps)
 llq() {	# VALUE LO_MAG HI_MAG
@@ -77,7 +83,6 @@ expect_eq "driver exit status" "$?" 0
 if [ -s "$TMPD/truth.json" ]; then
 	expect_eq "vmload completed its workloads" "$(jq -r .completed "$TMPD/truth.json")" true
 fi
-cp "$TMPD/rec.jsonl" tests/artifacts/collect_disk_nic.jsonl 2>/dev/null
 
 R=$TMPD/rec.jsonl
 # sum VALUE over records matching a jq filter
