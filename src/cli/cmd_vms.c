@@ -120,9 +120,15 @@ int cmd_vms(int argc, char **argv)
 		fprintf(stderr, "kvmscope vms: cannot scan '%s': %s\n", proc_root, strerror(-err));
 		return 1;
 	}
-	if (list.nunreadable)
-		fprintf(stderr, "kvmscope vms: note: the open files of %zu processes could not be "
-			"read (not root?): other users' VMs may be hidden\n", list.nunreadable);
+	if (list.nunreadable && geteuid())
+		fprintf(stderr, "kvmscope vms: note: not root: the open files of %zu process%s could "
+			"not be read; other users' VMs may be hidden\n", list.nunreadable,
+			list.nunreadable == 1 ? "" : "es");
+	else if (list.nunreadable)
+		fprintf(stderr, "kvmscope vms: note: the open files of %zu process%s are denied "
+			"even to root (another user namespace or a security module); a VM among "
+			"them would not be listed\n", list.nunreadable,
+			list.nunreadable == 1 ? "" : "es");
 	if (json) {
 		arr = discovery__to_json(&list);
 		if (!arr || json_dumpf(arr, stdout, JSON_INDENT(2)) || putchar('\n') == EOF) {

@@ -73,6 +73,46 @@ static ssize_t link_at(int dirfd, const char *name, char *buf, size_t size)
 	return n;
 }
 
+/* Directory reading straight from getdents64 into a caller buffer: opendir
+ * costs a malloc, an fcntl and an fstat per directory, and a scan opens two
+ * directories per process. */
+struct dir_iter {
+	int fd;
+	long n, pos;
+	char buf[4096];
+};
+
+static void dir_iter_init(struct dir_iter *it, int fd)
+{
+	it->fd = fd;
+	it->n = it->pos = 0;
+}
+
+static void dir_iter_rewind(struct dir_iter *it)
+{
+	lseek(it->fd, 0, SEEK_SET);
+	it->n = it->pos = 0;
+}
+
+/* Next entry name that is a decimal number (pids, tids, fds), or NULL. */
+static const char *dir_iter_next_number(struct dir_iter *it)
+{
+	struct dirent64 *d;
+
+	for (;;) {
+		if (it->pos >= it->n) {
+			it->n = getdents64(it->fd, it->buf, sizeof(it->buf));
+			it->pos = 0;
+			if (it->n <= 0)
+				return NULL;
+		}
+		d = (struct dirent64 *)(it->buf + it->pos);
+		it->pos += d->d_reclen;
+		if (is_number(d->d_name))
+			return d->d_name;
+	}
+}
+
 /* Grow *arr (of *n elements of `size` bytes, capacity *cap) by one zeroed
  * element; the array stays owned by whoever owns *arr. NULL on ENOMEM. */
 static void *push(void **arr, size_t *n, size_t *cap, size_t size)
@@ -175,25 +215,25 @@ static int is_disk_stat(const struct stat *st)
 	       (S_ISREG(st->st_mode) && st->st_size > 0 && st->st_size % 512 == 0);
 }
 
-/* One pass over /proc/<pid>/fd (d, still owned by the caller): vCPU fds,
+/* One pass over /proc/<pid>/fd (it, still owned by the caller): vCPU fds,
  * tun fds, open disks. */
-static void scan_fds(struct vm_build *b, DIR *d)
+static void scan_fds(struct vm_build *b, struct dir_iter *it)
 {
 	char link[PATH_MAX], fdinfo[4096], path[300], ifname[IF_NAMESIZE];
-	struct dirent *e;
+	const char *fd;
 	struct stat st;
 	int idx;
 
-	rewinddir(d);
-	while ((e = readdir(d))) {
-		if (!is_number(e->d_name) || link_at(dirfd(d), e->d_name, link, sizeof(link)) < 0)
+	dir_iter_rewind(it);
+	while ((fd = dir_iter_next_number(it))) {
+		if (link_at(it->fd, fd, link, sizeof(link)) < 0)
 			continue;
 		idx = discovery__parse_vcpu_fd_link(link);
 		if (idx >= 0) {
 			if (add_vcpu(b, idx, 0))
 				b->err = -ENOMEM;
 		} else if (!strcmp(link, "/dev/net/tun")) {
-			snprintf(path, sizeof(path), "fdinfo/%s", e->d_name);
+			snprintf(path, sizeof(path), "fdinfo/%s", fd);
 			if (read_at(b->pidfd, path, fdinfo, sizeof(fdinfo)) > 0 &&
 			    !discovery__parse_fdinfo_iff(fdinfo, ifname, sizeof(ifname)) &&
 			    add_nic(b, ifname))
@@ -203,8 +243,8 @@ static void scan_fds(struct vm_build *b, DIR *d)
 			if (if_indextoname((unsigned)atoi(link + 8), ifname) && add_nic(b, ifname))
 				b->err = -ENOMEM;
 		} else if (discovery__path_may_be_disk(link) &&
-			   !fstatat(dirfd(d), e->d_name, &st, 0) && is_disk_stat(&st)) {
-			if (add_disk(b, link, atoi(e->d_name), &st))
+			   !fstatat(it->fd, fd, &st, 0) && is_disk_stat(&st)) {
+			if (add_disk(b, link, atoi(fd), &st))
 				b->err = -ENOMEM;
 		}
 	}
@@ -214,29 +254,23 @@ static void scan_fds(struct vm_build *b, DIR *d)
 static void scan_threads(struct vm_build *b)
 {
 	char path[300], comm[64];
-	struct dirent *e;
-	DIR *d;
+	struct dir_iter it;
+	const char *tid;
 	int fd, idx;
 
 	fd = openat(b->pidfd, "task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return;
-	}
-	while ((e = readdir(d))) {
-		if (!is_number(e->d_name))
-			continue;
-		snprintf(path, sizeof(path), "%s/comm", e->d_name);
-		if (read_at(dirfd(d), path, comm, sizeof(comm)) <= 0)
+	dir_iter_init(&it, fd);
+	while ((tid = dir_iter_next_number(&it))) {
+		snprintf(path, sizeof(path), "%s/comm", tid);
+		if (read_at(fd, path, comm, sizeof(comm)) <= 0)
 			continue;
 		idx = discovery__parse_vcpu_comm(comm);
-		if (idx >= 0 && add_vcpu(b, idx, (pid_t)atol(e->d_name)))
+		if (idx >= 0 && add_vcpu(b, idx, (pid_t)atol(tid)))
 			b->err = -ENOMEM;
 	}
-	closedir(d);
+	close(fd);
 }
 
 static void cmdline_item(void *ctx, enum discovery_arg kind, const char *value)
@@ -297,7 +331,8 @@ static void vm_info__release(struct vm_info *vm)
  * both stay the caller's). vm's arrays are owned by vm afterwards, even on
  * error. Returns 0, -ESRCH when the process has gone (skip it), or -ENOMEM
  * (the only error that fails a scan). */
-static int build_vm(struct vm_info *vm, pid_t pid, int pidfd, DIR *fds, char *cmdline)
+static int build_vm(struct vm_info *vm, pid_t pid, int pidfd, struct dir_iter *fds,
+		    char *cmdline)
 {
 	struct vm_build b = { .vm = vm, .pidfd = pidfd };
 	ssize_t n;
@@ -326,99 +361,110 @@ static int build_vm(struct vm_info *vm, pid_t pid, int pidfd, DIR *fds, char *cm
 	return b.err;
 }
 
-/* Does the fd dir hold the VM fd? Leaves the dir positioned anywhere. */
-static int holds_vm_fd(DIR *d)
+enum { FDS_NO_VM, FDS_VM, FDS_DENIED };
+
+/* Does the fd dir hold the VM fd? Stops at the first EACCES: a process whose
+ * fd links root cannot read (another user namespace, an LSM) denies them all. */
+static int holds_vm_fd(struct dir_iter *it)
 {
 	char link[64];
-	struct dirent *e;
+	const char *fd;
 
-	while ((e = readdir(d))) {
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		if (link_at(dirfd(d), e->d_name, link, sizeof(link)) > 0 &&
-		    discovery__is_vm_fd_link(link))
-			return 1;
+	while ((fd = dir_iter_next_number(it))) {
+		ssize_t n = link_at(it->fd, fd, link, sizeof(link));
+
+		if (n == -EACCES)
+			return FDS_DENIED;
+		if (n > 0 && discovery__is_vm_fd_link(link))
+			return FDS_VM;
 	}
-	return 0;
+	return FDS_NO_VM;
 }
 
 /* *out is overwritten; on success the caller owns it (discovery__free). On
  * failure nothing is left allocated. */
 int discovery__scan(const char *proc_root, struct vm_list *out)
 {
+	struct dir_iter *proc = NULL, *fds = NULL;
+	const char *pid;
 	size_t cap = 0;
-	struct dirent *e;
 	char *cmdline;
-	DIR *proc;
-	int err = 0;
+	int err = 0, procfd;
 
 	if (!proc_root || !out)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
 	cmdline = malloc(CMDLINE_MAX);
-	if (!cmdline)
-		return -ENOMEM;
-	proc = opendir(proc_root);
-	if (!proc) {
+	proc = malloc(sizeof(*proc));
+	fds = malloc(sizeof(*fds));
+	if (!cmdline || !proc || !fds) {
+		err = -ENOMEM;
+		goto err_free;
+	}
+	procfd = open(proc_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (procfd < 0) {
 		err = -errno;
 		goto err_free;
 	}
-	while ((e = readdir(proc))) {
-		int pidfd, fdfd;
+	dir_iter_init(proc, procfd);
+	while ((pid = dir_iter_next_number(proc))) {
 		struct vm_info *vm;
-		DIR *fds;
+		int pidfd, fdfd, held;
+		char path[64];
 
-		if (!is_number(e->d_name))
-			continue;
-		pidfd = openat(dirfd(proc), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (pidfd < 0)
-			continue;
-		fdfd = openat(pidfd, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		/* straight to <pid>/fd: the pid dir is only opened for VMs */
+		snprintf(path, sizeof(path), "%s/fd", pid);
+		fdfd = openat(procfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fdfd < 0) {
 			if (errno == EACCES || errno == EPERM)
 				out->nunreadable++;
-			goto next;
+			continue;
 		}
-		fds = fdopendir(fdfd);
-		if (!fds) {
-			close(fdfd);
-			goto next;
-		}
-		if (!holds_vm_fd(fds)) {
-			closedir(fds);
-			goto next;
-		}
+		dir_iter_init(fds, fdfd);
+		held = holds_vm_fd(fds);
+		if (held == FDS_DENIED)
+			out->nunreadable++;
+		if (held != FDS_VM)
+			goto next_fd;
+		pidfd = openat(procfd, pid, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (pidfd < 0)
+			goto next_fd;
 		vm = push((void **)&out->vms, &out->nvms, &cap, sizeof(*vm));
 		if (!vm) {
-			closedir(fds);
-			close(pidfd);
 			err = -ENOMEM;
-			goto err_list;
+			goto err_pid;
 		}
-		err = build_vm(vm, (pid_t)atol(e->d_name), pidfd, fds, cmdline);
-		closedir(fds);
+		err = build_vm(vm, (pid_t)atol(pid), pidfd, fds, cmdline);
 		if (err == -ESRCH) {
 			vm_info__release(vm);
 			out->nvms--;
 			err = 0;
 		}
-		if (err) {
-			close(pidfd);
-			goto err_list;
-		}
-next:
+		if (err)
+			goto err_pid;
 		close(pidfd);
+next_fd:
+		close(fdfd);
+		continue;
+err_pid:
+		close(pidfd);
+		close(fdfd);
+		goto err_list;
 	}
-	closedir(proc);
+	close(procfd);
 	if (out->nvms > 1)
 		qsort(out->vms, out->nvms, sizeof(*out->vms), cmp_vm);
+	free(fds);
+	free(proc);
 	free(cmdline);
 	return 0;
 
 err_list:
-	closedir(proc);
+	close(procfd);
 	discovery__free(out);
 err_free:
+	free(fds);
+	free(proc);
 	free(cmdline);
 	return err;
 }

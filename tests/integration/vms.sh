@@ -154,7 +154,7 @@ if jq -e 'type == "array"' "$TMPD/vms.json" > /dev/null; then ok "vms -j is a JS
 else not_ok "vms -j is not a JSON array: $(head -c 200 "$TMPD/vms.json") $(head -3 "$TMPD/vms.err")"; fi
 check_vm "test VMM" "$FPID" int-helper 3 "$TAP" "$TMPD/extra.img"
 
-"$KVMSCOPE" vms > "$TMPD/vms.txt" 2>&1
+"$KVMSCOPE" vms > "$TMPD/vms.txt" 2> "$TMPD/vms.err"
 expect_eq "vms (table) exits 0" "$?" 0
 expect_eq "table header" "$(head -1 "$TMPD/vms.txt" | tr -s ' ' | sed 's/^ //')" "PID NAME VCPUS DISKS NICS"
 row=$(awk -v p="$FPID" '$1 == p' "$TMPD/vms.txt")
