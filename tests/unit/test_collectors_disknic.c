@@ -271,6 +271,55 @@ out:
 	unlink(img);
 }
 
+/* The key carries only what instrumentations need; reconfigure changes it. */
+static void test_reconfigure_key_fields(void **state)
+{
+	struct collector c = { .ops = &collector_disk_ops };
+	uint64_t fields[METRIC__COUNT] = { 0 };
+	char path[] = "/tmp/kvmscope-ut-XXXXXX.img", buf[512];
+	struct vmcache *vc;
+	int fd, err;
+
+	REQUIRE_VM();
+	fd = mkstemps(path, 4);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	memset(buf, 1, sizeof(buf));
+	fields[METRIC_VM_DISK_OPS] = FIELD_BIT(F_VM);
+	err = c.ops->start(&c, fields);
+	if (err) {
+		print_message("# SKIP disk collector cannot start here: %s\n", strerror(-err));
+		close(fd);
+		unlink(path);
+		skip();
+	}
+	vc = vmcache__new("/proc");
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pwrite(fd, buf, sizeof(buf), 512 * i), sizeof(buf));
+	assert_int_equal(pread(fd, buf, sizeof(buf), 0), sizeof(buf));
+	drain_all(&c, vc);
+	/* keyed per VM only: the records name neither optype nor disk */
+	assert_int_equal(sum(METRIC_VM_DISK_OPS, F_VM, vm_name), 4);
+	for (size_t i = 0; i < nrecs; i++)
+		if (!strcmp(recs[i].str[F_VM], vm_name)) {
+			assert_false(recs[i].has[F_DISK_OPTYPE]);
+			assert_false(recs[i].has[F_DISK_DISK]);
+		}
+
+	fields[METRIC_VM_DISK_OPS] |= FIELD_BIT(F_DISK_OPTYPE);
+	assert_int_equal(c.ops->reconfigure(&c, fields), 0);
+	vmcache__refresh(vc);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pwrite(fd, buf, sizeof(buf), 512 * i), sizeof(buf));
+	drain_all(&c, vc);
+	assert_int_equal(sum(METRIC_VM_DISK_OPS, F_DISK_OPTYPE, "write"), 2);
+	assert_int_equal(sum(METRIC_VM_DISK_OPS, F_DISK_OPTYPE, "read"), 0);
+	c.ops->stop(&c);
+	vmcache__free(vc);
+	close(fd);
+	unlink(path);
+}
+
 static int tap_open(char *ifname, size_t len)
 {
 	struct ifreq ifr = { 0 };
@@ -354,6 +403,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_image_file_syscalls),
 		cmocka_unit_test(test_loop_device_block),
+		cmocka_unit_test(test_reconfigure_key_fields),
 		cmocka_unit_test(test_tap_counters),
 	};
 
