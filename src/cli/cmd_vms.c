@@ -120,9 +120,11 @@ int cmd_vms(int argc, char **argv)
 		fprintf(stderr, "kvmscope vms: cannot scan '%s': %s\n", proc_root, strerror(-err));
 		return 1;
 	}
-	if (list.nunreadable && geteuid())
-		fprintf(stderr, "kvmscope vms: note: not root: the open files of %zu process%s could "
-			"not be read; other users' VMs may be hidden\n", list.nunreadable,
+	/* always said when not root: with /proc mounted hidepid=, other users'
+	 * processes are not even counted as unreadable */
+	if (geteuid())
+		fprintf(stderr, "kvmscope vms: note: not root: other users' VMs may be hidden "
+			"(the open files of %zu process%s could not be read)\n", list.nunreadable,
 			list.nunreadable == 1 ? "" : "es");
 	else if (list.nunreadable)
 		fprintf(stderr, "kvmscope vms: note: the open files of %zu process%s are denied "
