@@ -178,18 +178,13 @@ static int set_key(struct workload *w, const char *key, const char *val)
 		return 0;
 	}
 	if (!strcmp(key, "file") || !strcmp(key, "tap")) {
+		char **dst = key[0] == 'f' ? &w->path : &w->tap;
+
 		if (!*val)
 			return -EINVAL;
-		/* The string lives as long as the process (the config does). */
-		char *copy = strdup(val);
-
-		if (!copy)
-			return -ENOMEM;
-		if (key[0] == 'f')
-			w->path = copy;
-		else
-			w->tap = copy;
-		return 0;
+		free(*dst);	/* a repeated key replaces the earlier value */
+		*dst = strdup(val);
+		return *dst ? 0 : -ENOMEM;
 	}
 	if (!strcmp(key, "weights")) {
 		const char *p = val;
@@ -347,17 +342,35 @@ static int parse_workload(const struct kind_spec *k, const char *spec, struct wo
 	return 0;
 }
 
-int opts__parse_inject(const char *spec, const char **tap, uint64_t *count, uint64_t *size)
+static void workload_free(struct workload *w)
+{
+	free(w->path);
+	free(w->tap);
+	w->path = w->tap = NULL;
+}
+
+void opts__free(struct config *cfg)
+{
+	for (int i = 0; i < MAX_WORKLOADS; i++)
+		workload_free(&cfg->wl[i]);
+	free(cfg->name_owned);
+	cfg->name_owned = NULL;
+	cfg->name = NULL;
+}
+
+int opts__parse_inject(const char *spec, char **tap, uint64_t *count, uint64_t *size)
 {
 	static const struct kind_spec k = { "--inject", WL_NIC, "tap=NAME,count=J,size=L",
 					    " tap count size ", " tap count size " };
 	struct workload w;
 	int r = parse_workload(&k, spec, &w);
 
-	if (r)
+	if (!r && (w.size < 60 || w.size > 1514))
+		r = fail(&k, "size must be 60..1514 bytes%s", "");
+	if (r) {
+		workload_free(&w);
 		return r;
-	if (w.size < 60 || w.size > 1514)
-		return fail(&k, "size must be 60..1514 bytes%s", "");
+	}
 	*tap = w.tap;
 	*count = w.count;
 	*size = w.size;
@@ -423,7 +436,8 @@ int opts__parse(int argc, char **argv, struct config *cfg)
 				comma = strchr(n, ',');
 				if (comma)
 					*comma = '\0';
-				cfg->name = n;	/* lives as long as the process */
+				free(cfg->name_owned);
+				cfg->name = cfg->name_owned = n;
 			} else {
 				cfg->name = val;
 			}

@@ -31,11 +31,11 @@ struct workload {
 	uint64_t unit;
 	double duration;
 	/* disk */
-	const char *path;
+	char *path;
 	uint64_t reads, writes, size, offset, span, seed;
 	int rand;
 	/* nic */
-	const char *tap;
+	char *tap;
 	uint64_t tx, rx;
 	int index;		/* n-th disk / n-th nic */
 };
@@ -43,6 +43,7 @@ struct workload {
 struct config {
 	int nr_vcpus;
 	const char *name;		/* NULL: no name */
+	char *name_owned;		/* name's copy when cut out of -name guest=NAME,... */
 	double duration;		/* s, cap on the whole run */
 	uint64_t delay_ms, linger_ms;
 	const char *truth_path;		/* NULL: stdout */
@@ -52,12 +53,16 @@ struct config {
 	const char *inject;		/* --inject spec: helper mode, no VM */
 };
 
-/* Parses argv into *cfg (strings point into argv). Returns 0, 1 for --help
- * (usage already printed), or -EINVAL after printing a precise error. */
+/* Parses argv into *cfg. Workload paths/tap names are copies that cfg owns
+ * (opts__free releases them, also after a failed parse); other strings point
+ * into argv. Returns 0, 1 for --help (usage already printed), or -EINVAL
+ * after printing a precise error. */
 int opts__parse(int argc, char **argv, struct config *cfg);
+void opts__free(struct config *cfg);
 void opts__usage(FILE *out);
-/* Parses an --inject spec: tap=NAME,count=J,size=L. */
-int opts__parse_inject(const char *spec, const char **tap, uint64_t *count, uint64_t *size);
+/* Parses an --inject spec: tap=NAME,count=J,size=L. On success *tap is a
+ * copy the caller frees. */
+int opts__parse_inject(const char *spec, char **tap, uint64_t *count, uint64_t *size);
 const char *opts__via_name(enum irq_via via);
 
 #endif

@@ -777,15 +777,20 @@ int main(int argc, char **argv)
 	json_t *t;
 
 	r = opts__parse(argc, argv, &cfg);
-	if (r)
+	if (r) {
+		opts__free(&cfg);
 		return r > 0 ? 0 : 2;
+	}
 	if (cfg.inject) {
-		const char *tap;
+		char *tap;
 		uint64_t count, size;
 
+		opts__free(&cfg);
 		if (opts__parse_inject(cfg.inject, &tap, &count, &size))
 			return 2;
-		return nic__inject(tap, count, size) ? 1 : 0;
+		rc = nic__inject(tap, count, size) ? 1 : 0;
+		free(tap);
+		return rc;
 	}
 
 	memset(&sa, 0, sizeof(sa));
@@ -919,6 +924,7 @@ err_devices:
 		free(irqs[i].subsec);
 	vm__close(&vm);
 out:
+	opts__free(&cfg);
 	(void)nr_disks_open;
 	(void)nr_nics_open;
 	return rc;
