@@ -94,7 +94,11 @@ void opts__usage(FILE *out)
 "idle_hlt, irqs, irq_vectors, cr3_switches, io_exits, mmio_exits), irqs[]\n"
 "(vcpu, vector, via, line, count, subsecond_ms[]), disk/disks, nic/nics, cr3.\n"
 "pio/mmio are userspace exits counted by vmload per port/address; hlt, irqs\n"
-"and cr3_switches are counted by the guest itself.\n", out);
+"and cr3_switches are counted by the guest itself.\n"
+"\n"
+"exit status: 0 when the run ended (all done, or --duration reached: see\n"
+"\"completed\"), 1 on a KVM, device or guest error (truth still written, with\n"
+"\"error\"), 2 on a bad command line.\n", out);
 }
 
 static int parse_u64(const char *s, uint64_t *out)
