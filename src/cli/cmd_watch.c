@@ -47,7 +47,8 @@ static void usage(FILE *f)
 		"                      the view into a heatmap (e.g. -d vm,subsecond)\n"
 		"  -P, --predicate P   CA predicate JSON, e.g. '{\"eq\": [\"vm\", \"web1\"]}'\n"
 		"  -n, --seconds N     stop after N seconds (default: until interrupted)\n"
-		"  -j, --json          one JSON line per second: {\"time\", \"value\"} (CA raw value)\n"
+		"  -j, --json          one JSON line per second: {\"time\", \"value\"} (CA raw value),\n"
+		"                      plus \"dropped\" (events lost since start) if the kernel map filled\n"
 		"  -w, --width N       heatmap: seconds shown (default: terminal width)\n"
 		"      --rows N        heatmap: character rows (default 20; 2 cells each)\n"
 		"      --ymax V        heatmap: fixed top of the y axis (default: automatic)\n"
@@ -187,7 +188,7 @@ int cmd_watch(int argc, char **argv)
 	int json = 0, list = 0, opt, rc = 1, consumer = -1;
 	char err[512], title[512];
 
-	while ((opt = getopt_long(argc, argv, "+d:P:n:jw:lh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "d:P:n:jw:lh", opts, NULL)) != -1) {
 		char *end;
 
 		switch (opt) {
@@ -307,8 +308,13 @@ int cmd_watch(int argc, char **argv)
 		if (json) {
 			json_t *line = json_object();
 
+			uint64_t drops = hub__drops(hub, instr__metric(in)->id);
+
 			json_object_set_new(line, "time", json_integer(t));
 			json_object_set_new(line, "value", instr__value(in, t));
+			/* never silent: events the kernel could not aggregate (map full) */
+			if (drops)
+				json_object_set_new(line, "dropped", json_integer((json_int_t)drops));
 			json_dumpf(line, stdout, JSON_COMPACT);
 			putchar('\n');
 			json_decref(line);
