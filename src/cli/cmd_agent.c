@@ -1,9 +1,227 @@
-/* placeholder until the subcommand lands */
+/* kvmscope agent: the daemon behind the CA-compatible REST API.
+ *
+ * The main thread is the drain loop: once per wall-clock second (plus a
+ * grace period so that the kernel side has finished the second) it drains
+ * the hub into the instrumentations, expires idle ones and persists, all
+ * under the agent lock. SIGINT/SIGTERM end it cleanly: persist, stop the
+ * server and the collectors, free everything.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "api/api.h"
 #include "cli/commands.h"
+#include "collectors/hub.h"
+#include "common/log.h"
+
+#define DRAIN_GRACE_NS 150000000L
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: kvmscope agent [--listen ADDR:PORT] [--state-dir DIR] [--token-file FILE]\n"
+		"                      [--max-instrumentations N] [--max-cells N] [--web-dir DIR]\n"
+		"\n"
+		"Serves the Cloud Analytics REST API (/ca/...) and the web UI.\n"
+		"\n"
+		"  --listen ADDR:PORT         default 127.0.0.1:7134; a non-loopback address\n"
+		"                             needs --token-file\n"
+		"  --state-dir DIR            instrumentations survive restarts in DIR/state.json\n"
+		"                             (default /var/lib/kvmscope; 'none' disables)\n"
+		"  --token-file FILE          bearer tokens, one per line:\n"
+		"                               TOKEN operator\n"
+		"                               TOKEN tenant VM1,VM2,...\n"
+		"  --max-instrumentations N   per owner (default %d; beyond: 429)\n"
+		"  --max-cells N              size bound of one instrumentation (default %llu)\n"
+		"  --web-dir DIR              static files served at / (default: ../../web next\n"
+		"                             to the binary, else /usr/share/kvmscope/web)\n"
+		"  -h, --help                 this help\n",
+		API_PER_OWNER_DEFAULT, (unsigned long long)API_CELLS_MAX_DEFAULT);
+}
+
+static int mkdir_p(const char *dir)
+{
+	char buf[4096];
+
+	snprintf(buf, sizeof(buf), "%s", dir);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* Sleeps until the next second + grace, or a signal. Returns the signal, 0
+ * on timeout. */
+static int wait_tick(const sigset_t *set)
+{
+	struct timespec now, left;
+	int sig;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	left.tv_sec = 0;
+	left.tv_nsec = 1000000000L - now.tv_nsec + DRAIN_GRACE_NS;
+	if (left.tv_nsec >= 1000000000L) {
+		left.tv_nsec -= 1000000000L;
+		if (left.tv_nsec < 50000000L)	/* just drained: wait for the next one */
+			left.tv_sec = 1;
+	}
+	sig = sigtimedwait(set, NULL, &left);
+	return sig > 0 ? sig : 0;
+}
+
+static int parse_num(const char *opt, const char *v, unsigned long long max, unsigned long long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(v, &end, 10);
+	if (!*v || *end || errno || *out == 0 || *out > max || *v == '-') {
+		fprintf(stderr, "kvmscope agent: %s wants an integer 1..%llu, got '%s'\n", opt, max, v);
+		return -EINVAL;
+	}
+	return 0;
+}
 
 int cmd_agent(int argc, char **argv)
 {
-	fprintf(stderr, "kvmscope agent: not built yet\n");
-	return 1;
+	enum { OPT_LISTEN = 256, OPT_STATE, OPT_TOKENS, OPT_MAXI, OPT_CELLS, OPT_WEB, OPT_PROC };
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "state-dir", required_argument, NULL, OPT_STATE },
+		{ "token-file", required_argument, NULL, OPT_TOKENS },
+		{ "max-instrumentations", required_argument, NULL, OPT_MAXI },
+		{ "max-cells", required_argument, NULL, OPT_CELLS },
+		{ "web-dir", required_argument, NULL, OPT_WEB },
+		{ "proc-root", required_argument, NULL, OPT_PROC },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct agent a = { 0 };
+	struct api_server *srv = NULL;
+	char addr[128], err[512];
+	unsigned long long n;
+	bool loopback;
+	int opt, port, rc = 1, sig;
+	sigset_t set;
+
+	a.cfg.listen = "127.0.0.1:7134";
+	a.cfg.state_dir = "/var/lib/kvmscope";
+	a.cfg.proc_root = "/proc";
+	a.cfg.max_per_owner = API_PER_OWNER_DEFAULT;
+	a.cfg.max_cells = API_CELLS_MAX_DEFAULT;
+	a.next_id = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (opt) {
+		case OPT_LISTEN: a.cfg.listen = optarg; break;
+		case OPT_STATE: a.cfg.state_dir = strcmp(optarg, "none") ? optarg : NULL; break;
+		case OPT_TOKENS: a.cfg.token_file = optarg; break;
+		case OPT_MAXI:
+			if (parse_num("--max-instrumentations", optarg, 100000, &n))
+				return 2;
+			a.cfg.max_per_owner = (int)n;
+			break;
+		case OPT_CELLS:
+			if (parse_num("--max-cells", optarg, 1ull << 40, &n))
+				return 2;
+			a.cfg.max_cells = n;
+			break;
+		case OPT_WEB: a.cfg.web_dir = optarg; break;
+		case OPT_PROC: a.cfg.proc_root = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "kvmscope agent: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (server__parse_listen(a.cfg.listen, addr, sizeof(addr), &port, &loopback) < 0) {
+		fprintf(stderr, "kvmscope agent: --listen '%s': want ADDR:PORT with a numeric address (127.0.0.1:7134, [::1]:7134)\n",
+			a.cfg.listen);
+		return 2;
+	}
+	if (!loopback && !a.cfg.token_file) {
+		fprintf(stderr, "kvmscope agent: refusing to listen on non-loopback %s without --token-file (anyone could read and instrument this host)\n",
+			a.cfg.listen);
+		return 2;
+	}
+	if (a.cfg.token_file && tokens__load(a.cfg.token_file, &a.tokens, err, sizeof(err))) {
+		fprintf(stderr, "kvmscope agent: --token-file: %s\n", err);
+		return 2;
+	}
+	if (a.cfg.state_dir && mkdir_p(a.cfg.state_dir)) {
+		fprintf(stderr, "kvmscope agent: --state-dir %s: %s\n", a.cfg.state_dir, strerror(errno));
+		goto err_tokens;
+	}
+	if (routes_static__resolve_root(a.cfg.web_dir, a.web_root, sizeof(a.web_root))) {
+		if (a.cfg.web_dir) {
+			fprintf(stderr, "kvmscope agent: --web-dir %s: %s\n", a.cfg.web_dir, strerror(errno));
+			goto err_tokens;
+		}
+		a.web_root[0] = '\0';
+	}
+	pthread_mutex_init(&a.lock, NULL);
+	if (hub__new(&a.hub, a.cfg.proc_root)) {
+		fprintf(stderr, "kvmscope agent: cannot set up the collection hub\n");
+		goto err_mutex;
+	}
+	/* Signals are taken synchronously by the drain loop; every other thread
+	 * (MHD's) inherits the mask. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	pthread_mutex_lock(&a.lock);
+	state__load(&a);
+	pthread_mutex_unlock(&a.lock);
+	if (server__start(&a, &srv, err, sizeof(err))) {
+		log_error("agent", "%s", err);
+		fprintf(stderr, "kvmscope agent: %s\n", err);
+		goto err_hub;
+	}
+	log_info("agent", "listening on %s state_dir=%s tokens=%zu web=%s", a.cfg.listen,
+		 a.cfg.state_dir ? a.cfg.state_dir : "none", tokens__count(a.tokens),
+		 a.web_root[0] ? a.web_root : "none");
+	while (!(sig = wait_tick(&set))) {
+		int64_t now = agent__now();
+		int d;
+
+		pthread_mutex_lock(&a.lock);
+		d = hub__drain(a.hub, now);
+		if (d < 0)
+			log_warn("agent", "drain failed: %s", strerror(-d));
+		agent__expire_idle(&a, now);
+		if (a.dirty || (now - a.last_persist >= API_PERSIST_INTERVAL && a.instrs))
+			state__save(&a);
+		pthread_mutex_unlock(&a.lock);
+	}
+	log_info("agent", "signal %d: shutting down", sig);
+	rc = 0;
+	server__stop(srv);
+	pthread_mutex_lock(&a.lock);
+	state__save(&a);
+	pthread_mutex_unlock(&a.lock);
+err_hub:
+	while (a.instrs)
+		agent__destroy(&a, a.instrs);
+	hub__free(a.hub);
+err_mutex:
+	pthread_mutex_destroy(&a.lock);
+err_tokens:
+	tokens__free(a.tokens);
+	return rc;
 }

@@ -1,0 +1,514 @@
+/* HTTP plumbing (libmicrohttpd): bodies and their limit, authentication,
+ * routing by table, JSON errors, responses.
+ *
+ * One MHD polling thread serves every connection; handlers of CA routes run
+ * with the agent lock held, which the drain thread takes once a second.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "api/api.h"
+#include "common/log.h"
+
+struct api_server {
+	struct MHD_Daemon *daemon;
+	struct agent *agent;
+};
+
+/* Per-request state between MHD's calls, freed in request_done. */
+struct conn_ctx {
+	char *body;
+	size_t len, cap;
+	bool too_large;
+	bool answered;
+};
+
+const char *api__clean(const char *s, char *dst, size_t n)
+{
+	size_t j = 0;
+
+	if (!n)
+		return dst;
+	for (; s && *s && j + 1 < n; s++)
+		dst[j++] = ((unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f && *s != '"' &&
+			    *s != '\\') ? *s : '?';
+	dst[j] = '\0';
+	return dst;
+}
+
+void api__error(struct api_response *r, int status, const char *code, const char *fmt, ...)
+{
+	char msg[1024], clean[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	json_decref(r->json);
+	r->status = status;
+	r->json = json_pack("{s:s, s:s}", "code", code, "message", msg);
+	if (!r->json)	/* msg quoted something that is not UTF-8 */
+		r->json = json_pack("{s:s, s:s}", "code", code, "message",
+				    api__clean(msg, clean, sizeof(clean)));
+}
+
+const char *api__arg(const struct api_request *rq, const char *name)
+{
+	return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+				   const char *value)
+{
+	json_t *o = cls, *v, *old;
+
+	(void)kind;
+	v = json_string(value ? value : "");
+	if (!v || !key || !*key) {
+		json_decref(v);
+		json_object_set_new(o, "\x01invalid", json_true());
+		return MHD_YES;
+	}
+	old = json_object_get(o, key);
+	if (!old)
+		json_object_set_new(o, key, v);
+	else if (json_is_array(old))
+		json_array_append_new(old, v);
+	else
+		json_object_set_new(o, key, json_pack("[O,o]", old, v));
+	return MHD_YES;
+}
+
+json_t *api__args_json(const struct api_request *rq)
+{
+	json_t *o = json_object();
+
+	if (o)
+		MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, collect_arg, o);
+	return o;
+}
+
+bool route__match(const char *pattern, const char *path, const char **params, size_t nparams,
+		  char *buf, size_t buflen)
+{
+	size_t np = 0, used = 0;
+	const char *p = pattern, *s = path;
+
+	while (*p && *s) {
+		if (*p == ':') {
+			const char *end = strchr(s, '/');
+			size_t len = end ? (size_t)(end - s) : strlen(s);
+
+			if (len == 0 || np >= nparams || used + len + 1 > buflen)
+				return false;
+			memcpy(buf + used, s, len);
+			buf[used + len] = '\0';
+			params[np++] = buf + used;
+			used += len + 1;
+			s += len;
+			while (*p && *p != '/')
+				p++;
+			continue;
+		}
+		if (*p != *s)
+			return false;
+		p++;
+		s++;
+	}
+	/* one trailing slash is forgiven: /ca/ is /ca */
+	if (*s == '/' && !s[1])
+		s++;
+	return !*p && !*s;
+}
+
+static bool path_is_sane(const char *path, char *why, size_t whylen)
+{
+	const char *seg = path;
+
+	if (*path != '/') {
+		snprintf(why, whylen, "path must start with '/'");
+		return false;
+	}
+	for (const unsigned char *c = (const unsigned char *)path; *c; c++)
+		if (*c < 0x20 || *c >= 0x7f) {
+			snprintf(why, whylen, "path has a control or non-ASCII byte (0x%02x)", *c);
+			return false;
+		}
+	while ((seg = strchr(seg, '/'))) {
+		seg++;
+		if (!strncmp(seg, "..", 2) && (seg[2] == '/' || !seg[2])) {
+			snprintf(why, whylen, "path contains a '..' segment");
+			return false;
+		}
+	}
+	return true;
+}
+
+static const struct principal *authenticate(struct agent *a, struct MHD_Connection *conn)
+{
+	const char *h;
+
+	if (!a->tokens)
+		return tokens__anonymous_operator();
+	h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (!h || strncasecmp(h, "Bearer ", 7))
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return tokens__lookup(a->tokens, h, strlen(h));
+}
+
+static void dispatch(struct agent *a, struct api_request *rq, struct api_response *r)
+{
+	char why[128], clean[256], capbuf[512], allow[128] = "";
+	bool path_known = false;
+
+	if (!path_is_sane(rq->path, why, sizeof(why))) {
+		api__error(r, 400, "InvalidArgument", "%s: '%s'", why,
+			   api__clean(rq->path, clean, sizeof(clean)));
+		return;
+	}
+	if (!strncmp(rq->path, "/ca", 3) && (!rq->path[3] || rq->path[3] == '/')) {
+		if (!rq->who) {
+			api__error(r, 401, "Unauthorized",
+				   "missing or invalid bearer token (send 'Authorization: Bearer TOKEN')");
+			return;
+		}
+		for (size_t i = 0; i < routes_ca_count; i++) {
+			const struct api_route *rt = &routes_ca[i];
+
+			memset(rq->params, 0, sizeof(rq->params));
+			if (!route__match(rt->pattern, rq->path, rq->params, 4, capbuf, sizeof(capbuf)))
+				continue;
+			path_known = true;
+			if (strcmp(rt->method, rq->method)) {
+				if (!strstr(allow, rt->method)) {
+					size_t l = strlen(allow);
+
+					snprintf(allow + l, sizeof(allow) - l, "%s%s", l ? ", " : "", rt->method);
+				}
+				continue;
+			}
+			if (rt->locked)
+				pthread_mutex_lock(&a->lock);
+			rt->fn(a, rq, r);
+			if (rt->locked)
+				pthread_mutex_unlock(&a->lock);
+			return;
+		}
+		if (path_known) {
+			static char allow_copy[128];	/* only the MHD thread dispatches */
+
+			snprintf(allow_copy, sizeof(allow_copy), "%s", allow);
+			r->allow = allow_copy;
+			api__error(r, 405, "MethodNotAllowed", "method %s not allowed on %s (allowed: %s)",
+				   api__clean(rq->method, why, sizeof(why)),
+				   api__clean(rq->path, clean, sizeof(clean)), allow);
+			return;
+		}
+		api__error(r, 404, "ResourceNotFound", "no such resource: %s",
+			   api__clean(rq->path, clean, sizeof(clean)));
+		return;
+	}
+	if (strcmp(rq->method, "GET") && strcmp(rq->method, "HEAD")) {
+		r->allow = "GET, HEAD";
+		api__error(r, 405, "MethodNotAllowed", "method %s not allowed on %s (allowed: GET, HEAD)",
+			   api__clean(rq->method, why, sizeof(why)),
+			   api__clean(rq->path, clean, sizeof(clean)));
+		return;
+	}
+	routes_static__serve(a, rq, r);
+}
+
+static enum MHD_Result send_response(struct MHD_Connection *conn, struct api_response *r,
+				     bool head)
+{
+	struct MHD_Response *resp = NULL;
+	enum MHD_Result ret;
+
+	if (r->file_path) {
+		int fd = open(r->file_path, O_RDONLY | O_CLOEXEC);
+		struct stat st;
+
+		if (fd >= 0 && !fstat(fd, &st) && S_ISREG(st.st_mode)) {
+			resp = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
+			if (resp)
+				MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->file_type);
+		} else {
+			if (fd >= 0)
+				close(fd);
+			api__error(r, 404, "ResourceNotFound", "file vanished");
+		}
+	}
+	if (!resp && r->status == 204) {
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+		if (!resp)
+			return MHD_NO;
+	}
+	if (!resp) {
+		char *text = r->json ? json_dumps(r->json, JSON_COMPACT) : NULL;
+		size_t len;
+
+		if (!text) {
+			text = strdup("{\"code\":\"InternalError\",\"message\":\"no response\"}");
+			r->status = 500;
+		}
+		if (!text)
+			return MHD_NO;
+		len = strlen(text);
+		text = realloc(text, len + 2) ?: text;
+		/* a newline at the end, for people using curl */
+		text[len] = '\n';
+		resp = MHD_create_response_from_buffer(len + 1, text, MHD_RESPMEM_MUST_FREE);
+		if (!resp) {
+			free(text);
+			return MHD_NO;
+		}
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	}
+	(void)head;
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	if (r->allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+	if (r->location[0])
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
+	if (r->status == 401)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"kvmscope\"");
+	ret = MHD_queue_response(conn, (unsigned int)r->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result early_error(struct MHD_Connection *conn, int status, const char *code,
+				   const char *msg)
+{
+	struct api_response r = { 0 };
+	enum MHD_Result ret;
+
+	api__error(&r, status, code, "%s", msg);
+	ret = send_response(conn, &r, false);
+	json_decref(r.json);
+	return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct api_server *s = cls;
+	struct conn_ctx *cx = *con_cls;
+	struct api_request rq = { 0 };
+	struct api_response r = { .status = 200 };
+	enum MHD_Result ret;
+	char msg[160];
+
+	(void)version;
+	if (!cx) {
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+		cx = calloc(1, sizeof(*cx));
+		if (!cx)
+			return MHD_NO;
+		*con_cls = cx;
+		if (cl && strtoull(cl, NULL, 10) > API_BODY_MAX) {
+			cx->answered = true;
+			snprintf(msg, sizeof(msg), "request body of %s bytes exceeds the limit of %d bytes",
+				 cl, API_BODY_MAX);
+			return early_error(conn, 413, "RequestTooLarge", msg);
+		}
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		size_t n = *upload_size;
+
+		*upload_size = 0;
+		if (cx->answered || cx->too_large)
+			return MHD_YES;
+		if (cx->len + n > API_BODY_MAX) {
+			cx->too_large = true;
+			return MHD_YES;
+		}
+		if (cx->len + n + 1 > cx->cap) {
+			size_t cap = cx->len + n + 1 < 4096 ? 4096 : (cx->len + n + 1) * 2;
+			char *nb = realloc(cx->body, cap > API_BODY_MAX + 1 ? API_BODY_MAX + 1 : cap);
+
+			if (!nb)
+				return MHD_NO;
+			cx->body = nb;
+			cx->cap = cap > API_BODY_MAX + 1 ? API_BODY_MAX + 1 : cap;
+		}
+		memcpy(cx->body + cx->len, upload, n);
+		cx->len += n;
+		cx->body[cx->len] = '\0';
+		return MHD_YES;
+	}
+	if (cx->answered)
+		return MHD_YES;
+	if (cx->too_large) {
+		snprintf(msg, sizeof(msg), "request body exceeds the limit of %d bytes", API_BODY_MAX);
+		return early_error(conn, 413, "RequestTooLarge", msg);
+	}
+	rq.conn = conn;
+	rq.method = method;
+	rq.path = url;
+	rq.body = cx->body ? cx->body : "";
+	rq.body_len = cx->len;
+	rq.content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						      MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (!rq.content_type)
+		rq.content_type = "";
+	rq.who = authenticate(s->agent, conn);
+	dispatch(s->agent, &rq, &r);
+	if (r.status >= 500)
+		log_warn("api", "%s %s -> %d", method, url, r.status);
+	else
+		log_debug("api", "%s %s -> %d", method, url, r.status);
+	ret = send_response(conn, &r, !strcmp(method, "HEAD"));
+	json_decref(r.json);
+	free(r.file_path);
+	return ret;
+}
+
+static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct conn_ctx *cx = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (cx) {
+		free(cx->body);
+		free(cx);
+		*con_cls = NULL;
+	}
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+
+	(void)cls;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	log_warn("http", "%s", buf);
+}
+
+int server__parse_listen(const char *s, char *addr, size_t addrlen, int *port, bool *loopback)
+{
+	const char *colon;
+	char *end;
+	long p;
+	size_t alen;
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (!s || !*s)
+		return -EINVAL;
+	if (*s == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (!rb || rb[1] != ':')
+			return -EINVAL;
+		alen = (size_t)(rb - s - 1);
+		if (alen >= addrlen)
+			return -EINVAL;
+		memcpy(addr, s + 1, alen);
+		addr[alen] = '\0';
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -EINVAL;
+		alen = (size_t)(colon - s);
+		if (alen >= addrlen)
+			return -EINVAL;
+		memcpy(addr, s, alen);
+		addr[alen] = '\0';
+	}
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (!colon[1] || *end || errno || p < 0 || p > 65535)
+		return -EINVAL;
+	*port = (int)p;
+	if (inet_pton(AF_INET, addr, &a4) == 1) {
+		*loopback = (ntohl(a4.s_addr) >> 24) == 127;
+		return AF_INET;
+	}
+	if (inet_pton(AF_INET6, addr, &a6) == 1) {
+		*loopback = IN6_IS_ADDR_LOOPBACK(&a6);
+		return AF_INET6;
+	}
+	return -EINVAL;
+}
+
+/* On success the caller owns *out (server__stop). */
+int server__start(struct agent *a, struct api_server **out, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss = { 0 };
+	char addr[128];
+	bool loopback;
+	int port, family;
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+	struct api_server *s;
+
+	family = server__parse_listen(a->cfg.listen, addr, sizeof(addr), &port, &loopback);
+	if (family < 0) {
+		snprintf(err, errlen, "--listen '%s': want ADDR:PORT with a numeric address (127.0.0.1:7134, [::1]:7134)",
+			 a->cfg.listen);
+		return -EINVAL;
+	}
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		inet_pton(AF_INET, addr, &sin->sin_addr);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		inet_pton(AF_INET6, addr, &sin6->sin6_addr);
+		flags |= MHD_USE_IPv6;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->agent = a;
+	s->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s,
+				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+				     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+				     MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
+				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+				     MHD_OPTION_END);
+	if (!s->daemon) {
+		snprintf(err, errlen, "cannot listen on %s (address in use or not local?)", a->cfg.listen);
+		free(s);
+		return -EADDRINUSE;
+	}
+	*out = s;
+	return 0;
+}
+
+void server__stop(struct api_server *s)
+{
+	if (!s)
+		return;
+	MHD_stop_daemon(s->daemon);
+	free(s);
+}
