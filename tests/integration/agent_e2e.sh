@@ -1,0 +1,166 @@
+#!/bin/bash
+# kvmscope agent end to end: real vmload guests, instrumentations over HTTP,
+# raw values against vmload's truth, a subsecond heatmap decoded pixel by
+# pixel, details/average/percentile, restart with persistence, tokens.
+# Interrupts here come from the irqchip tracepoints (the fallback path: PVM
+# fires no kvm_inj_virq); exits from kvm_pio (no kvm_exit here).
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/agent_lib.sh"
+require_kvm "agent e2e"
+command -v python3 >/dev/null || { skip "agent e2e: python3 absent (decodes the PNG)"; tap_done; }
+
+STATE=$TMPD/state LOG=$TMPD/agent.log
+if ! agent_start "$LOG" --state-dir "$STATE"; then
+	not_ok "agent starts"; cat "$LOG" | sed 's/^/# /'; tap_done
+fi
+ok "agent answers on $BASE"
+
+VM=e2e-a-$$
+post() { curl -s -X POST "$BASE/ca/instrumentations" -H 'Content-Type: application/json' -d "$1"; }
+I_SUB=$(post '{"module":"vm","stat":"irqs","decomposition":["subsecond"],"predicate":{"eq":["vm","'$VM'"]},"persist-data":true}' | jq -r .id)
+I_CNT=$(post '{"module":"vm","stat":"irqs","decomposition":["vm"],"predicate":{"eq":["vm","'$VM'"]}}' | jq -r .id)
+# a CA form post, as the original clients sent it
+I_PIO=$(curl -s -X POST "$BASE/ca/instrumentations" --data-urlencode module=vm --data-urlencode stat=exits \
+	--data-urlencode decomposition=class --data-urlencode "predicate={\"eq\":[\"vm\",\"$VM\"]}" | jq -r .id)
+check "three instrumentations created (ids $I_SUB $I_CNT $I_PIO)" test "$I_SUB" -ge 1 -a "$I_CNT" -ge 1 -a "$I_PIO" -ge 1
+sleep 1.5
+
+T0=$(date +%s)
+NIRQ=4 NPIO=300
+"$VMLOAD" -name guest=$VM --pio vcpu=0,count=$NPIO \
+	--irq vcpu=0,vector=0x30,via=ioapic,period_ms=1000,phase_ms=250,count=$NIRQ \
+	--truth "$TMPD/truth.json" --duration 20 >/dev/null 2>"$TMPD/vmload.err"
+T1=$(date +%s)
+sleep 2.5
+check "vmload completed" test "$(jq -r .completed "$TMPD/truth.json")" = true
+TRUTH_IRQ=$(jq '[.irqs[].count] | add' "$TMPD/truth.json")
+TRUTH_PIO=$(jq '[.vcpus[].pio] | add' "$TMPD/truth.json")
+DUR=$((T1 - T0 + 2))
+raw() { curl -s "$BASE/ca/instrumentations/$1/value/raw?start_time=$T0&duration=1&ndatapoints=$DUR"; }
+GOT_IRQ=$(raw "$I_CNT" | jq "[.[].value[\"$VM\"] // 0] | add")
+expect_eq "vm.irqs by vm equals vmload's count" "$GOT_IRQ" "$TRUTH_IRQ"
+GOT_PIO=$(raw "$I_PIO" | jq '[.[].value.iox // 0] | add')
+expect_eq "vm.exits class iox equals vmload's port writes" "$GOT_PIO" "$TRUTH_PIO"
+raw "$I_SUB" > "$TMPD/sub.json"
+GOT_SUB=$(jq '[.[].value[][1]] | add' "$TMPD/sub.json")
+expect_eq "subsecond distribution holds every interrupt" "$GOT_SUB" "$TRUTH_IRQ"
+WANT_B=$(jq '[.irqs[].subsecond_ms[] | (. / 10 | floor) * 10] | unique' -c "$TMPD/truth.json")
+GOT_B=$(jq '[.[].value[][0][0]] | unique' -c "$TMPD/sub.json")
+expect_eq "subsecond buckets match the truth's delivery offsets" "$GOT_B" "$WANT_B"
+
+# heatmap: one column per second, 100 rows of 10 ms each over [0, 1000)
+HQ="start_time=$T0&duration=$DUR&width=$DUR&height=100&nbuckets=100&ymax=1000"
+curl -s "$BASE/ca/instrumentations/$I_SUB/value/heatmap/image?$HQ" > "$TMPD/hm.json"
+expect_eq "heatmap reports its geometry" "$(jq -c '[.width,.height,.nbuckets,.ymin,.ymax]' "$TMPD/hm.json")" "[$DUR,100,100,0,1000]"
+jq -r .image "$TMPD/hm.json" | base64 -d > "$TMPD/hm.png"
+cat > "$TMPD/png.py" <<'PY'
+import sys, zlib, struct, json
+d = open(sys.argv[1], 'rb').read()
+assert d[:8] == b'\x89PNG\r\n\x1a\n', 'not a PNG'
+pos, idat, w = 8, b'', 0
+while pos < len(d):
+    n, t = struct.unpack('>I4s', d[pos:pos+8]); body = d[pos+8:pos+8+n]; pos += 12 + n
+    if t == b'IHDR':
+        w, h, depth, ctype = struct.unpack('>IIBB', body[:10]); assert depth == 8 and ctype == 2
+    elif t == b'IDAT': idat += body
+raw = zlib.decompress(idat); bpp = 3; stride = w * bpp; prev = bytearray(stride); rows = []; i = 0
+for y in range(h):
+    f = raw[i]; line = bytearray(raw[i+1:i+1+stride]); i += 1 + stride
+    for x in range(stride):
+        a = line[x-bpp] if x >= bpp else 0; b = prev[x]; c = prev[x-bpp] if x >= bpp else 0
+        if f == 1: line[x] = (line[x] + a) & 255
+        elif f == 2: line[x] = (line[x] + b) & 255
+        elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255
+        elif f == 4:
+            p = a + b - c; pa, pb, pc = abs(p-a), abs(p-b), abs(p-c)
+            line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+    rows.append(line); prev = line
+lit = sorted({(x, y) for y in range(h) for x in range(w) if rows[y][3*x:3*x+3] != b'\xff\xff\xff'})
+print(json.dumps({"w": w, "h": h, "rows": sorted({y for _, y in lit}), "cols": sorted({x for x, _ in lit})}))
+PY
+PIX=$(python3 "$TMPD/png.py" "$TMPD/hm.png")
+B0=$(echo "$WANT_B" | jq '.[0]')
+WANT_ROW=$(( (1000 - B0) / 10 - 1 ))
+expect_eq "PNG is width x height" "$(echo "$PIX" | jq -c '[.w,.h]')" "[$DUR,100]"
+expect_eq "coloured pixels sit in the row of ${B0} ms (row $WANT_ROW from the top)" \
+	"$(echo "$PIX" | jq -c .rows)" "$(jq -c '[.irqs[].subsecond_ms[] | (1000 - ((. / 10 | floor) * 10)) / 10 - 1] | unique' "$TMPD/truth.json")"
+NCOLS=$(echo "$PIX" | jq '.cols | length')
+expect_eq "one coloured column per second with an interrupt" "$NCOLS" "$TRUTH_IRQ"
+X=$(echo "$PIX" | jq '.cols[0]')
+DET=$(curl -s "$BASE/ca/instrumentations/$I_SUB/value/heatmap/details?$HQ&x=$X&y=$WANT_ROW")
+expect_eq "details at the pixel: count 1" "$(echo "$DET" | jq .total)" 1
+expect_eq "details at the pixel: bucket [$B0, $((B0 + 10)))" "$(echo "$DET" | jq -c '[.bucket_min,.bucket_max]')" "[$B0,$((B0 + 10))]"
+DETE=$(curl -s "$BASE/ca/instrumentations/$I_SUB/value/heatmap/details?$HQ&x=$X&y=10")
+expect_eq "details of an empty pixel: count 0" "$(echo "$DETE" | jq .total)" 0
+P50=$(curl -s "$BASE/ca/instrumentations/$I_SUB/value/heatmap/percentile?$HQ&percentile=0.5")
+check "median of each second with data lies in [$B0, $((B0 + 10))]" \
+	jq -e "[.[] | select(.[1] != null) | .[1]] | length == $TRUTH_IRQ and all(. >= $B0 and . <= $((B0 + 10)))" <<<"$P50" >/dev/null
+AVG=$(curl -s "$BASE/ca/instrumentations/$I_SUB/value/heatmap/average?$HQ")
+check "average of each second with data is the bucket midpoint $((B0 + 5))" \
+	jq -e "[.[] | select(.[1] != null) | .[1]] | length == $TRUTH_IRQ and all(. == $((B0 + 5)))" <<<"$AVG" >/dev/null
+
+# restart: specs come back, persist-data keeps values
+agent_stop
+check "state file written" test -s "$STATE/state.json"
+agent_start "$LOG" --state-dir "$STATE" || not_ok "agent restarts"
+IDS=$(curl -s "$BASE/ca/instrumentations" | jq -c '[.[].id]')
+expect_eq "instrumentations are back after a restart" "$IDS" "[\"$I_SUB\",\"$I_CNT\",\"$I_PIO\"]"
+GOT_SUB2=$(raw "$I_SUB" | jq '[.[].value[][1]] | add')
+expect_eq "persist-data instrumentation kept its values" "$GOT_SUB2" "$TRUTH_IRQ"
+GOT_CNT2=$(raw "$I_CNT" | jq "[.[].value[\"$VM\"] // 0] | add")
+expect_eq "instrumentation without persist-data restarts empty" "$GOT_CNT2" 0
+N_OLD=$(curl -s -X POST "$BASE/ca/instrumentations" -d '{"metric":"vm.irqs"}' | jq -r .id)
+check "ids continue after a restart (new id $N_OLD > $I_PIO)" test "$N_OLD" -gt "$I_PIO"
+
+# corrupt state: renamed aside, reported, agent still starts
+agent_stop
+echo '{"version": 1, "instrumentations": [' > "$STATE/state.json"
+agent_start "$LOG" --state-dir "$STATE" || not_ok "agent starts over a broken state file"
+check "broken state file renamed aside" ls "$STATE"/state.json.bad-* >/dev/null 2>&1
+check "broken state file reported at level=error" grep -q 'level=error sub=state.*unusable' "$LOG"
+expect_eq "agent starts empty over a broken state file" "$(curl -s "$BASE/ca/instrumentations" | jq length)" 0
+agent_stop
+
+# tokens: operator, tenants of VM a and of VM b
+OP=op-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+TA=ta-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+TB=tb-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+VMB=e2e-b-$$
+printf '# test tokens\n%s operator\n%s tenant %s\n%s tenant %s\n' "$OP" "$TA" "$VM" "$TB" "$VMB" > "$TMPD/tokens"
+agent_start "$LOG" --state-dir "$TMPD/state2" --token-file "$TMPD/tokens" || not_ok "agent starts with tokens"
+expect_eq "no token: 401" "$(code GET /ca)" 401
+expect_eq "401 is a JSON error" "$(jq -r .code "$TMPD/body")" Unauthorized
+expect_eq "wrong token: 401" "$(code GET /ca -H "Authorization: Bearer ${OP}x")" 401
+expect_eq "operator token: 200" "$(code GET /ca -H "Authorization: Bearer $OP")" 200
+check "operator catalogue has hostname" jq -e '[.metrics[].fields[]] | index("hostname") != null' "$TMPD/body" >/dev/null
+expect_eq "tenant token: 200" "$(code GET /ca -H "Authorization: Bearer $TA")" 200
+check "tenant catalogue hides hostname" jq -e '[.metrics[].fields[]] | index("hostname") == null' "$TMPD/body" >/dev/null
+AH=(-H "Authorization: Bearer $TA") BH=(-H "Authorization: Bearer $TB") OH=(-H "Authorization: Bearer $OP")
+code POST /ca/instrumentations "${AH[@]}" -d '{"module":"vm","stat":"irqs","decomposition":["vm"]}' >/dev/null
+TI=$(jq -r .id "$TMPD/body")
+check "tenant's instrumentation carries the forced VM scope" jq -e ".predicate | tostring | contains(\"$VM\")" "$TMPD/body" >/dev/null
+expect_eq "tenant b cannot read tenant a's instrumentation" "$(code GET /ca/instrumentations/$TI "${BH[@]}")" 404
+expect_eq "tenant b cannot read its values" "$(code GET /ca/instrumentations/$TI/value/raw "${BH[@]}")" 404
+expect_eq "tenant b cannot delete it" "$(code DELETE /ca/instrumentations/$TI "${BH[@]}")" 404
+expect_eq "tenant b's list is empty" "$(curl -s "$BASE/ca/instrumentations" "${BH[@]}" | jq length)" 0
+expect_eq "operator sees it" "$(code GET /ca/instrumentations/$TI "${OH[@]}")" 200
+expect_eq "tenant may not decompose by hostname" \
+	"$(code POST /ca/instrumentations "${AH[@]}" -d '{"module":"vm","stat":"irqs","decomposition":["hostname"]}')" 422
+sleep 1.5
+T0=$(date +%s)
+"$VMLOAD" -name guest=$VM --irq vcpu=0,vector=0x30,via=ioapic,period_ms=500,phase_ms=100,count=3 --duration 10 >"$TMPD/ta.json" 2>/dev/null &
+P1=$!
+"$VMLOAD" -name guest=$VMB --irq vcpu=0,vector=0x31,via=ioapic,period_ms=500,phase_ms=300,count=5 --duration 10 >"$TMPD/tb.json" 2>/dev/null &
+P2=$!
+wait $P1 $P2
+sleep 2.5
+DUR=$(( $(date +%s) - T0 ))
+V=$(curl -s "${AH[@]}" "$BASE/ca/instrumentations/$TI/value/raw?start_time=$T0&duration=1&ndatapoints=$DUR")
+expect_eq "tenant a sees only its VM" "$(echo "$V" | jq -c '[.[].value | keys[]] | unique')" "[\"$VM\"]"
+expect_eq "tenant a's count equals its VM's truth" "$(echo "$V" | jq "[.[].value[\"$VM\"] // 0] | add")" \
+	"$(jq '[.irqs[].count] | add' "$TMPD/ta.json")"
+VMS=$(curl -s "${AH[@]}" "$BASE/ca/vms" | jq -c '[.[].name] | map(select(. == "'$VMB'"))')
+expect_eq "tenant a's /ca/vms does not list VM b" "$VMS" "[]"
+agent_stop
+check "agent exited cleanly on SIGTERM" grep -q 'shutting down' "$LOG"
+tap_done
