@@ -187,7 +187,7 @@ static json_t *request_spec(const struct api_request *rq, struct api_response *r
 			api__error(r, 400, "InvalidArgument", "body: NUL byte in JSON");
 			return NULL;
 		}
-		spec = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &jerr);
+		spec = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 		if (!spec) {
 			api__error(r, 400, "InvalidArgument", "body is not valid JSON: %s (line %d, column %d)",
 				   jerr.text, jerr.line, jerr.column);

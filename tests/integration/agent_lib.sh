@@ -1,4 +1,6 @@
 # Helpers for the agent tests: start/stop an agent on a free loopback port.
+: "${KVMSCOPE:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/bin/kvmscope}"
+: "${VMLOAD:=$(dirname "$KVMSCOPE")/vmload}"
 # Source after lib.sh.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -28,3 +30,6 @@ code() {
 	local m=$1 p=$2; shift 2
 	curl -s --path-as-is -o "$TMPD/body" -w '%{http_code}' -X "$m" "$BASE$p" "$@"
 }
+
+# jqe FILTER [FILE]: jq -e without its output
+jqe() { jq -e "$@" >/dev/null; }
