@@ -40,14 +40,33 @@ struct {
 	__type(value, __u64);
 } samples SEC(".maps");
 
-/* Called on every emulated instruction on PVM hosts, so the common case (the
- * thread already points at this vCPU) is one lookup and no write. */
+/* The vCPU this CPU last saw in a KVM tracepoint. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} last_vcpu SEC(".maps");
+
+/* kvm_emulate_insn fires on every emulated instruction on PVM hosts (over a
+ * million per second per busy vCPU) and kvm_entry/kvm_exit on every exit
+ * elsewhere, so the common case must be cheap: this CPU's last vCPU is this
+ * one, nothing to do. That is exact because a vCPU is run by one thread
+ * (KVM's API asks vcpu ioctls to come from the thread that created it), so
+ * the thread -> vCPU entry written when this CPU first saw the vCPU still
+ * holds. The hash is touched only when a CPU switches vCPUs. */
 static __always_inline void remember(struct kvm_vcpu *vcpu)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
-	struct samples_thread *t = bpf_map_lookup_elem(&vcpu_threads, &tid), n;
+	__u32 zero = 0, tid;
+	__u64 *last = bpf_map_lookup_elem(&last_vcpu, &zero), id;
+	struct samples_thread *t, n;
 
+	if (!last || *last == (__u64)vcpu)
+		return;
+	*last = (__u64)vcpu;
+	id = bpf_get_current_pid_tgid();
+	tid = (__u32)id;
+	t = bpf_map_lookup_elem(&vcpu_threads, &tid);
 	if (t && t->vcpu == (__u64)vcpu && t->tgid == id >> 32)
 		return;
 	n.vcpu = (__u64)vcpu;
