@@ -1,0 +1,66 @@
+#!/bin/bash
+# The web UI end to end: the real agent serves web/, a vmload guest takes an
+# interrupt every second at +250 ms, and headless Chromium (playwright-core)
+# drives the UI: kvmstat table, the create form, the subsecond heatmap read
+# pixel by pixel, cell details, key hues, pause, overlays; no request may
+# leave the agent's origin and the console must stay free of errors.
+# Needs: Debian package chromium; npm package playwright-core in tests/web
+# (cd tests/web && npm install).
+. "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+KVMSCOPE=${KVMSCOPE:-$ROOT/build/bin/kvmscope}
+VMLOAD=${VMLOAD:-$ROOT/build/bin/vmload}
+ART=$ROOT/tests/artifacts
+mkdir -p "$ART"
+
+require_kvm "web UI"
+if [ ! -x /usr/bin/chromium ]; then
+	skip "web UI: /usr/bin/chromium is absent (apt-get install -y chromium)"; tap_done
+fi
+if [ ! -d "$ROOT/tests/web/node_modules/playwright-core" ] || ! command -v node >/dev/null; then
+	skip "web UI: node or tests/web/node_modules/playwright-core is absent (cd tests/web && npm install)"; tap_done
+fi
+
+PORT=$((20000 + RANDOM % 20000))
+"$KVMSCOPE" agent --listen 127.0.0.1:$PORT --state-dir "$TMPD/state" --web-dir "$ROOT/web" \
+	>"$ART/web-agent.log" 2>&1 &
+cleanup_pids+=($!)
+for _ in $(seq 50); do
+	curl -sf "http://127.0.0.1:$PORT/ca" >/dev/null && break
+	sleep 0.1
+done
+check "the agent answers on 127.0.0.1:$PORT" curl -sf -o /dev/null "http://127.0.0.1:$PORT/ca"
+code=$(curl -s -o "$TMPD/index.html" -w '%{http_code}' "http://127.0.0.1:$PORT/")
+expect_eq "GET / serves the UI" "$code" 200
+check "the page is kvmscope's" grep -q '<title>kvmscope</title>' "$TMPD/index.html"
+# Everything the page loads must be on the agent: no http(s) URL to elsewhere.
+ext=$(grep -rhoE '(src|href)="(https?:)?//[^"]*"|import[^;]*"https?://[^"]*"|url\((https?:)?//' "$ROOT/web" | head -3)
+expect_eq "web/ refers to nothing outside the agent" "$ext" ""
+
+# 90 interrupts, one a second at +250 ms: outlives the browser session.
+"$VMLOAD" -name guest=ui --duration 100 \
+	--irq vcpu=0,vector=0x30,via=ioapic,period_ms=1000,phase_ms=250,count=90 \
+	>"$TMPD/truth.json" 2>"$ART/web-vmload.log" &
+cleanup_pids+=($!)
+for _ in $(seq 50); do
+	curl -sf "http://127.0.0.1:$PORT/ca/vms" | grep -q '"name":"ui"' && break
+	sleep 0.1
+done
+
+udd=$(mktemp -d "$TMPD/chromium.XXXXXX")
+out=$(cd "$ROOT/tests/web" && timeout 150 node ui_test.mjs "http://127.0.0.1:$PORT" ui "$ART" "$udd" 2>&1)
+rc=$?
+n=0
+while IFS= read -r line; do
+	case "$line" in
+	"ok "*) ok "${line#ok }"; n=$((n + 1)) ;;
+	"not_ok "*) not_ok "${line#not_ok }"; n=$((n + 1)) ;;
+	*) echo "# $line" ;;
+	esac
+done <<<"$out"
+expect_eq "the browser session ran to its end" "$rc" 0
+if [ "$n" -lt 14 ]; then not_ok "only $n browser checks reported, want 14"; fi
+for f in web-host web-heatmap web-details web-overlay; do
+	check "screenshot $f.png kept" test -s "$ART/$f.png"
+done
+tap_done
