@@ -2,6 +2,11 @@
 # Tests need root, /dev/kvm and BPF: where a facility is truly absent they
 # skip loudly with the reason, never silently pass.
 set -u
+# run directly (not from tests/run-all.sh): use the default build
+_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+KVMSCOPE=${KVMSCOPE:-$_root/build/bin/kvmscope}
+VMLOAD=${VMLOAD:-$_root/build/bin/vmload}
+BUILD=${BUILD:-$_root/build}
 TAP_N=0
 TAP_FAILED=0
 ok()     { TAP_N=$((TAP_N + 1)); echo "ok $TAP_N - $*"; }
@@ -22,7 +27,7 @@ TMPD=$(mktemp -d /tmp/kvmscope-test.XXXXXX)
 cleanup_pids=()
 cleanup() {
 	for p in "${cleanup_pids[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
+	wait 2>/dev/null || true
 	rm -rf "$TMPD"
 }
 trap cleanup EXIT

@@ -4,8 +4,14 @@
 . "$(dirname "$0")/lib.sh"
 require_kvm "kvmscope watch vm.exits/vm.irqs"
 
-kvm_progs() { bpftool prog show 2>/dev/null | grep -cE 'tp_kvm_|btf_kvm|irqs_learn' || true; }
-expect_eq "no kvmscope programs attached before any instrumentation" "$(kvm_progs)" 0
+# BPF programs and links held by the given processes (their fds)
+progs_of() {
+	local n=0 p
+	for p in "$@"; do
+		n=$((n + $(ls -l "/proc/$p/fd" 2>/dev/null | grep -cE 'anon_inode:bpf-prog|anon_inode:bpf_link' || true)))
+	done
+	echo $n
+}
 
 W=$TMPD/w
 mkdir -p "$W"
@@ -15,26 +21,25 @@ watch() {	# watch NAME SECONDS ARGS...
 	cleanup_pids+=($!)
 }
 watch exits_class 8 vm.exits -d vm,vcpu,class
-watch exits_reason_lat 8 vm.exits -d reason,latency
+watch exits_reason_lat 8 vm.exits -d reason,latency -P '{"or": [{"eq": ["vm", "wa"]}, {"eq": ["vm", "wb"]}]}'
 watch exits_pred_a 8 vm.exits -P '{"eq": ["vm", "wa"]}'
 watch exits_pred_and 8 vm.exits -d vcpu -P '{"and": [{"eq": ["vm", "wa"]}, {"eq": ["class", "iox"]}]}'
 watch exits_pred_or 8 vm.exits -d vm -P '{"or": [{"eq": ["vm", "wa"]}, {"eq": ["vm", "wb"]}]}'
-watch exits_pred_lat 8 vm.exits -d class -P '{"and": [{"eq": ["class", "iox"]}, {"ge": ["latency", 1000]}]}'
-watch irqs_sub 8 vm.irqs -d vm,vcpu,vector,source,subsecond
+watch exits_pred_lat 8 vm.exits -d class -P '{"and": [{"eq": ["class", "iox"]}, {"ge": ["latency", 1000]}, {"ne": ["vm", "nosuchvm"]}, {"or": [{"eq": ["vm", "wa"]}, {"eq": ["vm", "wb"]}]}]}'
+watch irqs_sub 12 vm.irqs -d vm,vcpu,vector,source,subsecond
 sleep 2
-n=$(kvm_progs)
-check "programs attached while instrumenting ($n)" test "$n" -gt 0
+n=$(progs_of "${cleanup_pids[@]}")
+check "watch processes hold BPF programs while instrumenting ($n)" test "$n" -gt 0
 
 "$VMLOAD" -name guest=wa --vcpus 2 --delay 800 --linger 2500 \
 	--pio vcpu=0,count=12000 --pio vcpu=1,count=3000 --mmio vcpu=1,count=200 --hlt vcpu=0,count=5 \
 	> "$TMPD/wa.json" &
 A=$!
 "$VMLOAD" -name guest=wb --delay 800 --linger 2500 --pio vcpu=0,count=4000 \
-	--irq vcpu=0,vector=0x31,via=ioapic,period_ms=1000,phase_ms=250,count=4 \
+	--irq vcpu=0,vector=0x31,via=ioapic,period_ms=1000,phase_ms=250,count=8 \
 	> "$TMPD/wb.json" &
 B=$!
 wait $A $B
-sleep 7
 wait 2>/dev/null
 for f in "$W"/*.err; do
 	grep -q 'level=error' "$f" && not_ok "$(basename "$f"): $(grep level=error "$f" | head -2)"
@@ -78,6 +83,10 @@ want=$(jq '[.irqs[] | select(.vector == "0x31") | .count] | add' "$TMPD/wb.json"
 expect_eq "irqs $key count = vmload's" "$n_irq" "$want"
 in250=$(jq -s --arg k "$key" '[.[].value[$k] // [] | .[] | select(.[0][0] == 250) | .[1]] | add // 0' "$W/irqs_sub.json")
 check "irqs at +250 ms: $in250 of $n_irq in [250,260) (>= 95%)" test $((in250 * 100)) -ge $((n_irq * 95))
+# and exactly where vmload says it raised each one
+got=$(jq -s -c --arg k "$key" '[.[].value[$k] // [] | .[] | [.[0][0], .[1]]] | group_by(.[0]) | map([.[0][0], (map(.[1]) | add)])' "$W/irqs_sub.json")
+want=$(jq -c '[.irqs[] | select(.vector == "0x31") | .subsecond_ms[] | . - . % 10] | group_by(.) | map([.[0], length])' "$TMPD/wb.json")
+expect_eq "irqs subsecond buckets = vmload's send times" "$got" "$want"
 # the hlt wake-ups of wa are MSIs to vCPU 0
 msi=$(jq -s '[.[].value | to_entries[] | select(.key | startswith("wa,0,0x40,msi")) | .value[] | .[1]] | add // 0' "$W/irqs_sub.json")
 expect_eq "wa's HLT wake-ups: MSI vector 0x40 to vCPU 0" "$msi" "$(truth "$TMPD/wa.json" 0 irqs)"
@@ -85,8 +94,7 @@ expect_eq "wa's HLT wake-ups: MSI vector 0x40 to vCPU 0" "$msi" "$(truth "$TMPD/
 # JSON lines have the documented shape
 n=$(jq -s '[.[] | select((.time | type) == "number" and has("value"))] | length' "$W/exits_class.json")
 expect_eq "8 lines of {time, value}" "$n" 8
-
-expect_eq "no kvmscope programs attached after the last instrumentation" "$(kvm_progs)" 0
+expect_eq "no BPF programs left by the finished watch processes" "$(progs_of "${cleanup_pids[@]}")" 0
 
 # errors: precise, exit 2, nothing attached
 "$KVMSCOPE" watch vm.nope -n 1 2> "$W/e1"; rc=$?
@@ -101,6 +109,6 @@ check "lt on a discrete field explained ($(head -1 "$W/e3"))" grep -q 'vm' "$W/e
 "$KVMSCOPE" watch vm.exits -P '{"eq": ["vm"' -n 1 2> "$W/e4"; rc=$?
 expect_eq "broken predicate JSON: exit 2" "$rc" 2
 "$KVMSCOPE" watch --list > "$W/list.txt"
-check "--list shows every metric" grep -c '^vm\.' "$W/list.txt"
+check "--list shows every metric" grep -q '^vm\.' "$W/list.txt"
 expect_eq "--list metrics" "$(grep -c '^vm\.' "$W/list.txt")" 7
 tap_done
