@@ -60,7 +60,36 @@ while IFS= read -r line; do
 done <<<"$out"
 expect_eq "the browser session ran to its end" "$rc" 0
 if [ "$n" -lt 14 ]; then not_ok "only $n browser checks reported, want 14"; fi
-for f in web-host web-heatmap web-details web-overlay; do
+# Honest states: a second agent that wants a token, then goes away.
+TPORT=$((PORT + 1))
+echo "ui-token-$(od -An -N12 -tx1 /dev/urandom | tr -d " \n") operator" >"$TMPD/tokens"
+chmod 600 "$TMPD/tokens"
+"$KVMSCOPE" agent --listen 127.0.0.1:$TPORT --state-dir none --token-file "$TMPD/tokens" \
+	--web-dir "$ROOT/web" >"$ART/web-agent-token.log" 2>&1 &
+tpid=$!
+cleanup_pids+=($tpid)
+for _ in $(seq 50); do
+	curl -s -o /dev/null "http://127.0.0.1:$TPORT/" && break
+	sleep 0.1
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TPORT/ca")
+expect_eq "the token agent refuses /ca without a token" "$code" 401
+udd=$(mktemp -d "$TMPD/chromium.XXXXXX")
+out=$(cd "$ROOT/tests/web" && timeout 90 node ui_states.mjs "http://127.0.0.1:$TPORT" \
+	"$(cut -d' ' -f1 "$TMPD/tokens")" "$tpid" "$ART" "$udd" 2>&1)
+rc=$?
+n=0
+while IFS= read -r line; do
+	case "$line" in
+	"ok "*) ok "${line#ok }"; n=$((n + 1)) ;;
+	"not_ok "*) not_ok "${line#not_ok }"; n=$((n + 1)) ;;
+	*) echo "# $line" ;;
+	esac
+done <<<"$out"
+expect_eq "the states session ran to its end" "$rc" 0
+if [ "$n" -lt 8 ]; then not_ok "only $n state checks reported, want 8"; fi
+
+for f in web-host web-heatmap web-details web-overlay web-token web-unreachable; do
 	check "screenshot $f.png kept" test -s "$ART/$f.png"
 done
 tap_done

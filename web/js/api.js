@@ -19,7 +19,8 @@ let lastState = null;
 // Connection state for the status bar: "ok", "unreachable", "token", "forbidden".
 export function onState(fn) { listeners.add(fn); if (lastState) fn(lastState); }
 function setState(s, detail) {
-  if (lastState && lastState.s === s && lastState.detail === detail) return;
+  // A refused token is reported every time so that the prompt comes back.
+  if (s !== 'token' && lastState && lastState.s === s && lastState.detail === detail) return;
   lastState = { s, detail };
   for (const fn of listeners) fn(lastState);
 }

@@ -52,7 +52,9 @@ function setConn({ s, detail }) {
 function askToken(detail) {
   const dlg = $('#token-dialog');
   if (dlg.open) return;
-  $('#token-why').textContent = detail || 'This agent runs with a token file.';
+  $('#token-why').textContent = getToken()
+    ? `The agent refused the token in use${detail ? `: ${detail}` : '.'}`
+    : detail || 'This agent runs with a token file.';
   $('#token-input').value = getToken();
   dlg.showModal();
 }
