@@ -151,7 +151,9 @@ export class Panel {
   // ---- lines and stacked areas ----------------------------------------
 
   async refreshSeries() {
-    const gran = this.instr.granularity || 1;
+    // The agent gives at most 3600 points: longer windows merge slots.
+    const slot = this.instr.granularity || 1;
+    const gran = slot * Math.ceil(this.window / slot / 3600);
     const n = Math.max(1, Math.floor(this.window / gran));
     const now = Math.floor(Date.now() / 1000);
     const end = now - (now % gran);          // the slot in progress is left out
