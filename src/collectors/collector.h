@@ -64,6 +64,30 @@ typedef int (*percpu_entry_fn)(const void *key, const uint64_t *vals, void *ctx)
 int collector__drain_percpu_hash(int map_fd, size_t key_size, size_t nvals,
 				 uint32_t before_tai, percpu_entry_fn fn, void *ctx);
 
+/* What a BPF collector's drain passes to its per-entry decoder. */
+struct drain_emit {
+	void *priv;			/* the backend's state */
+	const struct collector_env *env;
+	record_sink_fn sink;
+	void *ctx;
+	int emitted;
+};
+
+/* Hand one decoded record to the sink and count it. */
+int drain_emit__record(struct drain_emit *e, const struct record *rec);
+
+/* collector__drain_percpu_hash() for the seconds before unix time `before`,
+ * with `decode` turning each entry into records through drain_emit__record.
+ * Returns records emitted or -errno. */
+int collector__drain_records(int map_fd, size_t key_size, size_t nvals, int64_t before,
+			     struct drain_emit *e, percpu_entry_fn decode);
+
+/* The vCPU label of a record: the kernel's index when it knew it (hint >= 0),
+ * else the index of thread tid in process tgid from discovery, else
+ * "unknown". Writes into buf and returns it. */
+const char *collector__vcpu_label(const struct collector_env *env, uint32_t tgid, uint32_t tid,
+				  int hint, char *buf, size_t len);
+
 /* Sum over CPUs of slot 0 of a per-CPU array of __u64 (drop counters). */
 uint64_t collector__percpu_counter(int map_fd);
 

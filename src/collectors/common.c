@@ -91,6 +91,43 @@ out:
 	return err;
 }
 
+int drain_emit__record(struct drain_emit *e, const struct record *rec)
+{
+	int err = e->sink(rec, e->ctx);
+
+	if (!err)
+		e->emitted++;
+	return err;
+}
+
+int collector__drain_records(int map_fd, size_t key_size, size_t nvals, int64_t before,
+			     struct drain_emit *e, percpu_entry_fn decode)
+{
+	int64_t before_tai = before + e->env->tai_offset;
+	int err;
+
+	if (before_tai <= 0)
+		return 0;
+	err = collector__drain_percpu_hash(map_fd, key_size, nvals,
+					   before_tai > UINT32_MAX ? UINT32_MAX : (uint32_t)before_tai,
+					   decode, e);
+	return err < 0 ? err : e->emitted;
+}
+
+const char *collector__vcpu_label(const struct collector_env *env, uint32_t tgid, uint32_t tid,
+				  int hint, char *buf, size_t len)
+{
+	int idx = hint;
+
+	if (idx < 0 && tid && env->vms)
+		idx = vmcache__vcpu(env->vms, (pid_t)tgid, (pid_t)tid);
+	if (idx >= 0)
+		snprintf(buf, len, "%d", idx);
+	else
+		snprintf(buf, len, "unknown");
+	return buf;
+}
+
 uint64_t collector__percpu_counter(int map_fd)
 {
 	int ncpus = libbpf_num_possible_cpus();

@@ -21,6 +21,7 @@
 #include <bpf/libbpf.h>
 
 #include "collectors/collector.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "disk.h"
 #include "disk.skel.h"
@@ -275,19 +276,12 @@ static int disk_reconfigure(struct collector *c, const uint64_t fields[METRIC__C
 	return disk_start(c, fields);
 }
 
-struct emit_ctx {
-	struct disk_priv *p;
-	const struct collector_env *env;
-	record_sink_fn sink;
-	void *ctx;
-	int emitted;
-};
-
 static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 {
 	const struct disk_key *key = k;
-	struct emit_ctx *e = ctx;
-	const struct disk_slot *s = key->slot < e->p->nslots ? &e->p->slots[key->slot] : NULL;
+	struct drain_emit *e = ctx;
+	struct disk_priv *p = e->priv;
+	const struct disk_slot *s = key->slot < p->nslots ? &p->slots[key->slot] : NULL;
 	struct record rec;
 	char errbuf[16];
 	int err;
@@ -297,13 +291,13 @@ static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 	rec.time = (int64_t)key->sec - e->env->tai_offset;
 	rec.value = vals[DISK_VAL_OPS];
 	rec.str[F_HOSTNAME] = e->env->hostname;
-	if (s && e->p->mode != SLOT_ONE)
+	if (s && p->mode != SLOT_ONE)
 		rec.str[F_VM] = s->vm;
-	if (s && e->p->mode == SLOT_PER_DISK)
+	if (s && p->mode == SLOT_PER_DISK)
 		rec.str[F_DISK_DISK] = s->path;
-	if ((e->p->want & DISK_WANT_OPTYPE) && key->optype < DISK_OP__COUNT)
+	if ((p->want & DISK_WANT_OPTYPE) && key->optype < DISK_OP__COUNT)
 		rec.str[F_DISK_OPTYPE] = optype_names[key->optype];
-	if (e->p->want & DISK_WANT_ERRNO) {
+	if (p->want & DISK_WANT_ERRNO) {
 		snprintf(errbuf, sizeof(errbuf), "%u", key->err);
 		rec.str[F_DISK_ERRNO] = errbuf;
 	}
@@ -312,10 +306,9 @@ static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 	rec.num[F_DISK_OFFSET] = key->offset;
 	rec.num[F_DISK_SUBSECOND] = key->subsec;
 	if (rec.value) {
-		err = e->sink(&rec, e->ctx);
+		err = drain_emit__record(e, &rec);
 		if (err)
 			return err;
-		e->emitted++;
 	}
 	/* vm.disk_bytes: the same key without the vm.disk_ops-only fields */
 	rec.metric = METRIC_VM_DISK_BYTES;
@@ -323,41 +316,26 @@ static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 	rec.str[F_DISK_ERRNO] = NULL;
 	rec.num[F_DISK_LATENCY] = rec.num[F_DISK_SIZE] = rec.num[F_DISK_OFFSET] = rec.num[F_DISK_SUBSECOND] = 0;
 	if (rec.value) {
-		err = e->sink(&rec, e->ctx);
+		err = drain_emit__record(e, &rec);
 		if (err)
 			return err;
-		e->emitted++;
 	}
 	return 0;
-}
-
-static long ms_since(const struct timespec *t)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
 static int disk_drain(struct collector *c, int64_t before, const struct collector_env *env,
 		      record_sink_fn sink, void *ctx)
 {
 	struct disk_priv *p = c->priv;
-	struct emit_ctx e = { .p = p, .env = env, .sink = sink, .ctx = ctx };
-	int64_t before_tai = before + env->tai_offset;
-	int err;
+	struct drain_emit e = { p, env, sink, ctx, 0 };
 
 	if (!p)
 		return -EINVAL;
 	/* new VMs and hot-plugged disks: refresh the filters about once a second */
-	if (env->vms && ms_since(&p->last_sync) >= 900 && !vmcache__refresh(env->vms))
+	if (env->vms && clock__ms_since(&p->last_sync) >= 900 && !vmcache__refresh(env->vms))
 		sync_watched(p, vmcache__list(env->vms));
-	if (before_tai <= 0)
-		return 0;
-	err = collector__drain_percpu_hash(bpf_map__fd(p->skel->maps.aggr), sizeof(struct disk_key),
-					   DISK_NVALS, before_tai > UINT32_MAX ? UINT32_MAX : (uint32_t)before_tai,
-					   emit_one, &e);
-	return err < 0 ? err : e.emitted;
+	return collector__drain_records(bpf_map__fd(p->skel->maps.aggr), sizeof(struct disk_key),
+					DISK_NVALS, before, &e, emit_one);
 }
 
 static uint64_t disk_drops(struct collector *c)

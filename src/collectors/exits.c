@@ -69,32 +69,18 @@ static int exits_reconfigure(struct collector *c, const uint64_t fields[METRIC__
 	return 0;
 }
 
-struct drain_ctx {
-	const struct collector_env *env;
-	record_sink_fn sink;
-	void *ctx;
-	int emitted;
-};
-
 static int exits_entry(const void *key, const uint64_t *vals, void *ctx)
 {
 	const struct exits_key *k = key;
-	struct drain_ctx *dc = ctx;
+	struct drain_emit *e = ctx;
 	char vm[VM_NAME_MAX + 16], vcpu[16], reason[48];
 	struct record rec = { .metric = METRIC_VM_EXITS, .value = vals[0] };
-	int idx = k->vcpu;
 
-	rec.time = (int64_t)k->sec - dc->env->tai_offset;
-	rec.str[F_HOSTNAME] = dc->env->hostname;
-	rec.str[F_VM] = vmcache__vm_name(dc->env->vms, (pid_t)k->tgid, vm, sizeof(vm));
-	if (idx < 0 && k->tid)
-		idx = vmcache__vcpu(dc->env->vms, (pid_t)k->tgid, (pid_t)k->tid);
-	if (idx >= 0) {
-		snprintf(vcpu, sizeof(vcpu), "%d", idx);
-		rec.str[F_EXITS_VCPU] = vcpu;
-	} else {
-		rec.str[F_EXITS_VCPU] = "unknown";
-	}
+	rec.time = (int64_t)k->sec - e->env->tai_offset;
+	rec.str[F_HOSTNAME] = e->env->hostname;
+	rec.str[F_VM] = vmcache__vm_name(e->env->vms, (pid_t)k->tgid, vm, sizeof(vm));
+	rec.str[F_EXITS_VCPU] = collector__vcpu_label(e->env, k->tgid, k->tid, k->vcpu, vcpu,
+						     sizeof(vcpu));
 	rec.str[F_EXITS_REASON] = exit_reason__name(k->isa, k->reason, reason, sizeof(reason));
 	rec.str[F_EXITS_CLASS] = exit_class__name(k->class);
 	if (k->latency == EXIT_LATENCY_UNKNOWN)
@@ -102,21 +88,17 @@ static int exits_entry(const void *key, const uint64_t *vals, void *ctx)
 	else
 		rec.num[F_EXITS_LATENCY] = k->latency;
 	rec.num[F_EXITS_SUBSECOND] = k->subsecond;
-	dc->emitted++;
-	return dc->sink(&rec, dc->ctx);
+	return drain_emit__record(e, &rec);
 }
 
 static int exits_drain(struct collector *c, int64_t before, const struct collector_env *env,
 		       record_sink_fn sink, void *ctx)
 {
 	struct exits_priv *p = c->priv;
-	struct drain_ctx dc = { env, sink, ctx, 0 };
-	int err;
+	struct drain_emit e = { p, env, sink, ctx, 0 };
 
-	err = collector__drain_percpu_hash(bpf_map__fd(p->skel->maps.exits),
-					   sizeof(struct exits_key), 1,
-					   (uint32_t)(before + env->tai_offset), exits_entry, &dc);
-	return err < 0 ? err : dc.emitted;
+	return collector__drain_records(bpf_map__fd(p->skel->maps.exits), sizeof(struct exits_key),
+					1, before, &e, exits_entry);
 }
 
 static uint64_t exits_drops(struct collector *c)

@@ -75,31 +75,18 @@ static int irqs_reconfigure(struct collector *c, const uint64_t fields[METRIC__C
 	return 0;
 }
 
-struct drain_ctx {
-	const struct collector_env *env;
-	record_sink_fn sink;
-	void *ctx;
-	int emitted;
-};
-
 static int irqs_entry(const void *key, const uint64_t *vals, void *ctx)
 {
 	const struct irqs_key *k = key;
-	struct drain_ctx *dc = ctx;
+	struct drain_emit *e = ctx;
 	char vm[VM_NAME_MAX + 16], vcpu[16], vector[16];
 	struct record rec = { .metric = METRIC_VM_IRQS, .value = vals[0] };
-	int idx = k->vcpu;
 
-	rec.time = (int64_t)k->sec - dc->env->tai_offset;
-	rec.str[F_HOSTNAME] = dc->env->hostname;
-	rec.str[F_VM] = vmcache__vm_name(dc->env->vms, (pid_t)k->tgid, vm, sizeof(vm));
-	if (idx < 0 && k->tid)
-		idx = vmcache__vcpu(dc->env->vms, (pid_t)k->tgid, (pid_t)k->tid);
-	if (idx >= 0)
-		snprintf(vcpu, sizeof(vcpu), "%d", idx);
-	else
-		snprintf(vcpu, sizeof(vcpu), "unknown");
-	rec.str[F_IRQS_VCPU] = vcpu;
+	rec.time = (int64_t)k->sec - e->env->tai_offset;
+	rec.str[F_HOSTNAME] = e->env->hostname;
+	rec.str[F_VM] = vmcache__vm_name(e->env->vms, (pid_t)k->tgid, vm, sizeof(vm));
+	rec.str[F_IRQS_VCPU] = collector__vcpu_label(e->env, k->tgid, k->tid, k->vcpu, vcpu,
+						    sizeof(vcpu));
 	if (k->vector == IRQ_VECTOR_UNKNOWN)
 		snprintf(vector, sizeof(vector), "unknown");
 	else
@@ -107,21 +94,17 @@ static int irqs_entry(const void *key, const uint64_t *vals, void *ctx)
 	rec.str[F_IRQS_VECTOR] = vector;
 	rec.str[F_IRQS_SOURCE] = irq_source__name(k->source);
 	rec.num[F_IRQS_SUBSECOND] = k->subsecond;
-	dc->emitted++;
-	return dc->sink(&rec, dc->ctx);
+	return drain_emit__record(e, &rec);
 }
 
 static int irqs_drain(struct collector *c, int64_t before, const struct collector_env *env,
 		      record_sink_fn sink, void *ctx)
 {
 	struct irqs_priv *p = c->priv;
-	struct drain_ctx dc = { env, sink, ctx, 0 };
-	int err;
+	struct drain_emit e = { p, env, sink, ctx, 0 };
 
-	err = collector__drain_percpu_hash(bpf_map__fd(p->skel->maps.irqs),
-					   sizeof(struct irqs_key), 1,
-					   (uint32_t)(before + env->tai_offset), irqs_entry, &dc);
-	return err < 0 ? err : dc.emitted;
+	return collector__drain_records(bpf_map__fd(p->skel->maps.irqs), sizeof(struct irqs_key),
+					1, before, &e, irqs_entry);
 }
 
 static uint64_t irqs_drops(struct collector *c)

@@ -21,6 +21,7 @@
 #include <bpf/libbpf.h>
 
 #include "collectors/collector.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "samples.h"
 #include "samples.skel.h"
@@ -283,18 +284,11 @@ static int samples_reconfigure(struct collector *c, const uint64_t fields[METRIC
 	return samples_start(c, fields);
 }
 
-struct emit_ctx {
-	struct samples_priv *p;
-	const struct collector_env *env;
-	record_sink_fn sink;
-	void *ctx;
-	int emitted;
-};
-
 static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 {
 	const struct samples_key *key = k;
-	struct emit_ctx *e = ctx;
+	struct drain_emit *e = ctx;
+	struct samples_priv *p = e->priv;
 	struct record rec;
 	char vm[VM_NAME_MAX], vcpu[16], mmuctx[24];
 	int idx = -1, err;
@@ -306,13 +300,13 @@ static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 	rec.time = (int64_t)key->sec - e->env->tai_offset;
 	rec.value = vals[0];
 	rec.str[F_HOSTNAME] = e->env->hostname;
-	if (e->p->want & (SAMPLES_WANT_VM | SAMPLES_WANT_VCPU)) {
+	if (p->want & (SAMPLES_WANT_VM | SAMPLES_WANT_VCPU)) {
 		if (e->env->vms)
 			rec.str[F_VM] = vmcache__vm_name(e->env->vms, (pid_t)key->tgid, vm, sizeof(vm));
 		else
 			rec.str[F_VM] = (snprintf(vm, sizeof(vm), "pid:%u", key->tgid), vm);
 	}
-	if (e->p->want & SAMPLES_WANT_VCPU) {
+	if (p->want & SAMPLES_WANT_VCPU) {
 		/* discovery's index is the VMM's; the kernel's is the fallback */
 		if (e->env->vms)
 			idx = vmcache__vcpu(e->env->vms, (pid_t)key->tgid, (pid_t)key->tid);
@@ -323,7 +317,7 @@ static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 			rec.str[F_SAMPLES_VCPU] = vcpu;
 		}
 	}
-	if (e->p->want & SAMPLES_WANT_MMUCTX) {
+	if (p->want & SAMPLES_WANT_MMUCTX) {
 		if (key->cr3 == SAMPLES_CR3_UNAVAILABLE)
 			snprintf(mmuctx, sizeof(mmuctx), "unavailable");
 		else
@@ -331,40 +325,25 @@ static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 		rec.str[F_SAMPLES_MMUCTX] = mmuctx;
 	}
 	rec.num[F_SAMPLES_SUBSECOND] = key->subsec;
-	err = e->sink(&rec, e->ctx);
+	err = drain_emit__record(e, &rec);
 	if (err)
 		return err;
-	e->emitted++;
 	return 0;
-}
-
-static long ms_since(const struct timespec *t)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
 static int samples_drain(struct collector *c, int64_t before, const struct collector_env *env,
 			 record_sink_fn sink, void *ctx)
 {
 	struct samples_priv *p = c->priv;
-	struct emit_ctx e = { .p = p, .env = env, .sink = sink, .ctx = ctx };
-	int64_t before_tai = before + env->tai_offset;
-	int err;
+	struct drain_emit e = { p, env, sink, ctx, 0 };
 
 	if (!p)
 		return -EINVAL;
 	/* new VMs, new vCPU threads, exited ones: about once a second */
-	if (env->vms && ms_since(&p->last_sync) >= 900 && !vmcache__refresh(env->vms))
+	if (env->vms && clock__ms_since(&p->last_sync) >= 900 && !vmcache__refresh(env->vms))
 		sync_threads(p, vmcache__list(env->vms));
-	if (before_tai <= 0)
-		return 0;
-	err = collector__drain_percpu_hash(bpf_map__fd(p->skel->maps.samples), sizeof(struct samples_key), 1,
-					   before_tai > UINT32_MAX ? UINT32_MAX : (uint32_t)before_tai,
-					   emit_one, &e);
-	return err < 0 ? err : e.emitted;
+	return collector__drain_records(bpf_map__fd(p->skel->maps.samples), sizeof(struct samples_key), 1,
+					before, &e, emit_one);
 }
 
 static uint64_t samples_drops(struct collector *c)

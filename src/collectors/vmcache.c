@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "collectors/vmcache.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 /* A VM that exited keeps its name for this long, so that the seconds drained
@@ -29,14 +30,6 @@ struct vmcache {
 	size_t ngone;
 	struct timespec last_scan;
 };
-
-static long ms_since(const struct timespec *t)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
-}
 
 /* Caller owns the result. */
 struct vmcache *vmcache__new(const char *proc_root)
@@ -104,7 +97,7 @@ const struct vm_info *vmcache__vm(struct vmcache *vc, pid_t pid)
 	for (size_t i = 0; i < vc->ngone; i++)
 		if (vc->gone[i].pid == pid)
 			return NULL;	/* known to have exited: no rescan */
-	if (ms_since(&vc->last_scan) < MIN_RESCAN_MS)
+	if (clock__ms_since(&vc->last_scan) < MIN_RESCAN_MS)
 		return NULL;
 	if (vmcache__refresh(vc))
 		return NULL;
@@ -142,7 +135,7 @@ int vmcache__vcpu(struct vmcache *vc, pid_t pid, pid_t tid)
 	if (vm) {
 		idx = vm_info__vcpu_of_tid(vm, tid);
 		/* a vCPU thread renamed or started after the last scan: rescan once */
-		if (idx < 0 && ms_since(&vc->last_scan) >= MIN_RESCAN_MS && !vmcache__refresh(vc) &&
+		if (idx < 0 && clock__ms_since(&vc->last_scan) >= MIN_RESCAN_MS && !vmcache__refresh(vc) &&
 		    (vm = vm_list__find_pid(&vc->list, pid)))
 			idx = vm_info__vcpu_of_tid(vm, tid);
 		return idx;
