@@ -48,9 +48,9 @@ pids+=($!)
 	--irq vcpu=0,vector=0x32,via=msi,period_ms=500,phase_ms=200,count=$((SECONDS_TO_RUN * 2)) > /dev/null &
 pids+=($!)
 # batch3: two guest "processes" (CR3 roots) sharing a vCPU 80:20, and a NIC
-"$VMLOAD" -name guest=batch3 --duration "$SECONDS_TO_RUN" \
+"$VMLOAD" -name guest=batch3 --vcpus 2 --duration "$SECONDS_TO_RUN" \
 	--cr3 vcpu=0,weights=4:1,duration=$SECONDS_TO_RUN \
-	--nic tap=ksdemo0,tx=$((SECONDS_TO_RUN * 10)),size=512,rate=10 > /dev/null &
+	--nic tap=ksdemo0,tx=$((SECONDS_TO_RUN * 10)),size=512,rate=10,vcpu=1 > /dev/null &
 pids+=($!)
 sleep 2
 
