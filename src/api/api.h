@@ -53,6 +53,10 @@ struct agent_instr {
 struct agent {
 	struct agent_config cfg;
 	pthread_mutex_t lock;		/* hub, instrumentations, next_id, dirty */
+	/* every second before this one has been drained: the newest complete
+	 * value is the slot before it (reading "now - 1" right after the second
+	 * turns, before the drain, would show an empty slot) */
+	int64_t drained_to;
 	struct hub *hub;
 	struct token_set *tokens;	/* NULL without --token-file */
 	struct agent_instr *instrs;	/* ascending id */

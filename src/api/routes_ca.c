@@ -372,7 +372,8 @@ static void value_raw(struct agent *a, const struct api_request *rq, struct api_
 	    !arg_int(rq, r, "ndatapoints", 1, INSTR_RAW_NDATAPOINTS_MAX, &ndp, NULL))
 		return;
 	ai->last_read = agent__now();
-	r->json = instr__value_raw(ai->in, start, duration, (int)ndp, agent__now());
+	r->json = instr__value_raw(ai->in, start, duration, (int)ndp,
+				    a->drained_to ? a->drained_to : agent__now());
 	if (!r->json)
 		api__error(r, 500, "InternalError", "out of memory");
 }
@@ -420,8 +421,8 @@ static int list_arg(struct hm_req *h, const char *name, const char **out, size_t
 
 /* Parses the heatmap parameters and gathers the slots. false with r set on
  * bad input. */
-static bool heatmap_request(struct agent_instr *ai, const struct api_request *rq,
-			    struct api_response *r, struct hm_req *h)
+static bool heatmap_request(const struct agent *a, struct agent_instr *ai,
+			    const struct api_request *rq, struct api_response *r, struct hm_req *h)
 {
 	const struct field_desc *nf = instr__numeric_field(ai->in);
 	long long w = 600, ht = 300, nb = 100, start = -1, dur = 0;
@@ -430,7 +431,7 @@ static bool heatmap_request(struct agent_instr *ai, const struct api_request *rq
 	const char *v;
 	const char *hue_s[64];
 	size_t nhue_s = 0;
-	int64_t now = agent__now(), end;
+	int64_t now = a->drained_to ? a->drained_to : agent__now(), end;
 
 	memset(h, 0, sizeof(*h));
 	heatmap_params__init(&h->p);
@@ -571,7 +572,7 @@ static void heatmap_image(struct agent *a, const struct api_request *rq, struct 
 	struct hm_req h;
 	int rc;
 
-	if (!ai || !heatmap_request(ai, rq, r, &h)) {
+	if (!ai || !heatmap_request(a, ai, rq, r, &h)) {
 		if (ai)
 			hm_req_free(&h);
 		return;
@@ -613,7 +614,7 @@ static void heatmap_details(struct agent *a, const struct api_request *rq, struc
 
 	if (!ai)
 		return;
-	if (!heatmap_request(ai, rq, r, &h))
+	if (!heatmap_request(a, ai, rq, r, &h))
 		goto out;
 	if (!arg_int(rq, r, "x", 0, h.p.width - 1, &x, &gx) ||
 	    !arg_int(rq, r, "y", 0, h.p.height - 1, &y, &gy))
@@ -644,7 +645,7 @@ static void heatmap_summary(struct agent *a, const struct api_request *rq, struc
 
 	if (!ai)
 		return;
-	if (!heatmap_request(ai, rq, r, &h))
+	if (!heatmap_request(a, ai, rq, r, &h))
 		goto out;
 	if (percentile) {
 		if (!arg_double(rq, r, "percentile", 0, 1, &pct, &gp))

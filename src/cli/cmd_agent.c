@@ -204,6 +204,7 @@ int cmd_agent(int argc, char **argv)
 		d = hub__drain(a.hub, now);
 		if (d < 0)
 			log_warn("agent", "drain failed: %s", strerror(-d));
+		a.drained_to = now;
 		agent__expire_idle(&a, now);
 		if (a.dirty || (now - a.last_persist >= API_PERSIST_INTERVAL && a.instrs))
 			state__save(&a);
