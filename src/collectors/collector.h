@@ -30,6 +30,7 @@ struct collector;
 struct collector_ops {
 	const char *name;
 	uint32_t metrics;		/* bit (1u << metric_id) per metric fed */
+	int uses_bpf;			/* needs root, BTF and tracefs to start */
 	/* fields[m] = bitmask of field indexes of metric m that instrumentations need */
 	int (*start)(struct collector *c, const uint64_t fields[METRIC__COUNT]);
 	int (*reconfigure)(struct collector *c, const uint64_t fields[METRIC__COUNT]);
@@ -90,6 +91,9 @@ const char *collector__vcpu_label(const struct collector_env *env, uint32_t tgid
 
 /* Sum over CPUs of slot 0 of a per-CPU array of __u64 (drop counters). */
 uint64_t collector__percpu_counter(int map_fd);
+
+/* Keep libbpf's diagnostics off stderr unless KVMSCOPE_DEBUG is set. */
+void collector__quiet_libbpf(void);
 
 /* Raise RLIMIT_MEMLOCK where needed and check we may use BPF; on failure
  * writes a message telling the user what to do. */

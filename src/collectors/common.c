@@ -1,6 +1,7 @@
 /* Pieces every collector shares: the TAI offset, the per-CPU hash drain and
  * the BPF capability check. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,19 @@ uint64_t collector__percpu_counter(int map_fd)
 			total += vals[i];
 	free(vals);
 	return total;
+}
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	/* libbpf's own lines are for developers: users get kvmscope's messages */
+	if (level == LIBBPF_WARN && getenv("KVMSCOPE_DEBUG"))
+		return vfprintf(stderr, fmt, ap);
+	return 0;
+}
+
+void collector__quiet_libbpf(void)
+{
+	libbpf_set_print(libbpf_print);
 }
 
 int collector__check_bpf(char *err, size_t errlen)

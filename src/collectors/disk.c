@@ -353,6 +353,7 @@ static uint64_t disk_drops(struct collector *c)
 
 const struct collector_ops collector_disk_ops = {
 	.name = "disk",
+	.uses_bpf = 1,
 	.metrics = (1u << METRIC_VM_DISK_OPS) | (1u << METRIC_VM_DISK_BYTES),
 	.start = disk_start,
 	.reconfigure = disk_reconfigure,

@@ -121,6 +121,7 @@ static void exits_stop(struct collector *c)
 
 const struct collector_ops collector_exits_ops = {
 	.name = "exits",
+	.uses_bpf = 1,
 	.metrics = 1u << METRIC_VM_EXITS,
 	.start = exits_start,
 	.reconfigure = exits_reconfigure,

@@ -46,6 +46,7 @@ int hub__new(struct hub **out, const char *proc_root)
 		snprintf(hub->hostname, sizeof(hub->hostname), "localhost");
 	for (size_t i = 0; i < NCOLLECTORS; i++)
 		hub->collectors[i].ops = all_collectors[i];
+	collector__quiet_libbpf();
 	hub->env.vms = hub->vms;
 	hub->env.hostname = hub->hostname;
 	hub->env.tai_offset = collector__tai_offset();
@@ -94,6 +95,9 @@ static int sync_collector(struct hub *hub, size_t i, char *err, size_t errlen)
 		hub->running[i] = 0;
 		log_info("hub", "collector %s stopped: no instrumentation needs it", col->ops->name);
 	} else if (n > 0 && !hub->running[i]) {
+		/* say what the user can do about it, not just the errno */
+		if (col->ops->uses_bpf && (rc = collector__check_bpf(err, errlen)))
+			return rc;
 		hub->env.tai_offset = collector__tai_offset();
 		rc = col->ops->start(col, fields);
 		if (rc) {

@@ -127,6 +127,7 @@ static void irqs_stop(struct collector *c)
 
 const struct collector_ops collector_irqs_ops = {
 	.name = "irqs",
+	.uses_bpf = 1,
 	.metrics = 1u << METRIC_VM_IRQS,
 	.start = irqs_start,
 	.reconfigure = irqs_reconfigure,

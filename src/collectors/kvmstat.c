@@ -16,13 +16,6 @@ struct kvmstat {
 	int64_t tai_offset;
 };
 
-static int silent_print(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	if (level == LIBBPF_WARN && getenv("KVMSCOPE_DEBUG"))
-		return vfprintf(stderr, fmt, ap);
-	return 0;
-}
-
 /* Caller owns *out. */
 int kvmstat__open(struct kvmstat **out, char *err, size_t errlen)
 {
@@ -32,7 +25,7 @@ int kvmstat__open(struct kvmstat **out, char *err, size_t errlen)
 	rc = collector__check_bpf(err, errlen);
 	if (rc)
 		return rc;
-	libbpf_set_print(silent_print);
+	collector__quiet_libbpf();
 	ks = calloc(1, sizeof(*ks));
 	if (!ks)
 		return -ENOMEM;

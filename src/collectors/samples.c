@@ -355,6 +355,7 @@ static uint64_t samples_drops(struct collector *c)
 
 const struct collector_ops collector_samples_ops = {
 	.name = "samples",
+	.uses_bpf = 1,
 	.metrics = 1u << METRIC_VM_SAMPLES,
 	.start = samples_start,
 	.reconfigure = samples_reconfigure,
