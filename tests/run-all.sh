@@ -9,6 +9,8 @@ WHICH=${2:-all}
 cd "$(dirname "$0")/.."
 export KVMSCOPE=$PWD/$OUT/bin/kvmscope VMLOAD=$PWD/$OUT/bin/vmload BUILD=$PWD/$OUT
 export CMOCKA_MESSAGE_OUTPUT=TAP
+# programs the tests compile against the library must match its sanitizers
+case "$OUT" in *asan*) export SANITIZE_FLAGS="-fsanitize=address,undefined" ;; esac
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 mkdir -p tests/artifacts
 passed=0 failed=0 skipped=0

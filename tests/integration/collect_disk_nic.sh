@@ -16,7 +16,7 @@ require_kvm "disk/nic collectors"
 if [ ! -x "$VMLOAD" ]; then not_ok "vmload is not built ($VMLOAD): run make"; tap_done; fi
 if [ ! -f "$BUILD/libkvmscope.a" ]; then not_ok "$BUILD/libkvmscope.a is not built: run make"; tap_done; fi
 DRIVER=$TMPD/disknic_driver
-if ! ${CC:-cc} -std=gnu11 -D_GNU_SOURCE -Isrc -I"$BUILD" -I"$BUILD/bpf" -Ibpf \
+if ! ${CC:-cc} ${SANITIZE_FLAGS:-} -std=gnu11 -D_GNU_SOURCE -Isrc -I"$BUILD" -I"$BUILD/bpf" -Ibpf \
 	tests/integration/disknic_driver.c "$BUILD/libkvmscope.a" \
 	-lbpf -lelf -lz -ljansson -lmicrohttpd -lspng -lpthread -lm -o "$DRIVER" 2> "$TMPD/cc.err"; then
 	not_ok "building disknic_driver: $(head -3 "$TMPD/cc.err")"; tap_done

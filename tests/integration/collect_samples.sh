@@ -139,7 +139,7 @@ EOF
 # SAMPLES_DRIVER: a driver built beforehand from the source above (hosts
 # without a compiler or the -dev packages)
 DRIVER=${SAMPLES_DRIVER:-$TMPD/samples_driver}
-if [ -z "${SAMPLES_DRIVER:-}" ] && ! ${CC:-cc} -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Isrc -I"$BUILD" -I"$BUILD/bpf" -Ibpf \
+if [ -z "${SAMPLES_DRIVER:-}" ] && ! ${CC:-cc} ${SANITIZE_FLAGS:-} -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Isrc -I"$BUILD" -I"$BUILD/bpf" -Ibpf \
 	"$TMPD/samples_driver.c" "$BUILD/libkvmscope.a" \
 	-lbpf -lelf -lz -ljansson -lmicrohttpd -lspng -lpthread -lm -o "$DRIVER" 2> "$TMPD/cc.err"; then
 	not_ok "building the samples driver: $(head -3 "$TMPD/cc.err")"; tap_done

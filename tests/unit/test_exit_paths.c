@@ -101,6 +101,10 @@ static int collect(const struct record *rec, void *ctx)
 	struct seen *s = ctx;
 
 	assert_int_equal(rec->metric, METRIC_VM_EXITS);
+	/* the programs are attached for real: exits of guests running on the
+	 * host at the same time are drained too; only the synthetic pids count */
+	if (strcmp(rec->str[F_VM], "pid:999999") && strcmp(rec->str[F_VM], "pid:999998"))
+		return 0;
 	s->n++;
 	s->total += rec->value;
 	if (!strcmp(rec->str[F_EXITS_REASON], "IO_INSTRUCTION") &&
@@ -164,7 +168,8 @@ static void test_synthetic_vmx_records(void **state)
 	/* a second that is not over yet must stay in the map */
 	put(fd, &(struct exits_key){ .sec = sec + 100, .tgid = 999999, .tid = 1, .vcpu = 3,
 				     .reason = 30, .isa = EXIT_ISA_VMX, .class = EXIT_CLASS_IO }, 5);
-	assert_int_equal(c.ops->drain(&c, time(NULL) - 1, &env, collect, &seen), 3);
+	assert_true(c.ops->drain(&c, time(NULL) - 1, &env, collect, &seen) >= 3);
+	assert_int_equal(seen.n, 3);
 	assert_int_equal(seen.total, 41 + 2 + 7);
 	assert_int_equal(seen.io_vmx, 41);
 	assert_int_equal(seen.halt_vmx, 2);
@@ -174,7 +179,8 @@ static void test_synthetic_vmx_records(void **state)
 	assert_int_equal(seen.latency_ok, 2);
 	/* the future second is still there, and drained once it is over */
 	memset(&seen, 0, sizeof(seen));
-	assert_int_equal(c.ops->drain(&c, time(NULL) + 200, &env, collect, &seen), 1);
+	assert_true(c.ops->drain(&c, time(NULL) + 200, &env, collect, &seen) >= 1);
+	assert_int_equal(seen.n, 1);
 	assert_int_equal(seen.io_vmx, 5);
 	c.ops->stop(&c);
 	vmcache__free(vms);
