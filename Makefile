@@ -18,7 +18,7 @@ ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 WARN       := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS     ?= -O2 -g
 CFLAGS     += -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -I$(OUT) -I$(OUT)/bpf -Ibpf
-LDLIBS     += -lbpf -lelf -lz -ljansson -lmicrohttpd -lspng -lpthread -lm
+LDLIBS     += -lbpf -lelf -lz -ljansson -lmicrohttpd -lspng -lcurl -lpthread -lm
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(OUT)/bpf -Ibpf -Isrc \
               -Wall -Werror -Wno-unused-function
 
@@ -81,7 +81,7 @@ $(OUT)/tests/%: $(OUT)/tests/unit/%.o $(OUT)/libkvmscope.a
 # ---- set-up on a fresh Debian 12 machine (as root) ----------------------------
 DEB_PKGS := make clang llvm gcc libbpf-dev bpftool libelf-dev zlib1g-dev \
             libmicrohttpd-dev libjansson-dev libspng-dev libpng-dev libcmocka-dev \
-            iproute2 util-linux jq curl bpftrace python3 chromium
+            iproute2 util-linux jq curl bpftrace python3 chromium libcurl4-openssl-dev
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "kvmscope: 'make deps' installs Debian packages and must run as root" >&2; exit 1; fi
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
