@@ -28,6 +28,7 @@
 struct hub;
 struct instr;
 struct token_set;
+struct metrics_export;
 
 struct agent_config {
 	const char *listen;		/* "ADDR:PORT" */
@@ -37,6 +38,9 @@ struct agent_config {
 	const char *proc_root;		/* "/proc" */
 	int max_per_owner;		/* instrumentations per owner */
 	uint64_t max_cells;
+	bool metrics;			/* --metrics: GET /metrics (Prometheus) */
+	uint64_t metrics_max_series;	/* --metrics-max-series */
+	int metrics_keep_s;		/* --metrics-keep: seconds a gone VM's series stay */
 };
 
 /* One instrumentation as the agent keeps it. */
@@ -64,6 +68,7 @@ struct agent {
 	bool dirty;			/* specs changed since the last persist */
 	int64_t last_persist;
 	char web_root[4096];		/* realpath of the web dir, "" if none */
+	struct metrics_export *metrics;	/* NULL without --metrics */
 };
 
 /* ---- agent.c ---- */
@@ -116,6 +121,9 @@ struct api_response {
 	const char *file_type;
 	const char *allow;		/* for 405 */
 	char location[64];		/* for 201, "" if none */
+	char *body;			/* owned; sent as body_type (/metrics text) */
+	size_t body_len;
+	const char *body_type;
 };
 
 /* Sets r to {"code": code, "message": printf(...)} with status. */

@@ -20,6 +20,7 @@
 
 #include "api/api.h"
 #include "common/log.h"
+#include "export/metrics.h"
 
 struct api_server {
 	struct MHD_Daemon *daemon;
@@ -229,6 +230,10 @@ static void dispatch(struct agent *a, struct api_request *rq, struct api_respons
 			   api__clean(rq->path, clean, sizeof(clean)));
 		return;
 	}
+	if (!strcmp(rq->path, "/metrics")) {
+		metrics_export__serve(a, rq, r);
+		return;
+	}
 	routes_static__serve(a, rq, r);
 }
 
@@ -251,6 +256,13 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct api_res
 				close(fd);
 			api__error(r, 404, "ResourceNotFound", "file vanished");
 		}
+	}
+	if (!resp && r->body && r->status == 200) {
+		resp = MHD_create_response_from_buffer(r->body_len, r->body, MHD_RESPMEM_MUST_FREE);
+		if (!resp)
+			return MHD_NO;
+		r->body = NULL;
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->body_type);
 	}
 	if (!resp && r->status == 204) {
 		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -379,6 +391,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	ret = send_response(conn, &r, !strcmp(method, "HEAD"));
 	json_decref(r.json);
 	free(r.file_path);
+	free(r.body);
 	return ret;
 }
 

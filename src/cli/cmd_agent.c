@@ -19,6 +19,7 @@
 #include "cli/commands.h"
 #include "collectors/hub.h"
 #include "common/log.h"
+#include "export/metrics.h"
 
 #define DRAIN_GRACE_NS 150000000L
 
@@ -27,6 +28,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: kvmscope agent [--listen ADDR:PORT] [--state-dir DIR] [--token-file FILE]\n"
 		"                      [--max-instrumentations N] [--max-cells N] [--web-dir DIR]\n"
+		"                      [--metrics [--metrics-max-series N] [--metrics-keep S]]\n"
 		"\n"
 		"Serves the Cloud Analytics REST API (/ca/...) and the web UI.\n"
 		"\n"
@@ -41,8 +43,14 @@ static void usage(FILE *f)
 		"  --max-cells N              size bound of one instrumentation (default %llu)\n"
 		"  --web-dir DIR              static files served at / (default: ../../web next\n"
 		"                             to the binary, else /usr/share/kvmscope/web)\n"
+		"  --metrics                  serve GET /metrics (Prometheus/OpenMetrics); starts\n"
+		"                             every collector for as long as the agent runs\n"
+		"  --metrics-max-series N     bound on exported series (default %d; beyond it\n"
+		"                             new series are refused and counted)\n"
+		"  --metrics-keep S           seconds a gone VM's series stay (default %d)\n"
 		"  -h, --help                 this help\n",
-		API_PER_OWNER_DEFAULT, (unsigned long long)API_CELLS_MAX_DEFAULT);
+		API_PER_OWNER_DEFAULT, (unsigned long long)API_CELLS_MAX_DEFAULT,
+		OM_MAX_SERIES_DEFAULT, OM_KEEP_S_DEFAULT);
 }
 
 static int mkdir_p(const char *dir)
@@ -97,7 +105,8 @@ static int parse_num(const char *opt, const char *v, unsigned long long max, uns
 
 int cmd_agent(int argc, char **argv)
 {
-	enum { OPT_LISTEN = 256, OPT_STATE, OPT_TOKENS, OPT_MAXI, OPT_CELLS, OPT_WEB, OPT_PROC };
+	enum { OPT_LISTEN = 256, OPT_STATE, OPT_TOKENS, OPT_MAXI, OPT_CELLS, OPT_WEB, OPT_PROC,
+	       OPT_METRICS, OPT_MSERIES, OPT_MKEEP };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "state-dir", required_argument, NULL, OPT_STATE },
@@ -106,6 +115,9 @@ int cmd_agent(int argc, char **argv)
 		{ "max-cells", required_argument, NULL, OPT_CELLS },
 		{ "web-dir", required_argument, NULL, OPT_WEB },
 		{ "proc-root", required_argument, NULL, OPT_PROC },
+		{ "metrics", no_argument, NULL, OPT_METRICS },
+		{ "metrics-max-series", required_argument, NULL, OPT_MSERIES },
+		{ "metrics-keep", required_argument, NULL, OPT_MKEEP },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -140,9 +152,24 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case OPT_WEB: a.cfg.web_dir = optarg; break;
 		case OPT_PROC: a.cfg.proc_root = optarg; break;
+		case OPT_METRICS: a.cfg.metrics = true; break;
+		case OPT_MSERIES:
+			if (parse_num("--metrics-max-series", optarg, 100000000, &n))
+				return 2;
+			a.cfg.metrics_max_series = n;
+			break;
+		case OPT_MKEEP:
+			if (parse_num("--metrics-keep", optarg, 7 * 86400, &n))
+				return 2;
+			a.cfg.metrics_keep_s = (int)n;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
+	}
+	if (!a.cfg.metrics && (a.cfg.metrics_max_series || a.cfg.metrics_keep_s)) {
+		fprintf(stderr, "kvmscope agent: --metrics-max-series and --metrics-keep need --metrics\n");
+		return 2;
 	}
 	if (optind != argc) {
 		fprintf(stderr, "kvmscope agent: unexpected argument '%s'\n", argv[optind]);
@@ -188,6 +215,14 @@ int cmd_agent(int argc, char **argv)
 	pthread_mutex_lock(&a.lock);
 	state__load(&a);
 	pthread_mutex_unlock(&a.lock);
+	if (a.cfg.metrics) {
+		struct om_config oc = { a.cfg.metrics_max_series, a.cfg.metrics_keep_s };
+
+		if (metrics_export__start(&a.metrics, a.hub, &oc, err, sizeof(err))) {
+			fprintf(stderr, "kvmscope agent: --metrics: %s\n", err);
+			goto err_hub;
+		}
+	}
 	if (server__start(&a, &srv, err, sizeof(err))) {
 		log_error("agent", "%s", err);
 		fprintf(stderr, "kvmscope agent: %s\n", err);
@@ -206,6 +241,8 @@ int cmd_agent(int argc, char **argv)
 			log_warn("agent", "drain failed: %s", strerror(-d));
 		a.drained_to = now;
 		agent__expire_idle(&a, now);
+		if (a.metrics)
+			metrics_export__tick(a.metrics, a.hub, now);
 		if (a.dirty || (now - a.last_persist >= API_PERSIST_INTERVAL && a.instrs))
 			state__save(&a);
 		pthread_mutex_unlock(&a.lock);
@@ -219,6 +256,7 @@ int cmd_agent(int argc, char **argv)
 err_hub:
 	while (a.instrs)
 		agent__destroy(&a, a.instrs);
+	metrics_export__stop(a.metrics, a.hub);
 	hub__free(a.hub);
 err_mutex:
 	pthread_mutex_destroy(&a.lock);
