@@ -234,6 +234,14 @@ const char *hub__hostname(const struct hub *hub)
 	return hub->hostname;
 }
 
+int hub__set_hostname(struct hub *hub, const char *name)
+{
+	if (!name || !*name || strlen(name) >= sizeof(hub->hostname))
+		return -EINVAL;
+	snprintf(hub->hostname, sizeof(hub->hostname), "%s", name);
+	return 0;
+}
+
 struct vmcache *hub__vms(struct hub *hub)
 {
 	return hub->vms;

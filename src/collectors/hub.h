@@ -44,6 +44,10 @@ uint64_t hub__drops(const struct hub *hub, enum metric_id metric);
 /* What the metric's data comes from on this host, for users ("" if idle). */
 const char *hub__source(const struct hub *hub, enum metric_id metric);
 const char *hub__hostname(const struct hub *hub);
+/* Replaces the hostname records carry (default: gethostname()); agents
+ * sharing one kernel tell their records apart by it. -EINVAL if empty or
+ * too long. */
+int hub__set_hostname(struct hub *hub, const char *name);
 struct vmcache *hub__vms(struct hub *hub);
 
 #endif
