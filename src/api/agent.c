@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "engine/instr.h"
 #include "engine/metric.h"
+#include "fleet/fleet.h"
 
 int64_t agent__now(void)
 {
@@ -52,6 +53,18 @@ static int sink(const struct record *rec, void *ctx)
 	return instr__ingest(ai->in, rec);
 }
 
+/* True when pred is {"or": scope} or {"and": [..., {"or": scope}]}. */
+static bool scoped_already(const json_t *pred, const json_t *or)
+{
+	const json_t *and = json_object_get(pred, "and");
+	const json_t *last = json_array_get(and, json_array_size(and) ? json_array_size(and) - 1 : 0);
+
+	if (json_equal(json_object_get(pred, "or"), (json_t *)or) && json_object_size(pred) == 1)
+		return true;
+	return json_object_size(pred) == 1 && last && json_object_size(last) == 1 &&
+	       json_equal(json_object_get(last, "or"), (json_t *)or);
+}
+
 /* A tenant's predicate: theirs AND-ed with "one of my VMs". Returns a new
  * reference owned by the caller, or NULL with err set. */
 static json_t *scoped_predicate(const struct principal *who, const json_t *pred, char *err,
@@ -80,6 +93,8 @@ static json_t *scoped_predicate(const struct principal *who, const json_t *pred,
 	}
 	if (!user || (json_is_object(user) && json_object_size(user) == 0))
 		out = json_pack("{s:O}", "or", or);
+	else if (scoped_already(user, or))
+		out = json_incref(user);	/* a PUT or clone of a scoped spec */
 	else
 		out = json_pack("{s:[O,{s:O}]}", "and", user, "or", or);
 out:
@@ -176,6 +191,16 @@ int agent__create(struct agent *a, const struct principal *who, const json_t *sp
 		}
 		json_object_set_new(s, "predicate", p);
 	}
+	if (a->scope.nvms) {
+		/* the agent's own scope (--scope-vms), on top of a tenant's */
+		json_t *p = scoped_predicate(&a->scope, json_object_get(s, "predicate"), err, errlen);
+
+		if (!p) {
+			status = 400;
+			goto err_free;
+		}
+		json_object_set_new(s, "predicate", p);
+	}
 	ai = calloc(1, sizeof(*ai));
 	if (!ai)
 		goto err_nomem;
@@ -261,6 +286,54 @@ void agent__destroy(struct agent *a, struct agent_instr *ai)
 	a->dirty = true;
 }
 
+/* The scope's strings are owned by a (agent__free_scope). */
+int agent__set_scope(struct agent *a, const char *list, char *err, size_t errlen)
+{
+	const char *p = list;
+
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		char **nv;
+
+		if (len == 0 || len > 255) {
+			snprintf(err, errlen, "--scope-vms: empty or overlong VM name in '%s'", list);
+			goto err_free;
+		}
+		nv = realloc(a->scope.vms, (a->scope.nvms + 1) * sizeof(*nv));
+		if (!nv)
+			goto err_nomem;
+		a->scope.vms = nv;
+		if (!(nv[a->scope.nvms] = strndup(p, len)))
+			goto err_nomem;
+		a->scope.nvms++;
+		p += len;
+		if (*p == ',' && !*++p) {
+			snprintf(err, errlen, "--scope-vms: trailing ',' in '%s'", list);
+			goto err_free;
+		}
+	}
+	if (!a->scope.nvms) {
+		snprintf(err, errlen, "--scope-vms: no VM named (want VM1,VM2)");
+		goto err_free;
+	}
+	a->scope.role = ROLE_TENANT;
+	return 0;
+err_nomem:
+	snprintf(err, errlen, "out of memory");
+err_free:
+	agent__free_scope(a);
+	return -EINVAL;
+}
+
+void agent__free_scope(struct agent *a)
+{
+	for (size_t i = 0; i < a->scope.nvms; i++)
+		free(a->scope.vms[i]);
+	free(a->scope.vms);
+	a->scope.vms = NULL;
+	a->scope.nvms = 0;
+}
+
 void agent__expire_idle(struct agent *a, int64_t now)
 {
 	struct agent_instr *ai = a->instrs, *next;
@@ -272,6 +345,8 @@ void agent__expire_idle(struct agent *a, int64_t now)
 		if (idle > 0 && now - ai->last_read > idle) {
 			log_info("api", "instrumentation %lu deleted: unread for %lld s (idle-max %d)",
 				 ai->id, (long long)(now - ai->last_read), idle);
+			if (a->fleet)
+				fleet__forget(a->fleet, ai->id);
 			agent__destroy(a, ai);
 		}
 	}

@@ -28,6 +28,7 @@
 struct hub;
 struct instr;
 struct token_set;
+struct fleet;
 struct metrics_export;
 
 struct agent_config {
@@ -38,6 +39,10 @@ struct agent_config {
 	const char *proc_root;		/* "/proc" */
 	int max_per_owner;		/* instrumentations per owner */
 	uint64_t max_cells;
+	const char *peers;		/* --peers HOST:PORT,...: aggregate them (NULL: none) */
+	const char *peer_token_file;	/* token sent to peers when a caller has none */
+	const char *hostname;		/* NULL: gethostname() */
+	const char *scope_vms;		/* --scope-vms VM1,VM2: forced on every instrumentation */
 	bool metrics;			/* --metrics: GET /metrics (Prometheus) */
 	uint64_t metrics_max_series;	/* --metrics-max-series */
 	int metrics_keep_s;		/* --metrics-keep: seconds a gone VM's series stay */
@@ -68,6 +73,10 @@ struct agent {
 	bool dirty;			/* specs changed since the last persist */
 	int64_t last_persist;
 	char web_root[4096];		/* realpath of the web dir, "" if none */
+	struct fleet *fleet;		/* NULL without --peers */
+	/* --scope-vms as a tenant-like principal (nvms 0: unscoped); its
+	 * predicate is AND-ed onto every instrumentation, the operator's too */
+	struct principal scope;
 	struct metrics_export *metrics;	/* NULL without --metrics */
 };
 
@@ -85,6 +94,10 @@ void agent__destroy(struct agent *a, struct agent_instr *ai);
 /* The instrumentation `id` if who may see it, else NULL. */
 struct agent_instr *agent__find(struct agent *a, const struct principal *who, const char *id);
 bool agent__visible(const struct principal *who, const struct agent_instr *ai);
+/* Parses --scope-vms "VM1,VM2" into a->scope (owned by a, agent__free_scope).
+ * -EINVAL with the reason in err. */
+int agent__set_scope(struct agent *a, const char *list, char *err, size_t errlen);
+void agent__free_scope(struct agent *a);
 /* Deletes instrumentations unread for longer than their idle-max. */
 void agent__expire_idle(struct agent *a, int64_t now);
 int64_t agent__now(void);
