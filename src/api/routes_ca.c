@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <microhttpd.h>
+
 #include "api/api.h"
 #include "collectors/hub.h"
 #include "collectors/vmcache.h"
@@ -13,6 +15,7 @@
 #include "discovery/discovery.h"
 #include "engine/instr.h"
 #include "engine/metric.h"
+#include "fleet/fleet.h"
 #include "render/base64.h"
 #include "render/heatmap.h"
 #include "render/png.h"
@@ -217,6 +220,39 @@ static json_t *request_spec(const struct api_request *rq, struct api_response *r
 	return spec;
 }
 
+/* The caller's bearer token: an aggregator sends it on so that each peer
+ * applies its own scoping for that caller. NULL if none. */
+static const char *bearer(const struct api_request *rq)
+{
+	const char *h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+						    MHD_HTTP_HEADER_AUTHORIZATION);
+
+	if (!h || strncasecmp(h, "Bearer ", 7))
+		return NULL;
+	for (h += 7; *h == ' '; h++)
+		;
+	return *h ? h : NULL;
+}
+
+/* An aggregator creates ai on its peers too (spec borrowed: what the caller
+ * sent, without this agent's scoping). false with ai undone and r set. */
+static bool forward_created(struct agent *a, const struct api_request *rq,
+			    struct agent_instr *ai, const json_t *spec, struct api_response *r)
+{
+	int rc;
+
+	if (!a->fleet)
+		return true;
+	rc = fleet__track(a->fleet, ai->id, spec, bearer(rq), instr__granularity(ai->in),
+			  instr__retention(ai->in));
+	if (!rc)
+		return true;
+	agent__destroy(a, ai);
+	api__error(r, 500, "InternalError", "cannot forward the instrumentation to the peers: %s",
+		   strerror(-rc));
+	return false;
+}
+
 static void created(struct agent_instr *ai, struct api_response *r)
 {
 	r->status = 201;
@@ -235,12 +271,11 @@ static void create_instr(struct agent *a, const struct api_request *rq, struct a
 	if (!spec)
 		return;
 	status = agent__create(a, rq->who, spec, 0, NULL, &ai, &code, err, sizeof(err));
-	json_decref(spec);
-	if (status) {
+	if (status)
 		api__error(r, status, code, "%s", err);
-		return;
-	}
-	created(ai, r);
+	else if (forward_created(a, rq, ai, spec, r))
+		created(ai, r);
+	json_decref(spec);
 }
 
 static struct agent_instr *find_or_404(struct agent *a, const struct api_request *rq,
@@ -261,6 +296,10 @@ static void get_instr(struct agent *a, const struct api_request *rq, struct api_
 
 	if (ai)
 		r->json = instr_json(ai);
+	if (ai && r->json && a->fleet) {
+		json_object_set_new(r->json, "nsources", json_integer(fleet__nsources(a->fleet)));
+		json_object_set_new(r->json, "peers", fleet__instr_status(a->fleet, ai->id));
+	}
 }
 
 static void delete_instr(struct agent *a, const struct api_request *rq, struct api_response *r)
@@ -270,6 +309,8 @@ static void delete_instr(struct agent *a, const struct api_request *rq, struct a
 	if (!ai)
 		return;
 	log_info("api", "instrumentation %lu deleted on request", ai->id);
+	if (a->fleet)
+		fleet__forget(a->fleet, ai->id);
 	agent__destroy(a, ai);
 	r->status = 204;
 }
@@ -323,6 +364,9 @@ static void put_instr(struct agent *a, const struct api_request *rq, struct api_
 	nai->from = ai->from;
 	nai->last_read = agent__now();
 	agent__destroy(a, ai);
+	if (a->fleet && fleet__update(a->fleet, nai->id, body, instr__retention(nai->in)))
+		log_warn("api", "instrumentation %lu: change not forwarded to the peers (out of memory)",
+			 nai->id);
 	r->json = instr_json(nai);
 out:
 	json_decref(body);
@@ -335,7 +379,7 @@ out:
 static void clone_instr(struct agent *a, const struct api_request *rq, struct api_response *r)
 {
 	struct agent_instr *ai = find_or_404(a, rq, r), *nai;
-	json_t *body, *spec;
+	json_t *body, *spec, *fwd;
 	const char *code;
 	char err[512];
 	int status;
@@ -346,17 +390,20 @@ static void clone_instr(struct agent *a, const struct api_request *rq, struct ap
 	if (!body)
 		return;
 	spec = instr_json(ai);
-	if (!spec || json_object_update(spec, body)) {
+	/* peers get the clone of what they were sent, not of this agent's scoping */
+	fwd = a->fleet ? fleet__spec(a->fleet, ai->id) : NULL;
+	if (!spec || json_object_update(spec, body) || (fwd && json_object_update(fwd, body))) {
 		api__error(r, 500, "InternalError", "out of memory");
 	} else {
 		status = agent__create(a, rq->who, spec, 0, NULL, &nai, &code, err, sizeof(err));
 		if (status)
 			api__error(r, status, code, "%s", err);
-		else
+		else if (forward_created(a, rq, nai, fwd ? fwd : spec, r))
 			created(nai, r);
 	}
 	json_decref(body);
 	json_decref(spec);
+	json_decref(fwd);
 }
 
 /* ---- values ---- */
@@ -374,6 +421,21 @@ static void value_raw(struct agent *a, const struct api_request *rq, struct api_
 	ai->last_read = agent__now();
 	r->json = instr__value_raw(ai->in, start, duration, (int)ndp,
 				    a->drained_to ? a->drained_to : agent__now());
+	if (!r->json)
+		api__error(r, 500, "InternalError", "out of memory");
+	else if (a->fleet && fleet__annotate_raw(a->fleet, ai->id, r->json) == -ENOMEM)
+		api__error(r, 500, "InternalError", "out of memory");
+}
+
+/* The aggregator's peers: operators only (addresses are the operator's
+ * business, not a tenant's). */
+static void get_peers(struct agent *a, const struct api_request *rq, struct api_response *r)
+{
+	if (rq->who->role != ROLE_OPERATOR) {
+		api__error(r, 403, "Forbidden", "the peer list is for operators");
+		return;
+	}
+	r->json = a->fleet ? fleet__peers_json(a->fleet) : json_array();
 	if (!r->json)
 		api__error(r, 500, "InternalError", "out of memory");
 }
@@ -548,6 +610,10 @@ static bool heatmap_request(const struct agent *a, struct agent_instr *ai,
 	for (size_t i = 0; i < h->nslots; i++) {
 		h->slots[i].start_time = start + (int64_t)i * h->g;
 		h->slots[i].value = instr__value(ai->in, h->slots[i].start_time);
+		/* an aggregator's heatmap is drawn from the merged values */
+		if (a->fleet && h->slots[i].value)
+			fleet__merge_slot(a->fleet, ai->id, h->slots[i].start_time,
+					  (json_t *)h->slots[i].value);
 	}
 	ai->last_read = now;
 	return true;
@@ -679,6 +745,7 @@ static void heatmap_percentile(struct agent *a, const struct api_request *rq,
 const struct api_route routes_ca[] = {
 	{ "GET",    "/ca",				get_catalogue,	    true },
 	{ "GET",    "/ca/vms",				get_vms,	    true },
+	{ "GET",    "/ca/peers",			get_peers,	    false },
 	{ "GET",    "/ca/instrumentations",		list_instrs,	    true },
 	{ "POST",   "/ca/instrumentations",		create_instr,	    true },
 	{ "GET",    ID,					get_instr,	    true },
