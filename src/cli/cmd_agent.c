@@ -19,6 +19,8 @@
 #include "cli/commands.h"
 #include "collectors/hub.h"
 #include "common/log.h"
+#include "engine/instr.h"
+#include "fleet/fleet.h"
 #include "export/metrics.h"
 
 #define DRAIN_GRACE_NS 150000000L
@@ -29,6 +31,8 @@ static void usage(FILE *f)
 		"usage: kvmscope agent [--listen ADDR:PORT] [--state-dir DIR] [--token-file FILE]\n"
 		"                      [--max-instrumentations N] [--max-cells N] [--web-dir DIR]\n"
 		"                      [--metrics [--metrics-max-series N] [--metrics-keep S]]\n"
+		"                      [--peers HOST:PORT,... [--peer-token-file FILE]]\n"
+		"                      [--hostname NAME] [--scope-vms VM1,VM2,...]\n"
 		"\n"
 		"Serves the Cloud Analytics REST API (/ca/...) and the web UI.\n"
 		"\n"
@@ -48,6 +52,15 @@ static void usage(FILE *f)
 		"  --metrics-max-series N     bound on exported series (default %d; beyond it\n"
 		"                             new series are refused and counted)\n"
 		"  --metrics-keep S           seconds a gone VM's series stay (default %d)\n"
+		"  --peers HOST:PORT,...      aggregate these agents: instrumentations are created\n"
+		"                             on each (the caller's token is sent on) and their\n"
+		"                             values merged with this host's (see docs/fleet.md)\n"
+		"  --peer-token-file FILE     token for the peers when a caller sent none (first\n"
+		"                             word of the first line; a --token-file works)\n"
+		"  --hostname NAME            the hostname field of this agent's records\n"
+		"                             (default: the system's hostname)\n"
+		"  --scope-vms VM1,VM2,...    only these VMs, for every instrumentation on this\n"
+		"                             agent (a predicate AND-ed on, as for tenants)\n"
 		"  -h, --help                 this help\n",
 		API_PER_OWNER_DEFAULT, (unsigned long long)API_CELLS_MAX_DEFAULT,
 		OM_MAX_SERIES_DEFAULT, OM_KEEP_S_DEFAULT);
@@ -103,10 +116,62 @@ static int parse_num(const char *opt, const char *v, unsigned long long max, uns
 	return 0;
 }
 
+/* --peers and --peer-token-file into a->fleet (owned by a). */
+static int fleet_setup(struct agent *a, char *err, size_t errlen)
+{
+	char tok[512] = "", *line = NULL;
+	size_t cap = 0;
+	FILE *f;
+	int rc;
+
+	if (a->cfg.peer_token_file) {
+		f = fopen(a->cfg.peer_token_file, "re");
+		if (!f) {
+			snprintf(err, errlen, "--peer-token-file %s: %s", a->cfg.peer_token_file,
+				 strerror(errno));
+			return -errno;
+		}
+		while (!tok[0] && getline(&line, &cap, f) > 0) {
+			char *w = line + strspn(line, " \t");
+
+			if (*w != '#' && *w != '\n' && *w != '\r')
+				snprintf(tok, sizeof(tok), "%.*s", (int)strcspn(w, " \t\r\n"), w);
+		}
+		free(line);
+		fclose(f);
+		if (strlen(tok) < 16) {
+			snprintf(err, errlen, "--peer-token-file %s: no token of 16 or more characters on its first line",
+				 a->cfg.peer_token_file);
+			return -EINVAL;
+		}
+	}
+	rc = fleet__new(a->cfg.peers, tok[0] ? tok : NULL, &a->fleet, err, errlen);
+	explicit_bzero(tok, sizeof(tok));
+	return rc;
+}
+
+/* Forwards what state.json restored, then starts the peers' thread (which
+ * inherits the blocked signals). */
+static int fleet_start(struct agent *a)
+{
+	pthread_mutex_lock(&a->lock);
+	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next) {
+		json_t *spec = instr__to_json(ai->in);
+
+		if (!spec || fleet__track(a->fleet, ai->id, spec, NULL, instr__granularity(ai->in),
+					  instr__retention(ai->in)))
+			log_error("fleet", "instrumentation %lu restored but not forwarded to the peers", ai->id);
+		json_decref(spec);
+	}
+	pthread_mutex_unlock(&a->lock);
+	log_info("fleet", "aggregating %zu peers: %s", fleet__npeers(a->fleet), a->cfg.peers);
+	return fleet__start(a->fleet);
+}
+
 int cmd_agent(int argc, char **argv)
 {
 	enum { OPT_LISTEN = 256, OPT_STATE, OPT_TOKENS, OPT_MAXI, OPT_CELLS, OPT_WEB, OPT_PROC,
-	       OPT_METRICS, OPT_MSERIES, OPT_MKEEP };
+	       OPT_METRICS, OPT_MSERIES, OPT_MKEEP, OPT_PEERS, OPT_PEERTOK, OPT_HOST, OPT_SCOPE };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "state-dir", required_argument, NULL, OPT_STATE },
@@ -118,6 +183,10 @@ int cmd_agent(int argc, char **argv)
 		{ "metrics", no_argument, NULL, OPT_METRICS },
 		{ "metrics-max-series", required_argument, NULL, OPT_MSERIES },
 		{ "metrics-keep", required_argument, NULL, OPT_MKEEP },
+		{ "peers", required_argument, NULL, OPT_PEERS },
+		{ "peer-token-file", required_argument, NULL, OPT_PEERTOK },
+		{ "hostname", required_argument, NULL, OPT_HOST },
+		{ "scope-vms", required_argument, NULL, OPT_SCOPE },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -152,6 +221,10 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case OPT_WEB: a.cfg.web_dir = optarg; break;
 		case OPT_PROC: a.cfg.proc_root = optarg; break;
+		case OPT_PEERS: a.cfg.peers = optarg; break;
+		case OPT_PEERTOK: a.cfg.peer_token_file = optarg; break;
+		case OPT_HOST: a.cfg.hostname = optarg; break;
+		case OPT_SCOPE: a.cfg.scope_vms = optarg; break;
 		case OPT_METRICS: a.cfg.metrics = true; break;
 		case OPT_MSERIES:
 			if (parse_num("--metrics-max-series", optarg, 100000000, &n))
@@ -173,6 +246,25 @@ int cmd_agent(int argc, char **argv)
 	}
 	if (optind != argc) {
 		fprintf(stderr, "kvmscope agent: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (a.cfg.peer_token_file && !a.cfg.peers) {
+		fprintf(stderr, "kvmscope agent: --peer-token-file needs --peers\n");
+		return 2;
+	}
+	if (a.cfg.hostname && (!*a.cfg.hostname || strlen(a.cfg.hostname) > 255 ||
+			       strpbrk(a.cfg.hostname, ", \t\n"))) {
+		fprintf(stderr, "kvmscope agent: --hostname '%s': want 1..255 characters without ',' or spaces\n",
+			a.cfg.hostname);
+		return 2;
+	}
+	if (a.cfg.scope_vms && agent__set_scope(&a, a.cfg.scope_vms, err, sizeof(err))) {
+		fprintf(stderr, "kvmscope agent: %s\n", err);
+		return 2;
+	}
+	if (a.cfg.peers && fleet_setup(&a, err, sizeof(err))) {
+		fprintf(stderr, "kvmscope agent: %s\n", err);
+		agent__free_scope(&a);
 		return 2;
 	}
 	if (server__parse_listen(a.cfg.listen, addr, sizeof(addr), &port, &loopback) < 0) {
@@ -205,6 +297,8 @@ int cmd_agent(int argc, char **argv)
 		fprintf(stderr, "kvmscope agent: cannot set up the collection hub\n");
 		goto err_mutex;
 	}
+	if (a.cfg.hostname)
+		hub__set_hostname(a.hub, a.cfg.hostname);
 	/* Signals are taken synchronously by the drain loop; every other thread
 	 * (MHD's) inherits the mask. */
 	sigemptyset(&set);
@@ -215,6 +309,10 @@ int cmd_agent(int argc, char **argv)
 	pthread_mutex_lock(&a.lock);
 	state__load(&a);
 	pthread_mutex_unlock(&a.lock);
+	if (a.fleet && fleet_start(&a)) {
+		fprintf(stderr, "kvmscope agent: cannot start talking to the peers\n");
+		goto err_hub;
+	}
 	if (a.cfg.metrics) {
 		struct om_config oc = { a.cfg.metrics_max_series, a.cfg.metrics_keep_s };
 
@@ -254,6 +352,9 @@ int cmd_agent(int argc, char **argv)
 	state__save(&a);
 	pthread_mutex_unlock(&a.lock);
 err_hub:
+	/* the peers' thread goes first: nothing may be forwarded past here */
+	fleet__free(a.fleet);
+	a.fleet = NULL;
 	while (a.instrs)
 		agent__destroy(&a, a.instrs);
 	metrics_export__stop(a.metrics, a.hub);
@@ -262,5 +363,7 @@ err_mutex:
 	pthread_mutex_destroy(&a.lock);
 err_tokens:
 	tokens__free(a.tokens);
+	fleet__free(a.fleet);
+	agent__free_scope(&a);
 	return rc;
 }
