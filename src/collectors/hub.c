@@ -25,6 +25,9 @@ struct hub {
 	struct collector collectors[NCOLLECTORS];
 	int running[NCOLLECTORS];
 	struct hub_slot consumers[HUB_MAX_CONSUMERS];
+	/* the used slots of each metric, so a record visits only its consumers */
+	int by_metric[METRIC__COUNT][HUB_MAX_CONSUMERS];
+	int nby_metric[METRIC__COUNT];
 	struct vmcache *vms;
 	char hostname[256];
 	struct collector_env env;
@@ -118,6 +121,17 @@ static int sync_collector(struct hub *hub, size_t i, char *err, size_t errlen)
 	return rc;
 }
 
+static void index_consumers(struct hub *hub)
+{
+	memset(hub->nby_metric, 0, sizeof(hub->nby_metric));
+	for (int s = 0; s < HUB_MAX_CONSUMERS; s++) {
+		enum metric_id m = hub->consumers[s].c.metric;
+
+		if (hub->consumers[s].used)
+			hub->by_metric[m][hub->nby_metric[m]++] = s;
+	}
+}
+
 static int collector_of(enum metric_id metric)
 {
 	for (size_t i = 0; i < NCOLLECTORS; i++)
@@ -140,11 +154,10 @@ int hub__add(struct hub *hub, const struct hub_consumer *c, char *err, size_t er
 		hub->consumers[s].used = 1;
 		hub->consumers[s].c = *c;
 		rc = sync_collector(hub, (size_t)ci, err, errlen);
-		if (rc) {
+		if (rc)
 			hub->consumers[s].used = 0;
-			return rc;
-		}
-		return s;
+		index_consumers(hub);
+		return rc ? rc : s;
 	}
 	snprintf(err, errlen, "too many instrumentations (at most %d)", HUB_MAX_CONSUMERS);
 	return -ENOSPC;
@@ -159,6 +172,7 @@ int hub__remove(struct hub *hub, int id)
 		return -ENOENT;
 	ci = collector_of(hub->consumers[id].c.metric);
 	hub->consumers[id].used = 0;
+	index_consumers(hub);
 	if (sync_collector(hub, (size_t)ci, err, sizeof(err)))
 		log_warn("hub", "%s", err);
 	return 0;
@@ -168,11 +182,11 @@ static int dispatch(const struct record *rec, void *ctx)
 {
 	struct hub *hub = ctx;
 
-	for (size_t s = 0; s < HUB_MAX_CONSUMERS; s++) {
-		const struct hub_slot *slot = &hub->consumers[s];
+	if (rec->metric >= METRIC__COUNT)
+		return 0;
+	for (int i = 0; i < hub->nby_metric[rec->metric]; i++) {
+		const struct hub_slot *slot = &hub->consumers[hub->by_metric[rec->metric][i]];
 
-		if (!slot->used || slot->c.metric != rec->metric)
-			continue;
 		if (rec->num_absent & slot->c.fields)
 			continue;	/* e.g. a latency decomposition of exits whose latency is unknown */
 		slot->c.sink(rec, slot->c.ctx);
