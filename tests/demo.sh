@@ -49,7 +49,7 @@ pids+=($!)
 pids+=($!)
 # batch3: two guest "processes" (CR3 roots) sharing a vCPU 80:20, and a NIC
 "$VMLOAD" -name guest=batch3 --vcpus 2 --duration "$SECONDS_TO_RUN" \
-	--cr3 vcpu=0,weights=4:1,duration=$SECONDS_TO_RUN \
+	--cr3 vcpu=0,weights=4:1,unit=500,duration=$SECONDS_TO_RUN \
 	--nic tap=ksdemo0,tx=$((SECONDS_TO_RUN * 10)),size=512,rate=10,vcpu=1 > /dev/null &
 pids+=($!)
 sleep 2
@@ -62,7 +62,7 @@ echo "== kvmscope stat 1 5   (kvmstat: per-vCPU exit rates)"
 "$KVMSCOPE" stat 1 5
 echo
 echo "== kvmscope watch vm.irqs -d vm,subsecond -n 8   (the subsecond-offset heatmap)"
-"$KVMSCOPE" watch vm.irqs -d vm,subsecond -n 8 --rows 12
+"$KVMSCOPE" watch vm.irqs -d vm,subsecond -n 8
 echo
 echo "== kvmscope watch vm.samples -d mmuctx -n 5   (guest processes by CR3)"
 "$KVMSCOPE" watch vm.samples -d vm,mmuctx -n 5
