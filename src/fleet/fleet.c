@@ -668,7 +668,7 @@ static int plan(struct fleet *f, struct jobs *js, int64_t now)
 		for (size_t p = 0; p < f->npeers; p++) {
 			struct peer *pe = &f->peers[p];
 			struct link *l = &fi->links[p];
-			int64_t last = (now - 1) / fi->gran * fi->gran - fi->gran;
+			int64_t last = now / fi->gran * fi->gran - fi->gran;
 			enum job_kind k;
 
 			if (pe->state == PEER_DOWN)
@@ -888,6 +888,8 @@ static void apply(struct fleet *f, struct job *j, int64_t now)
 	struct link *l = fi ? &fi->links[j->peer] : NULL;
 	json_t *o = NULL;
 
+	log_debug("fleet", "%s %s -> %ld %s", methods[j->kind], j->url, j->status,
+		  j->cc == CURLE_OK ? "" : curl_easy_strerror(j->cc));
 	if (j->kind == JOB_PROBE) {
 		if (j->cc != CURLE_OK)
 			peer_down(f, pe, j, now);
