@@ -187,6 +187,13 @@ struct api_server;
 /* Starts listening. Caller owns *out (server__stop). */
 int server__start(struct agent *a, struct api_server **out, char *err, size_t errlen);
 void server__stop(struct api_server *s);
+
+/* ---- privs.c ---- */
+/* Drops every capability the agent does not need after binding its socket
+ * (keeps BPF, PERFMON, SYS_ADMIN, SYS_RESOURCE, SYS_PTRACE, DAC_READ_SEARCH,
+ * DAC_OVERRIDE) from the calling thread and the bounding set, and sets
+ * no_new_privs. Threads started later inherit the result. 0 or -errno. */
+int privs__drop(char *err, size_t errlen);
 /* Parses "ADDR:PORT" ("[::1]:7134" for IPv6). */
 int server__parse_listen(const char *s, char *addr, size_t addrlen, int *port, bool *loopback);
 

@@ -27,6 +27,10 @@ struct api_server {
 	struct agent *agent;
 };
 
+#define SERVER_CONN_LIMIT	512
+#define SERVER_PER_IP_LIMIT	128
+#define SERVER_HEADER_MEMORY	(32 * 1024)
+
 /* Per-request state between MHD's calls, freed in request_done. */
 struct conn_ctx {
 	char *body;
@@ -477,6 +481,7 @@ int server__start(struct agent *a, struct api_server **out, char *err, size_t er
 	int port, family;
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
 	struct api_server *s;
+	int fd = -1, one = 1, rc;
 
 	family = server__parse_listen(a->cfg.listen, addr, sizeof(addr), &port, &loopback);
 	if (family < 0) {
@@ -498,24 +503,51 @@ int server__start(struct agent *a, struct api_server **out, char *err, size_t er
 		inet_pton(AF_INET6, addr, &sin6->sin6_addr);
 		flags |= MHD_USE_IPv6;
 	}
+	/* Bind here rather than in MHD so that privileges can be dropped
+	 * between the bind and the start of the thread that serves requests. */
+	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&ss, family == AF_INET ? sizeof(struct sockaddr_in)
+							      : sizeof(struct sockaddr_in6)) ||
+	    listen(fd, 128)) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot listen on %s: %s", a->cfg.listen, strerror(errno));
+		goto err_close;
+	}
+	rc = privs__drop(err, errlen);
+	if (rc)
+		goto err_close;
 	s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
+	if (!s) {
+		rc = -ENOMEM;
+		goto err_close;
+	}
 	s->agent = a;
+	/* Slow or stuck clients: 10 s without a byte closes a connection; one
+	 * address holds at most SERVER_PER_IP_LIMIT of the SERVER_CONN_LIMIT
+	 * connections, so one slow client cannot starve the others. Request
+	 * headers beyond SERVER_HEADER_MEMORY get 431. */
 	s->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, s,
 				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-				     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+				     MHD_OPTION_LISTEN_SOCKET, fd,
 				     MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
-				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
-				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
+				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SERVER_CONN_LIMIT,
+				     MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)SERVER_PER_IP_LIMIT,
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_HEADER_MEMORY,
 				     MHD_OPTION_END);
 	if (!s->daemon) {
-		snprintf(err, errlen, "cannot listen on %s (address in use or not local?)", a->cfg.listen);
+		snprintf(err, errlen, "cannot serve on %s", a->cfg.listen);
 		free(s);
-		return -EADDRINUSE;
+		rc = -EIO;
+		goto err_close;
 	}
 	*out = s;
 	return 0;
+err_close:
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 void server__stop(struct api_server *s)
