@@ -104,3 +104,23 @@ wait_http() {
 	done
 	return 1
 }
+
+# start_agent STATE_DIR: an agent on a free loopback port (AGENT, PORT, URL)
+start_agent() {
+	PORT=${PORT:-$((20000 + RANDOM % 20000))}
+	URL=http://127.0.0.1:$PORT
+	"$KVMSCOPE" agent --listen 127.0.0.1:"$PORT" --state-dir "$1" >>"$TMPD/agent.log" 2>&1 &
+	AGENT=$!
+	bench_pids+=("$AGENT")
+	wait_http "$URL/ca" 60 || die "agent did not start: $(tail -5 "$TMPD/agent.log")"
+}
+# stop_agent: SIGTERM, wait until it has saved its state and exited
+stop_agent() {
+	kill -TERM "$AGENT" 2>/dev/null
+	wait "$AGENT" 2>/dev/null
+}
+# create_instr JSON: POST it, print the new id
+create_instr() {
+	curl -sf -XPOST -H 'Content-Type: application/json' -d "$1" "$URL/ca/instrumentations" | jq -r .id
+}
+rss_kib() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status; }
