@@ -86,8 +86,11 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
 		return MHD_YES;
 	}
 	old = json_object_get(o, key);
-	if (!old)
-		json_object_set_new(o, key, v);
+	if (!old) {
+		/* jansson refuses a key that is not UTF-8 */
+		if (json_object_set_new(o, key, v))
+			json_object_set_new(o, "\x01invalid", json_true());
+	}
 	else if (json_is_array(old))
 		json_array_append_new(old, v);
 	else
@@ -414,6 +417,40 @@ static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 }
 
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+		return (c | 0x20) - 'a' + 10;
+	return -1;
+}
+
+/* MHD's %-decoding of the path and of query arguments, except that %00
+ * stays as it is: a decoded NUL would silently cut "/x.html%00.png" or
+ * "1%00junk" short, since handlers see C strings. Left encoded, the path is
+ * not found and the argument is not a number. */
+static size_t unescape_keep_nul(void *cls, struct MHD_Connection *conn, char *s)
+{
+	char *r = s, *w = s;
+
+	(void)cls;
+	(void)conn;
+	while (*r) {
+		int hi = r[0] == '%' ? hex_digit(r[1]) : -1;
+		int lo = hi >= 0 ? hex_digit(r[2]) : -1;
+
+		if (lo >= 0 && (hi | lo)) {
+			*w++ = (char)(hi * 16 + lo);
+			r += 3;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+	return (size_t)(w - s);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char buf[512];
@@ -531,6 +568,7 @@ int server__start(struct agent *a, struct api_server **out, char *err, size_t er
 				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				     MHD_OPTION_LISTEN_SOCKET, fd,
 				     MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
+				     MHD_OPTION_UNESCAPE_CALLBACK, unescape_keep_nul, NULL,
 				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SERVER_CONN_LIMIT,
 				     MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)SERVER_PER_IP_LIMIT,
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
