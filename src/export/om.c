@@ -467,10 +467,25 @@ void om__format_double(double v, char *buf, size_t len)
 		snprintf(buf, len, "NaN");
 		return;
 	}
+	/* Go's strconv 'g' with the shortest precision, as Prometheus writes
+	 * numbers: the fewest digits that read back, exponent form only below
+	 * 1e-4 or from 1e6 on. Label matchers compare le as a string, so
+	 * le="10000" must be spelled the way PromQL users write it. */
 	for (int prec = 1; prec <= 17; prec++) {
-		snprintf(buf, len, "%.*g", prec, v);
-		if (strtod(buf, NULL) == v)
+		const char *e;
+		int exp;
+
+		snprintf(buf, len, "%.*e", prec - 1, v);
+		if (strtod(buf, NULL) != v && prec < 17)
+			continue;
+		e = strchr(buf, 'e');
+		exp = e ? atoi(e + 1) : 0;
+		if (exp < -4 || exp >= 6) {
+			/* "1.0e-06" cannot happen: prec is the shortest */
 			return;
+		}
+		snprintf(buf, len, "%.*f", prec - 1 - exp > 0 ? prec - 1 - exp : 0, v);
+		return;
 	}
 }
 

@@ -285,6 +285,16 @@ static void test_negotiate_and_numbers(void **state)
 	assert_string_equal(buf, "2.5e-06");
 	om__format_double(0.25, buf, sizeof(buf));
 	assert_string_equal(buf, "0.25");
+	om__format_double(10000, buf, sizeof(buf));
+	assert_string_equal(buf, "10000");
+	om__format_double(250000, buf, sizeof(buf));
+	assert_string_equal(buf, "250000");
+	om__format_double(2.5e6, buf, sizeof(buf));
+	assert_string_equal(buf, "2.5e+06");
+	om__format_double(1, buf, sizeof(buf));
+	assert_string_equal(buf, "1");
+	om__format_double(0.0025857500000000004, buf, sizeof(buf));
+	assert_string_equal(buf, "0.0025857500000000004");
 	om__format_double(1e7, buf, sizeof(buf));
 	assert_string_equal(buf, "1e+07");	/* as Prometheus itself writes it */
 }
