@@ -567,9 +567,10 @@ json_t *fleet__instr_status(struct fleet *f, unsigned long id)
 		char idbuf[32];
 
 		snprintf(idbuf, sizeof(idbuf), "%lu", l->peer_id);
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:o}", "address", pe->addr,
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:o, s:o}", "address", pe->addr,
 						     "state", state_names[pe->state],
-						     "id", l->peer_id ? json_string(idbuf) : json_null(),
+						     "id", l->peer_id && !l->verify ? json_string(idbuf) : json_null(),
+						     "since", l->peer_id && !l->verify ? json_integer(l->first) : json_null(),
 						     "last_error", l->err[0] ? json_string(l->err)
 									     : pe->state == PEER_DOWN ? json_string(pe->err)
 									     : json_null()));

@@ -72,7 +72,9 @@ int fleet__nsources(struct fleet *f);
  * minreporting (the fewest sources reporting any slot of the point). */
 int fleet__annotate_raw(struct fleet *f, unsigned long id, json_t *raw);
 
-/* [{"address", "state", "id", "last_error"}] for `id`; new reference. */
+/* [{"address", "state", "id", "since", "last_error"}] for `id`: the peer's
+ * id (null while not created or being verified), the first slot it reports;
+ * new reference. */
 json_t *fleet__instr_status(struct fleet *f, unsigned long id);
 /* [{"address", "state": "up"|"down"|"unknown", "last_error", "last_success",
  *   "down_since", "instrumentations", "pending_deletes"}]; new reference. */
