@@ -840,7 +840,7 @@ static void store_point(struct finstr *fi, struct link *l, const json_t *pt, int
 	json_t *v = json_object_get(pt, "value");
 	struct slot *s;
 
-	if (!v || value__check(v) || start < from || start > to || start % fi->gran)
+	if (!fi->nslots || !v || value__check(v) || start < from || start > to || start % fi->gran)
 		return;
 	s = &l->ring[(size_t)(start / fi->gran) % (size_t)fi->nslots];
 	json_decref(s->value);
