@@ -1,9 +1,7 @@
 /* libFuzzer harness for the agent's input parsers: token files, form
  * bodies, route matching and listen addresses. Build (after make) and run:
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc -Ibuild \
- *     -Ibuild/bpf tests/fuzz/fuzz_api.c src/api/[a-z]*.c build/libkvmscope.a -lbpf -lelf \
- *     -lz -ljansson -lmicrohttpd -lspng -lpthread -lm -o build/fuzz_api
- *   build/fuzz_api -max_total_time=60
+ *   tests/fuzz/build.sh build fuzz_api
+ *   build/fuzz/fuzz_api -max_total_time=60 tests/fuzz/corpus/fuzz_api
  * The first input byte picks the parser. */
 #include <stddef.h>
 #include <stdint.h>

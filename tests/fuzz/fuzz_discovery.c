@@ -1,5 +1,6 @@
 /* Build and run (not part of the default build):
- *   mkdir -p build/fuzz && clang -g -O1 -std=gnu11 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer,address,undefined tests/fuzz/fuzz_discovery.c src/discovery/parse.c -o build/fuzz/fuzz_discovery && build/fuzz/fuzz_discovery -max_total_time=60
+ *   tests/fuzz/build.sh build fuzz_discovery
+ *   build/fuzz/fuzz_discovery -max_total_time=60 tests/fuzz/corpus/fuzz_discovery
  *
  * Feeds arbitrary bytes to every discovery parser, the way /proc hands them
  * over from other processes: the cmdline parsers get the exact bytes (no NUL

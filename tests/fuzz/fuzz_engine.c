@@ -1,5 +1,6 @@
 /* libFuzzer target for the engine's input parsing:
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc tests/fuzz/fuzz_engine.c src/engine/{metric,predicate,merge,instr}.c -ljansson -o build/fuzz_engine && build/fuzz_engine -max_total_time=60
+ *   tests/fuzz/build.sh build fuzz_engine
+ *   build/fuzz/fuzz_engine -max_total_time=60 tests/fuzz/corpus/fuzz_engine
  * Bytes are parsed as JSON and used as an instrumentation spec, as a
  * predicate for every metric, and as a raw value to merge; whatever parses is
  * exercised against a few records and its values are read back. */
