@@ -81,7 +81,8 @@ $(OUT)/tests/%: $(OUT)/tests/unit/%.o $(OUT)/libkvmscope.a
 # ---- set-up on a fresh Debian 12 machine (as root) ----------------------------
 DEB_PKGS := make clang llvm gcc libbpf-dev bpftool libelf-dev zlib1g-dev \
             libmicrohttpd-dev libjansson-dev libspng-dev libpng-dev libcmocka-dev \
-            iproute2 util-linux jq curl bpftrace python3 chromium libcurl4-openssl-dev prometheus wrk
+            iproute2 util-linux jq curl bpftrace python3 chromium libcurl4-openssl-dev prometheus wrk \
+            linux-perf valgrind hyperfine
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "kvmscope: 'make deps' installs Debian packages and must run as root" >&2; exit 1; fi
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
