@@ -198,6 +198,13 @@ int hub__drain(struct hub *hub, int64_t before)
 {
 	int total = 0;
 
+	/* A rescan every drain, while something runs: a VM that lives only a
+	 * few seconds is then seen alive at least once and keeps its name after
+	 * it exits (vmcache remembers gone VMs); lookups alone would only
+	 * rescan after it is gone. */
+	if (hub__running(hub))
+		vmcache__refresh_if_older(hub->vms, 900);
+
 	for (size_t i = 0; i < NCOLLECTORS; i++) {
 		struct collector *col = &hub->collectors[i];
 		int n;

@@ -88,6 +88,13 @@ int vmcache__refresh(struct vmcache *vc)
 	return 0;
 }
 
+int vmcache__refresh_if_older(struct vmcache *vc, long max_age_ms)
+{
+	if (clock__ms_since(&vc->last_scan) < max_age_ms)
+		return 0;
+	return vmcache__refresh(vc);
+}
+
 const struct vm_info *vmcache__vm(struct vmcache *vc, pid_t pid)
 {
 	const struct vm_info *vm = vm_list__find_pid(&vc->list, pid);

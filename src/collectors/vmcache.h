@@ -19,6 +19,8 @@ struct vmcache *vmcache__new(const char *proc_root);
 void vmcache__free(struct vmcache *vc);
 /* Rescan now. 0 or -errno. */
 int vmcache__refresh(struct vmcache *vc);
+/* Rescan if the last scan is older than max_age_ms. 0 or -errno. */
+int vmcache__refresh_if_older(struct vmcache *vc, long max_age_ms);
 /* The VM of process pid, rescanning once if unknown; NULL if not a VM. The
  * pointer is valid until the next refresh. */
 const struct vm_info *vmcache__vm(struct vmcache *vc, pid_t pid);

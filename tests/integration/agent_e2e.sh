@@ -148,9 +148,9 @@ expect_eq "tenant may not decompose by hostname" \
 	"$(code POST /ca/instrumentations "${AH[@]}" -d '{"module":"vm","stat":"irqs","decomposition":["hostname"]}')" 422
 sleep 1.5
 T0=$(date +%s)
-"$VMLOAD" -name guest=$VM --delay 500 --irq vcpu=0,vector=0x30,via=ioapic,period_ms=500,phase_ms=100,count=3 --duration 10 >"$TMPD/ta.json" 2>/dev/null &
+"$VMLOAD" -name guest=$VM --delay 500 --linger 2000 --irq vcpu=0,vector=0x30,via=ioapic,period_ms=500,phase_ms=100,count=3 --duration 10 >"$TMPD/ta.json" 2>/dev/null &
 P1=$!
-"$VMLOAD" -name guest=$VMB --delay 500 --irq vcpu=0,vector=0x31,via=ioapic,period_ms=500,phase_ms=300,count=5 --duration 10 >"$TMPD/tb.json" 2>/dev/null &
+"$VMLOAD" -name guest=$VMB --delay 500 --linger 2000 --irq vcpu=0,vector=0x31,via=ioapic,period_ms=500,phase_ms=300,count=5 --duration 10 >"$TMPD/tb.json" 2>/dev/null &
 P2=$!
 wait $P1 $P2
 sleep 2.5
