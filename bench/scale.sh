@@ -66,7 +66,7 @@ say "per VM: ${lines% }"
 
 result "scale: VMs at once" "$NVMS" "VMs" "all listed by kvmscope vms"
 result "discovery refresh (kvmscope vms -j)" "$(fmt %.1f "$vms_ms")" "ms" "hyperfine median of 20, $NVMS VMs among $nproc_all processes; $(fmt %.1f "$vms_sys") ms CPU"
-result "attribution: VMs exact" "$exact/$NVMS" "VMs" "watch -d vm,reason: NAME,IO == vmload's port-write count; worst |diff| $worst"
+result "attribution: VMs exact" "$exact/$NVMS" "VMs" "watch -d vm,reason: NAME,IO == vmload's port-write count; largest difference $worst"
 result "attribution: other exits of bench VMs" "$other" "exits" "HLT and MMIO, $(fmt %.2f "$(calc "$other / $NVMS")") per VM (vmload does not count them)"
 result "exits not attributed to a bench VM" "$unattributed" "exits" "other VMs on this shared host"
 [ "$exact" = "$NVMS" ] || { echo "bench: attribution wrong for $((NVMS - exact)) VMs" >&2; exit 1; }
