@@ -309,10 +309,6 @@ int cmd_agent(int argc, char **argv)
 	pthread_mutex_lock(&a.lock);
 	state__load(&a);
 	pthread_mutex_unlock(&a.lock);
-	if (a.fleet && fleet_start(&a)) {
-		fprintf(stderr, "kvmscope agent: cannot start talking to the peers\n");
-		goto err_hub;
-	}
 	if (a.cfg.metrics) {
 		struct om_config oc = { a.cfg.metrics_max_series, a.cfg.metrics_keep_s };
 
@@ -324,6 +320,12 @@ int cmd_agent(int argc, char **argv)
 	if (server__start(&a, &srv, err, sizeof(err))) {
 		log_error("agent", "%s", err);
 		fprintf(stderr, "kvmscope agent: %s\n", err);
+		goto err_hub;
+	}
+	/* after server__start: its privilege drop must cover the peer thread too */
+	if (a.fleet && fleet_start(&a)) {
+		fprintf(stderr, "kvmscope agent: cannot start talking to the peers\n");
+		server__stop(srv);
 		goto err_hub;
 	}
 	log_info("agent", "listening on %s state_dir=%s tokens=%zu web=%s", a.cfg.listen,
