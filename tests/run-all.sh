@@ -31,9 +31,10 @@ tally() {	# $1 = suite name, stdin = its output
 run_suite() {	# $1 = name, rest = command
 	local name=$1; shift
 	echo "# ---- $name"
-	local log=tests/artifacts/$name.log
+	local log=tests/artifacts/$name.log t0=$SECONDS
 	"$@" > "$log" 2>&1 < /dev/null
 	local rc=$?
+	echo "# $name took $((SECONDS - t0)) s"
 	tally "$name" < <(grep -E '^(ok|not ok) ' "$log")
 	if [ $rc -ne 0 ] && ! grep -q '^not ok' "$log"; then
 		# a crash or an error before any test could report: count it, show the log
