@@ -214,7 +214,9 @@ int BPF_PROG(disk_rq_complete, struct request *rq, blk_status_t error, unsigned 
 	return 0;
 }
 
-/* ---- image files: the VMM's I/O syscalls ------------------------------- */
+/* ---- image files: the VMM's I/O syscalls -------------------------------
+ * Classic syscall tracepoints; their programs return 1 so that perf and
+ * other tracers on the same tracepoints still see every event. */
 
 static __always_inline int sys_enter(__u64 fd, __u16 optype, __u64 size, __u64 offset,
 				     __u16 ret_is_size)
@@ -225,10 +227,10 @@ static __always_inline int sys_enter(__u64 fd, __u16 optype, __u64 size, __u64 o
 	__u32 tid = (__u32)id, *slot;
 
 	if (fd > 0xffffffffULL)
-		return 0;
+		return 1;
 	slot = bpf_map_lookup_elem(&watched_fds, &fk);
 	if (!slot)
-		return 0;
+		return 1;
 	op.slot = *slot;
 	op.optype = optype;
 	op.size = size;
@@ -237,7 +239,7 @@ static __always_inline int sys_enter(__u64 fd, __u16 optype, __u64 size, __u64 o
 	op.ts = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&inflight_sys, &tid, &op, BPF_ANY))
 		count_drop(DISK_DROP_INFLIGHT);
-	return 0;
+	return 1;
 }
 
 static __always_inline int sys_exit(long ret)
@@ -247,7 +249,7 @@ static __always_inline int sys_exit(long ret)
 	__u64 size;
 
 	if (!p)
-		return 0;
+		return 1;
 	op = *p;
 	bpf_map_delete_elem(&inflight_sys, &tid);
 	size = op.size;
@@ -255,7 +257,7 @@ static __always_inline int sys_exit(long ret)
 	if (ret >= 0 && op.ret_is_size)
 		size = ret;
 	account(&op, ret < 0 ? (__u16)-ret : 0, size);
-	return 0;
+	return 1;
 }
 
 /* Requested length of an iovec array; only read for watched fds. */
@@ -283,7 +285,7 @@ static __always_inline int sys_enter_vec(struct trace_event_raw_sys_enter *ctx, 
 
 	/* cheap filter first: the iovec walk is for watched fds only */
 	if (!bpf_map_lookup_elem(&watched_fds, &fk))
-		return 0;
+		return 1;
 	return sys_enter(ctx->args[0], optype,
 			 iov_len((const struct iovec *)ctx->args[1], ctx->args[2]),
 			 pos < 0 ? 0 : (__u64)pos, 1);

@@ -27,8 +27,7 @@
 #define EXIT_LATENCY_UNKNOWN 0xffffffffffffffffULL
 
 struct exit_pending {
-	__u64 ts;		/* exit time (ns, monotonic) */
-	__u64 tai;		/* exit time (ns, TAI: wall clock for seconds and subsecond) */
+	__u64 tai;		/* exit time (ns, TAI: wall clock for seconds, subsecond, latency) */
 	__u64 latency;		/* filled at completion; EXIT_LATENCY_UNKNOWN if none */
 	__u32 reason;
 	__s32 vcpu;		/* from kvm_exit's vcpu_id; -1 on the fallback path */
@@ -56,8 +55,14 @@ struct {
 	__type(value, __u8);
 } hw_exit_seen SEC(".maps");
 
+/* Set once any kvm_exit fired on this host: until then (always, on hosts
+ * where it never fires) the fallback programs skip the per-VM lookup. */
+volatile __u32 hw_exits_any;
+
 static __always_inline int fallback_ignored(__u32 tgid)
 {
+	if (!hw_exits_any)
+		return 0;
 	return bpf_map_lookup_elem(&hw_exit_seen, &tgid) != NULL;
 }
 
@@ -85,39 +90,48 @@ static __always_inline struct exit_pending *pending_of(__u32 tid)
 	return p;
 }
 
-/* A new exit on the thread: an exit still pending was completed inside the
- * kernel (no re-entry observed), so it closes with latency unknown. */
-static __always_inline void exit__begin(__u8 isa, __u32 reason, __u8 class, __s32 vcpu,
-					__u64 now, __u64 tai)
+/* A new exit on the thread at TAI time `tai`: an exit still pending was
+ * completed inside the kernel (no re-entry observed), so it closes with
+ * latency unknown. One clock (TAI) serves both the wall-clock second and the
+ * latency: reading two clocks per exit costs more than a rare clock step,
+ * which only shows as a latency clamped to 0. */
+static __always_inline struct exit_pending *exit__begin(__u8 isa, __u32 reason, __u8 class,
+							__s32 vcpu, __u64 tai)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
 	struct exit_pending *p = pending_of(tid);
 
 	if (!p)
-		return;
-	exit__finish(p, tgid, tid, now, EXIT_LATENCY_UNKNOWN);
-	p->ts = now;
+		return NULL;
+	exit__finish(p, tgid, tid, tai, EXIT_LATENCY_UNKNOWN);
 	p->tai = tai;
 	p->isa = isa;
 	p->reason = reason;
 	p->class = class;
 	p->vcpu = vcpu;
 	p->active = 1;
+	return p;
 }
 
 /* The thread re-entered the guest (kvm_entry, or KVM_RUN re-entered). */
 static __always_inline void exit__reentry(void)
 {
-	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns();
+	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
 	struct exit_pending *p = bpf_map_lookup_elem(&exit_pending, &tid);
+	__u64 now;
 
-	if (p && p->active)
-		exit__finish(p, tgid, tid, now, now - p->ts);
+	if (!p || !p->active)
+		return;
+	now = bpf_ktime_get_tai_ns();
+	exit__finish(p, tgid, tid, now, now > p->tai ? now - p->tai : 0);
 }
 
-/* ---- hardware path ---------------------------------------------------- */
+/* ---- hardware path ----------------------------------------------------
+ * Classic tracepoints: kvm_exit's record has the decoded reason and info1
+ * for every vendor. They return 1 so that perf and other tracers on the
+ * same tracepoint still get the event (0 would filter it out for them). */
 
 SEC("tracepoint/kvm/kvm_exit")
 int tp_kvm_exit(struct trace_event_raw_kvm_exit *ctx)
@@ -126,29 +140,34 @@ int tp_kvm_exit(struct trace_event_raw_kvm_exit *ctx)
 	__u8 one = 1, isa = ctx->isa;
 	__u32 reason = ctx->exit_reason;
 
+	if (!hw_exits_any)
+		hw_exits_any = 1;
 	if (!bpf_map_lookup_elem(&hw_exit_seen, &tgid))
 		bpf_map_update_elem(&hw_exit_seen, &tgid, &one, BPF_ANY);
 	exit__begin(isa, reason, exit__class(isa, reason, ctx->info1), ctx->vcpu_id,
-		    bpf_ktime_get_ns(), bpf_ktime_get_tai_ns());
+		    bpf_ktime_get_tai_ns());
 	hw_exit_extra(ctx);
-	return 0;
+	return 1;
 }
 
-SEC("tracepoint/kvm/kvm_entry")
-int tp_kvm_entry(void *ctx)
+SEC("tp_btf/kvm_entry")
+int BPF_PROG(tp_kvm_entry)
 {
 	exit__reentry();
 	return 0;
 }
 
-/* ---- fallback path ---------------------------------------------------- */
+/* ---- fallback path ----------------------------------------------------
+ * Raw (tp_btf) programs: they get the tracepoint's arguments directly, with
+ * no trace record built for them, which is most of a classic tracepoint's
+ * cost on this per-exit path. */
 
-SEC("tracepoint/kvm/kvm_pio")
-int tp_kvm_pio(void *ctx)
+SEC("tp_btf/kvm_pio")
+int BPF_PROG(tp_kvm_pio)
 {
 	if (fallback_ignored(bpf_get_current_pid_tgid() >> 32))
 		return 0;
-	exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_IO, EXIT_CLASS_IO, -1, bpf_ktime_get_ns(),
+	exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_IO, EXIT_CLASS_IO, -1,
 		    bpf_ktime_get_tai_ns());
 	return 0;
 }
@@ -156,13 +175,12 @@ int tp_kvm_pio(void *ctx)
 /* kvm_mmio fires at the exit (write, or unsatisfied read that goes to the
  * VMM) and again when an unsatisfied read completes (type read): only the
  * first is an exit. A read satisfied in the kernel fires once, as read. */
-SEC("tracepoint/kvm/kvm_mmio")
-int tp_kvm_mmio(struct trace_event_raw_kvm_mmio *ctx)
+SEC("tp_btf/kvm_mmio")
+int BPF_PROG(tp_kvm_mmio, int type, int len, u64 gpa, void *val)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
 	struct exit_pending *p;
-	__u32 type = ctx->type;
 
 	if (fallback_ignored(id >> 32))
 		return 0;
@@ -173,29 +191,24 @@ int tp_kvm_mmio(struct trace_event_raw_kvm_mmio *ctx)
 			return 0;
 		}
 	}
-	exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_MMIO, EXIT_CLASS_MMIO, -1,
-		    bpf_ktime_get_ns(), bpf_ktime_get_tai_ns());
-	if (type == 0) {		/* KVM_TRACE_MMIO_UNSATISFIED_READ */
-		p = bpf_map_lookup_elem(&exit_pending, &tid);
-		if (p)
-			p->mmio_read_pending = 1;
-	}
+	p = exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_MMIO, EXIT_CLASS_MMIO, -1,
+			bpf_ktime_get_tai_ns());
+	if (p && type == 0)		/* KVM_TRACE_MMIO_UNSATISFIED_READ */
+		p->mmio_read_pending = 1;
 	return 0;
 }
 
 /* An in-kernel halt: the event comes at wake-up and carries the halt time. */
-SEC("tracepoint/kvm/kvm_vcpu_wakeup")
-int tp_kvm_vcpu_wakeup(struct trace_event_raw_kvm_vcpu_wakeup *ctx)
+SEC("tp_btf/kvm_vcpu_wakeup")
+int BPF_PROG(tp_kvm_vcpu_wakeup, __u64 ns, bool waited, bool valid)
 {
-	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns(), ns = ctx->ns;
+	__u64 id = bpf_get_current_pid_tgid(), now = bpf_ktime_get_tai_ns();
 	__u32 tgid = id >> 32, tid = (__u32)id;
 	struct exit_pending *p;
 
 	if (fallback_ignored(tgid))
 		return 0;
-	exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_HLT, EXIT_CLASS_HALT, -1, now - ns,
-		    bpf_ktime_get_tai_ns() - ns);
-	p = bpf_map_lookup_elem(&exit_pending, &tid);
+	p = exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_HLT, EXIT_CLASS_HALT, -1, now - ns);
 	if (p)
 		exit__finish(p, tgid, tid, now, ns);
 	return 0;
@@ -204,20 +217,21 @@ int tp_kvm_vcpu_wakeup(struct trace_event_raw_kvm_vcpu_wakeup *ctx)
 /* Return from KVM_RUN to the VMM. IO, MMIO and HLT were counted by their
  * own events; every other reason (and a signal, errno -EINTR) is an exit of
  * its own. */
-SEC("tracepoint/kvm/kvm_userspace_exit")
-int tp_kvm_userspace_exit(struct trace_event_raw_kvm_userspace_exit *ctx)
+SEC("tp_btf/kvm_userspace_exit")
+int BPF_PROG(tp_kvm_userspace_exit, __u32 reason, int err)
 {
-	__u32 reason = ctx->reason;
-	int err = ctx->errno;
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
+	__u64 id;
+	__u32 tid;
 	struct exit_pending *p;
 
-	if (fallback_ignored(id >> 32))
-		return 0;
 	if (err < 0)
 		reason = FALLBACK_REASON_INTR;
+	/* the common case first, before any map lookup */
 	if (reason == FALLBACK_REASON_IO || reason == FALLBACK_REASON_MMIO)
+		return 0;
+	id = bpf_get_current_pid_tgid();
+	tid = (__u32)id;
+	if (fallback_ignored(id >> 32))
 		return 0;
 	if (reason == FALLBACK_REASON_HLT) {
 		/* no in-kernel irqchip: the halt goes to the VMM */
@@ -226,16 +240,16 @@ int tp_kvm_userspace_exit(struct trace_event_raw_kvm_userspace_exit *ctx)
 			return 0;
 	}
 	exit__begin(EXIT_ISA_FALLBACK, reason, exit__class(EXIT_ISA_FALLBACK, reason, 0), -1,
-		    bpf_ktime_get_ns(), bpf_ktime_get_tai_ns());
+		    bpf_ktime_get_tai_ns());
 	return 0;
 }
 
 /* KVM_RUN (re-)entered: kvm_fpu(load) marks it on every KVM version we
  * support; completes a userspace exit. */
-SEC("tracepoint/kvm/kvm_fpu")
-int tp_kvm_fpu(struct trace_event_raw_kvm_fpu *ctx)
+SEC("tp_btf/kvm_fpu")
+int BPF_PROG(tp_kvm_fpu, int load)
 {
-	if (ctx->load && !fallback_ignored(bpf_get_current_pid_tgid() >> 32))
+	if (load && !fallback_ignored(bpf_get_current_pid_tgid() >> 32))
 		exit__reentry();
 	return 0;
 }

@@ -56,8 +56,13 @@ struct {
 static __always_inline void irq_delivered(__u32 tgid, __u32 tid, __s32 vcpu, __u32 vector,
 					  __u8 source);
 
+/* Set once kvm_inj_virq fired on this host (see hw_exits_any). */
+volatile __u32 hw_irqs_any;
+
 static __always_inline int irqchip_ignored(__u32 tgid)
 {
+	if (!hw_irqs_any)
+		return 0;
 	return bpf_map_lookup_elem(&hw_irq_seen, &tgid) != NULL;
 }
 
@@ -68,53 +73,57 @@ static __always_inline int line_raised(__u32 tid)
 	return level && *level;
 }
 
-SEC("tracepoint/kvm/kvm_inj_virq")
-int tp_kvm_inj_virq(struct trace_event_raw_kvm_inj_virq *ctx)
+/* Raw (tp_btf) programs: the arguments directly, no trace record built. */
+
+SEC("tp_btf/kvm_inj_virq")
+int BPF_PROG(tp_kvm_inj_virq, unsigned int vector, bool soft, bool reinjected)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
 	__u8 one = 1;
 
-	if (ctx->reinjected)
+	if (reinjected)
 		return 0;	/* the same interrupt again after a failed entry */
+	if (!hw_irqs_any)
+		hw_irqs_any = 1;
 	if (!bpf_map_lookup_elem(&hw_irq_seen, &tgid))
 		bpf_map_update_elem(&hw_irq_seen, &tgid, &one, BPF_ANY);
-	irq_delivered(tgid, (__u32)id, -1, ctx->vector, ctx->soft ? IRQ_SOURCE_SOFT : IRQ_SOURCE_LAPIC);
+	irq_delivered(tgid, (__u32)id, -1, vector, soft ? IRQ_SOURCE_SOFT : IRQ_SOURCE_LAPIC);
 	return 0;
 }
 
-SEC("tracepoint/kvm/kvm_set_irq")
-int tp_kvm_set_irq(struct trace_event_raw_kvm_set_irq *ctx)
+SEC("tp_btf/kvm_set_irq")
+int BPF_PROG(tp_kvm_set_irq, unsigned int gsi, int level, int irq_source_id)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	__s32 level = ctx->level;
+	__s32 lv = level;
 
-	bpf_map_update_elem(&irq_level, &tid, &level, BPF_ANY);
+	bpf_map_update_elem(&irq_level, &tid, &lv, BPF_ANY);
 	return 0;
 }
 
-SEC("tracepoint/kvm/kvm_pic_set_irq")
-int tp_kvm_pic_set_irq(struct trace_event_raw_kvm_pic_set_irq *ctx)
+SEC("tp_btf/kvm_pic_set_irq")
+int BPF_PROG(tp_kvm_pic_set_irq, __u8 chip, __u8 pin, __u8 elcr, __u8 imr, bool coalesced)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id, vector = IRQ_VECTOR_UNKNOWN;
-	__u8 chip = ctx->chip, pin = ctx->pin & 7;
 	struct pic_bases *pb;
 
-	if (irqchip_ignored(tgid) || !line_raised(tid) || (ctx->imr >> pin) & 1)
+	pin &= 7;
+	if (irqchip_ignored(tgid) || !line_raised(tid) || (imr >> pin) & 1)
 		return 0;
 	pb = bpf_map_lookup_elem(&pic_base, &tgid);
 	if (pb && pb->known && chip < 2)
-		vector = pb->base[chip & 1] + pin;
+		vector = (chip ? pb->base[1] : pb->base[0]) + pin;
 	/* the PIC's INTR output goes to the BSP's LINT0 */
 	irq_delivered(tgid, tid, 0, vector, IRQ_SOURCE_PIC);
 	return 0;
 }
 
-SEC("tracepoint/kvm/kvm_ioapic_set_irq")
-int tp_kvm_ioapic_set_irq(struct trace_event_raw_kvm_ioapic_set_irq *ctx)
+SEC("tp_btf/kvm_ioapic_set_irq")
+int BPF_PROG(tp_kvm_ioapic_set_irq, __u64 e, int pin, bool coalesced)
 {
-	__u64 id = bpf_get_current_pid_tgid(), e = ctx->e;
+	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
 
 	if (irqchip_ignored(tgid) || !line_raised(tid) || (e >> 16) & 1)
@@ -123,16 +132,15 @@ int tp_kvm_ioapic_set_irq(struct trace_event_raw_kvm_ioapic_set_irq *ctx)
 	return 0;
 }
 
-SEC("tracepoint/kvm/kvm_msi_set_irq")
-int tp_kvm_msi_set_irq(struct trace_event_raw_kvm_msi_set_irq *ctx)
+SEC("tp_btf/kvm_msi_set_irq")
+int BPF_PROG(tp_kvm_msi_set_irq, __u64 address, __u64 data)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
 
 	if (irqchip_ignored(tgid))
 		return 0;
-	irq_delivered(tgid, (__u32)id, (__s32)(__u8)(ctx->address >> 12), (__u8)ctx->data,
-		      IRQ_SOURCE_MSI);
+	irq_delivered(tgid, (__u32)id, (__s32)(__u8)(address >> 12), (__u8)data, IRQ_SOURCE_MSI);
 	return 0;
 }
 

@@ -97,5 +97,5 @@ int tp_kvm_page_fault(struct trace_event_raw_kvm_page_fault *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 
 	bump(id >> 32, (__u32)id, ctx->vcpu_id, KVMSTAT_PF);
-	return 0;
+	return 1;	/* keep the event for other tracers (perf) */
 }

@@ -37,6 +37,7 @@ check "watch processes hold BPF programs while instrumenting ($n)" test "$n" -gt
 A=$!
 "$VMLOAD" -name guest=wb --delay 800 --linger 2500 --pio vcpu=0,count=4000 \
 	--irq vcpu=0,vector=0x31,via=ioapic,period_ms=1000,phase_ms=250,count=8 \
+	--irq vcpu=0,vector=0x2b,via=pic,period_ms=1000,phase_ms=600,count=3 \
 	> "$TMPD/wb.json" &
 B=$!
 wait $A $B
@@ -90,6 +91,11 @@ expect_eq "irqs subsecond buckets = vmload's send times" "$got" "$want"
 # the hlt wake-ups of wa are MSIs to vCPU 0
 msi=$(jq -s '[.[].value | to_entries[] | select(.key | startswith("wa,0,0x40,msi")) | .value[] | .[1]] | add // 0' "$W/irqs_sub.json")
 expect_eq "wa's HLT wake-ups: MSI vector 0x40 to vCPU 0" "$msi" "$(truth "$TMPD/wa.json" 0 irqs)"
+
+# PIC interrupts: the vector is the PIC's base (read from the kernel's PIC
+# state) plus the pin; no tracepoint carries it
+n_pic=$(jq -s '[.[].value["wb,0,0x2b,pic"] // [] | .[] | .[1]] | add // 0' "$W/irqs_sub.json")
+expect_eq "PIC interrupts: vector 0x2b, source pic, vCPU 0" "$n_pic" 3
 
 # JSON lines have the documented shape
 n=$(jq -s '[.[] | select((.time | type) == "number" and has("value"))] | length' "$W/exits_class.json")
