@@ -17,6 +17,7 @@
  *   static __always_inline void exit_complete(const struct exit_pending *p,
  *                                             __u32 tgid, __u32 tid, __u64 now);
  *   static __always_inline void hw_exit_extra(struct trace_event_raw_kvm_exit *ctx);
+ *   static __always_inline int exit_wants_latency(void);
  */
 #ifndef KVMSCOPE_BPF_EXIT_LOGIC_H
 #define KVMSCOPE_BPF_EXIT_LOGIC_H
@@ -37,16 +38,26 @@ struct exit_pending {
 	__u8 mmio_read_pending;	/* fallback: unsatisfied MMIO read went to userspace */
 };
 
+/* Per-thread state in task storage: a pointer hop from the task instead of a
+ * hash lookup on every exit event. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);			/* tid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct exit_pending);
 } exit_pending SEC(".maps");
+
+static __always_inline struct exit_pending *pending_lookup(void)
+{
+	return bpf_task_storage_get(&exit_pending, bpf_get_current_task_btf(), 0, 0);
+}
 
 static __always_inline void exit_complete(const struct exit_pending *p, __u32 tgid, __u32 tid,
 					  __u64 now);
 static __always_inline void hw_exit_extra(struct trace_event_raw_kvm_exit *ctx);
+/* Whether anyone needs exit latencies now: a clock read costs about as much
+ * as the rest of a re-entry, so it is skipped when nobody does. */
+static __always_inline int exit_wants_latency(void);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -79,15 +90,8 @@ static __always_inline void exit__finish(struct exit_pending *p, __u32 tgid, __u
 
 static __always_inline struct exit_pending *pending_of(__u32 tid)
 {
-	struct exit_pending *p = bpf_map_lookup_elem(&exit_pending, &tid);
-
-	if (!p) {
-		struct exit_pending zero = {};
-
-		bpf_map_update_elem(&exit_pending, &tid, &zero, BPF_NOEXIST);
-		p = bpf_map_lookup_elem(&exit_pending, &tid);
-	}
-	return p;
+	return bpf_task_storage_get(&exit_pending, bpf_get_current_task_btf(), 0,
+				    BPF_LOCAL_STORAGE_GET_F_CREATE);
 }
 
 /* A new exit on the thread at TAI time `tai`: an exit still pending was
@@ -119,11 +123,15 @@ static __always_inline void exit__reentry(void)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
-	struct exit_pending *p = bpf_map_lookup_elem(&exit_pending, &tid);
+	struct exit_pending *p = pending_lookup();
 	__u64 now;
 
 	if (!p || !p->active)
 		return;
+	if (!exit_wants_latency()) {
+		exit__finish(p, tgid, tid, p->tai, 0);
+		return;
+	}
 	now = bpf_ktime_get_tai_ns();
 	exit__finish(p, tgid, tid, now, now > p->tai ? now - p->tai : 0);
 }
@@ -178,14 +186,12 @@ int BPF_PROG(tp_kvm_pio)
 SEC("tp_btf/kvm_mmio")
 int BPF_PROG(tp_kvm_mmio, int type, int len, u64 gpa, void *val)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
 	struct exit_pending *p;
 
-	if (fallback_ignored(id >> 32))
+	if (fallback_ignored(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	if (type == 1) {		/* KVM_TRACE_MMIO_READ */
-		p = bpf_map_lookup_elem(&exit_pending, &tid);
+		p = pending_lookup();
 		if (p && p->mmio_read_pending) {
 			p->mmio_read_pending = 0;
 			return 0;
@@ -220,8 +226,6 @@ int BPF_PROG(tp_kvm_vcpu_wakeup, __u64 ns, bool waited, bool valid)
 SEC("tp_btf/kvm_userspace_exit")
 int BPF_PROG(tp_kvm_userspace_exit, __u32 reason, int err)
 {
-	__u64 id;
-	__u32 tid;
 	struct exit_pending *p;
 
 	if (err < 0)
@@ -229,13 +233,11 @@ int BPF_PROG(tp_kvm_userspace_exit, __u32 reason, int err)
 	/* the common case first, before any map lookup */
 	if (reason == FALLBACK_REASON_IO || reason == FALLBACK_REASON_MMIO)
 		return 0;
-	id = bpf_get_current_pid_tgid();
-	tid = (__u32)id;
-	if (fallback_ignored(id >> 32))
+	if (fallback_ignored(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	if (reason == FALLBACK_REASON_HLT) {
 		/* no in-kernel irqchip: the halt goes to the VMM */
-		p = bpf_map_lookup_elem(&exit_pending, &tid);
+		p = pending_lookup();
 		if (p && p->active && p->reason == FALLBACK_REASON_HLT)
 			return 0;
 	}

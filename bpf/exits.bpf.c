@@ -57,3 +57,8 @@ static __always_inline void exit_complete(const struct exit_pending *p, __u32 tg
 static __always_inline void hw_exit_extra(struct trace_event_raw_kvm_exit *ctx)
 {
 }
+
+static __always_inline int exit_wants_latency(void)
+{
+	return exits_cfg.want_latency;
+}
