@@ -133,6 +133,7 @@ struct api_response {
 	char *file_path;		/* owned; static file to send */
 	const char *file_type;
 	const char *allow;		/* for 405 */
+	char allow_buf[128];		/* what allow points to when it is built per request */
 	char location[64];		/* for 201, "" if none */
 	char *body;			/* owned; sent as body_type (/metrics text) */
 	size_t body_len;

@@ -619,6 +619,26 @@ static bool heatmap_request(const struct agent *a, struct agent_instr *ai,
 	return true;
 }
 
+/* The locked part of a heatmap request: find the instrumentation and copy
+ * its slots into h (owned values), so drawing can run without the lock.
+ * false with r set (and nothing in h to free) on failure. */
+static bool heatmap_gather(struct agent *a, const struct api_request *rq, struct api_response *r,
+			   struct hm_req *h)
+{
+	struct agent_instr *ai;
+	bool ok = false;
+
+	pthread_mutex_lock(&a->lock);
+	ai = find_or_404(a, rq, r);
+	if (ai) {
+		ok = heatmap_request(a, ai, rq, r, h);
+		if (!ok)
+			hm_req_free(h);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return ok;
+}
+
 static void heatmap_failed(struct api_response *r, int rc)
 {
 	if (rc == -ENOMEM)
@@ -629,7 +649,6 @@ static void heatmap_failed(struct api_response *r, int rc)
 
 static void heatmap_image(struct agent *a, const struct api_request *rq, struct api_response *r)
 {
-	struct agent_instr *ai = find_or_404(a, rq, r);
 	struct heatmap_input in;
 	struct heatmap *hm = NULL;
 	unsigned char *png = NULL;
@@ -638,11 +657,8 @@ static void heatmap_image(struct agent *a, const struct api_request *rq, struct 
 	struct hm_req h;
 	int rc;
 
-	if (!ai || !heatmap_request(a, ai, rq, r, &h)) {
-		if (ai)
-			hm_req_free(&h);
+	if (!heatmap_gather(a, rq, r, &h))
 		return;
-	}
 	in = (struct heatmap_input){ h.slots, h.nslots, h.g };
 	rc = heatmap__build(&in, &h.p, &hm);
 	if (rc) {
@@ -671,17 +687,14 @@ out:
 
 static void heatmap_details(struct agent *a, const struct api_request *rq, struct api_response *r)
 {
-	struct agent_instr *ai = find_or_404(a, rq, r);
 	struct heatmap_input in;
 	long long x = -1, y = -1;
 	bool gx, gy;
 	struct hm_req h;
 	int rc;
 
-	if (!ai)
+	if (!heatmap_gather(a, rq, r, &h))
 		return;
-	if (!heatmap_request(a, ai, rq, r, &h))
-		goto out;
 	if (!arg_int(rq, r, "x", 0, h.p.width - 1, &x, &gx) ||
 	    !arg_int(rq, r, "y", 0, h.p.height - 1, &y, &gy))
 		goto out;
@@ -702,17 +715,14 @@ out:
 static void heatmap_summary(struct agent *a, const struct api_request *rq, struct api_response *r,
 			    bool percentile)
 {
-	struct agent_instr *ai = find_or_404(a, rq, r);
 	struct heatmap_input in;
 	double pct = 0;
 	bool gp = false;
 	struct hm_req h;
 	int rc;
 
-	if (!ai)
+	if (!heatmap_gather(a, rq, r, &h))
 		return;
-	if (!heatmap_request(a, ai, rq, r, &h))
-		goto out;
 	if (percentile) {
 		if (!arg_double(rq, r, "percentile", 0, 1, &pct, &gp))
 			goto out;
@@ -753,9 +763,9 @@ const struct api_route routes_ca[] = {
 	{ "DELETE", ID,					delete_instr,	    true },
 	{ "POST",   ID "/clone",			clone_instr,	    true },
 	{ "GET",    ID "/value/raw",			value_raw,	    true },
-	{ "GET",    ID "/value/heatmap/image",		heatmap_image,	    true },
-	{ "GET",    ID "/value/heatmap/details",	heatmap_details,    true },
-	{ "GET",    ID "/value/heatmap/average",	heatmap_average,    true },
-	{ "GET",    ID "/value/heatmap/percentile",	heatmap_percentile, true },
+	{ "GET",    ID "/value/heatmap/image",		heatmap_image,	    false },
+	{ "GET",    ID "/value/heatmap/details",	heatmap_details,    false },
+	{ "GET",    ID "/value/heatmap/average",	heatmap_average,    false },
+	{ "GET",    ID "/value/heatmap/percentile",	heatmap_percentile, false },
 };
 const size_t routes_ca_count = sizeof(routes_ca) / sizeof(routes_ca[0]);

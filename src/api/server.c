@@ -217,10 +217,8 @@ static void dispatch(struct agent *a, struct api_request *rq, struct api_respons
 			return;
 		}
 		if (path_known) {
-			static char allow_copy[128];	/* only the MHD thread dispatches */
-
-			snprintf(allow_copy, sizeof(allow_copy), "%s", allow);
-			r->allow = allow_copy;
+			snprintf(r->allow_buf, sizeof(r->allow_buf), "%s", allow);
+			r->allow = r->allow_buf;
 			api__error(r, 405, "MethodNotAllowed", "method %s not allowed on %s (allowed: %s)",
 				   api__clean(rq->method, why, sizeof(why)),
 				   api__clean(rq->path, clean, sizeof(clean)), allow);
@@ -510,6 +508,10 @@ int server__parse_listen(const char *s, char *addr, size_t addrlen, int *port, b
 }
 
 /* On success the caller owns *out (server__stop). */
+/* Request threads: handlers serialize on the agent lock only while they
+ * touch instrumentations; heatmaps are drawn outside it. */
+#define SERVER_THREADS 4
+
 int server__start(struct agent *a, struct api_server **out, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss = { 0 };
@@ -573,6 +575,8 @@ int server__start(struct agent *a, struct api_server **out, char *err, size_t er
 				     MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)SERVER_PER_IP_LIMIT,
 				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
 				     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVER_HEADER_MEMORY,
+				     /* a heatmap being drawn must not hold up a raw read */
+				     MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)SERVER_THREADS,
 				     MHD_OPTION_END);
 	if (!s->daemon) {
 		snprintf(err, errlen, "cannot serve on %s", a->cfg.listen);
