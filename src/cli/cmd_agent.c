@@ -7,6 +7,7 @@
  * server and the collectors, free everything.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -309,6 +310,8 @@ int cmd_agent(int argc, char **argv)
 	pthread_mutex_lock(&a.lock);
 	state__load(&a);
 	pthread_mutex_unlock(&a.lock);
+	/* parsing a large state file leaves freed heap behind: hand it back */
+	malloc_trim(0);
 	if (a.cfg.metrics) {
 		struct om_config oc = { a.cfg.metrics_max_series, a.cfg.metrics_keep_s };
 
@@ -343,8 +346,12 @@ int cmd_agent(int argc, char **argv)
 		agent__expire_idle(&a, now);
 		if (a.metrics)
 			metrics_export__tick(a.metrics, a.hub, now);
-		if (a.dirty || (now - a.last_persist >= API_PERSIST_INTERVAL && a.instrs))
+		if (a.dirty || (now - a.last_persist >= API_PERSIST_INTERVAL && a.instrs)) {
 			state__save(&a);
+			/* the saved data went through a JSON tree as large as the
+			 * data itself: give those pages back now */
+			malloc_trim(0);
+		}
 		pthread_mutex_unlock(&a.lock);
 	}
 	log_info("agent", "signal %d: shutting down", sig);
