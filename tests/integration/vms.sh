@@ -209,7 +209,7 @@ if [ -x "$VMLOAD" ] && "$VMLOAD" --help 2>&1 | grep -q -- "--vcpus"; then
 	found=0
 	for _ in $(seq 50); do
 		"$KVMSCOPE" vms -j > "$TMPD/vms.json" 2>/dev/null
-		if [ "$(jq "[.[] | select(.pid == $VPID and (.vcpus | length) == 2 and (.nics | length) == 1)] | length" "$TMPD/vms.json")" = 1 ]; then
+		if [ "$(jq "[.[] | select(.pid == $VPID and (.vcpus | length) == 2 and ([.vcpus[].tid] | all(. > 0)) and (.nics | length) == 1)] | length" "$TMPD/vms.json")" = 1 ]; then
 			found=1; break
 		fi
 		sleep 0.1
