@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/json_util.h"
 #include "engine/instr.h"
 #include "engine/merge.h"
 
@@ -402,19 +403,6 @@ static const char *const ignored_props[] = {
 	"nsources", "transformations", "warnings", "enabled", NULL,
 };
 
-static const char *jtype(const json_t *j)
-{
-	switch (json_typeof(j)) {
-	case JSON_OBJECT: return "an object";
-	case JSON_ARRAY: return "an array";
-	case JSON_STRING: return "a string";
-	case JSON_INTEGER: return "an integer";
-	case JSON_REAL: return "a real number";
-	case JSON_TRUE: case JSON_FALSE: return "a boolean";
-	default: return "null";
-	}
-}
-
 /* An integer property: JSON integer or decimal string, within [min, max]. */
 static int get_int(const json_t *spec, const char *name, long long def, long long min,
 		   long long max, long long *out, char *err, size_t errlen)
@@ -437,7 +425,7 @@ static int get_int(const json_t *spec, const char *name, long long def, long lon
 		if (!*s || *end || errno)
 			return fail(err, errlen, "\"%s\" must be an integer, got \"%s\"", name, s);
 	} else {
-		return fail(err, errlen, "\"%s\" must be an integer, got %s", name, jtype(v));
+		return fail(err, errlen, "\"%s\" must be an integer, got %s", name, json__type_name(v));
 	}
 	if (x < min || x > max)
 		return fail(err, errlen, "\"%s\" must be between %lld and %lld, got %lld", name,
@@ -454,11 +442,11 @@ static int get_metric(const json_t *spec, const struct metric_desc **out, char *
 	const struct metric_desc *m = NULL;
 
 	if (jm && !json_is_string(jm))
-		return fail(err, errlen, "\"metric\" must be a string, got %s", jtype(jm));
+		return fail(err, errlen, "\"metric\" must be a string, got %s", json__type_name(jm));
 	if (jmod && !json_is_string(jmod))
-		return fail(err, errlen, "\"module\" must be a string, got %s", jtype(jmod));
+		return fail(err, errlen, "\"module\" must be a string, got %s", json__type_name(jmod));
 	if (jstat && !json_is_string(jstat))
-		return fail(err, errlen, "\"stat\" must be a string, got %s", jtype(jstat));
+		return fail(err, errlen, "\"stat\" must be a string, got %s", json__type_name(jstat));
 	if (!!jmod != !!jstat)
 		return fail(err, errlen, "\"%s\" given without \"%s\"", jmod ? "module" : "stat",
 			    jmod ? "stat" : "module");
@@ -541,11 +529,11 @@ static int get_decomp(struct instr *in, const json_t *spec, char *err, size_t er
 	}
 	if (!json_is_array(d))
 		return fail(err, errlen, "\"decomposition\" must be an array of field names or a string, got %s",
-			    jtype(d));
+			    json__type_name(d));
 	json_array_foreach(d, i, e) {
 		if (!json_is_string(e))
 			return fail(err, errlen, "decomposition: element %zu must be a field name string, got %s",
-				    i, jtype(e));
+				    i, json__type_name(e));
 		ret = add_decomp(in, json_string_value(e), strlen(json_string_value(e)), err, errlen);
 		if (ret)
 			return ret;
@@ -594,7 +582,7 @@ static int get_persist(const json_t *spec, bool *out, char *err, size_t errlen)
 		*out = !strcmp(json_string_value(v), "true");
 		return 0;
 	}
-	return fail(err, errlen, "\"persist-data\" must be true or false, got %s", jtype(v));
+	return fail(err, errlen, "\"persist-data\" must be true or false, got %s", json__type_name(v));
 }
 
 /* On success *out is owned by the caller. */
@@ -610,7 +598,7 @@ int instr__new(const json_t *spec, struct instr **out, char *err, size_t errlen)
 		err[0] = 0;
 	if (!json_is_object(spec))
 		return fail(err, errlen, "an instrumentation must be a JSON object, got %s",
-			    spec ? jtype(spec) : "nothing");
+			    spec ? json__type_name(spec) : "nothing");
 	ret = check_props(spec, err, errlen);
 	if (ret)
 		return ret;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json_util.h"
 #include "engine/predicate.h"
 
 enum pred_op { P_TRUE, P_EQ, P_NE, P_LT, P_LE, P_GT, P_GE, P_AND, P_OR };
@@ -54,21 +55,6 @@ static int fail(struct parse_ctx *c, const char *fmt, ...)
 	return -EINVAL;
 }
 
-static const char *json_type_name(const json_t *j)
-{
-	switch (json_typeof(j)) {
-	case JSON_OBJECT: return "an object";
-	case JSON_ARRAY: return "an array";
-	case JSON_STRING: return "a string";
-	case JSON_INTEGER: return "an integer";
-	case JSON_REAL: return "a real number";
-	case JSON_TRUE: return "true";
-	case JSON_FALSE: return "false";
-	case JSON_NULL: return "null";
-	}
-	return "unknown";
-}
-
 static void node_free(struct predicate *p)
 {
 	size_t i;
@@ -104,13 +90,13 @@ static int parse_leaf(struct parse_ctx *c, enum pred_op op, const json_t *args,
 
 	if (!json_is_array(args))
 		return fail(c, "\"%s\" needs an array of [field, value], got %s", opn,
-			    json_type_name(args));
+			    json__type_name(args));
 	if (json_array_size(args) != 2)
 		return fail(c, "\"%s\" needs an array of [field, value], got %zu elements",
 			    opn, json_array_size(args));
 	if (!json_is_string(json_array_get(args, 0)))
 		return fail(c, "\"%s\": the field name must be a string, got %s", opn,
-			    json_type_name(json_array_get(args, 0)));
+			    json__type_name(json_array_get(args, 0)));
 	fname = json_string_value(json_array_get(args, 0));
 	idx = metric__field_index(c->m, fname);
 	if (idx < 0)
@@ -132,7 +118,7 @@ static int parse_leaf(struct parse_ctx *c, enum pred_op op, const json_t *args,
 			p->d = json_real_value(v);
 		} else {
 			return fail(c, "\"%s\": value for numeric field \"%s\" must be a number, got %s",
-				    opn, fname, json_type_name(v));
+				    opn, fname, json__type_name(v));
 		}
 		return 0;
 	}
@@ -144,7 +130,7 @@ static int parse_leaf(struct parse_ctx *c, enum pred_op op, const json_t *args,
 		p->s = strdup(buf);
 	} else {
 		return fail(c, "\"%s\": value for discrete field \"%s\" must be a string or an integer, got %s",
-			    opn, fname, json_type_name(v));
+			    opn, fname, json__type_name(v));
 	}
 	return p->s ? 0 : -ENOMEM;
 }
@@ -158,7 +144,7 @@ static int parse_bool(struct parse_ctx *c, enum pred_op op, const json_t *args,
 	if (!json_is_array(args) || json_array_size(args) == 0)
 		return fail(c, "\"%s\" needs a non-empty array of predicates, got %s",
 			    op_names[op], json_is_array(args) ? "an empty array" :
-			    json_type_name(args));
+			    json__type_name(args));
 	n = json_array_size(args);
 	p->kids = calloc(n, sizeof(*p->kids));
 	if (!p->kids)
@@ -187,7 +173,7 @@ static int parse_node(struct parse_ctx *c, const json_t *j, unsigned int depth,
 	if (++c->nodes > PREDICATE_MAX_NODES)
 		return fail(c, "predicate has more than %d terms", PREDICATE_MAX_NODES);
 	if (!json_is_object(j))
-		return fail(c, "a predicate must be a JSON object, got %s", json_type_name(j));
+		return fail(c, "a predicate must be a JSON object, got %s", json__type_name(j));
 	if (json_object_size(j) > 1)
 		return fail(c, "a predicate object must have exactly one operator, got %zu keys",
 			    json_object_size(j));
