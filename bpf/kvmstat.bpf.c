@@ -8,6 +8,7 @@
 #include "kvmstat_types.h"
 #include "exit_logic.h"
 #include "irq_logic.h"
+#include "aggregate.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -17,13 +18,6 @@ struct {
 	__type(key, struct kvmstat_key);
 	__type(value, struct kvmstat_val);
 } counters SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} drops SEC(".maps");
 
 static __always_inline __u32 tai_sec(void)
 {
@@ -40,12 +34,8 @@ static __always_inline void bump(__u32 tgid, __u32 tid, __s32 vcpu, int idx)
 	if (!val) {
 		struct kvmstat_val zero = {};
 
-		if (bpf_map_update_elem(&counters, &key, &zero, BPF_NOEXIST) == -7 /* -E2BIG: map full */) {
-			__u32 z = 0;
-			__u64 *d = bpf_map_lookup_elem(&drops, &z);
-
-			if (d)
-				(*d)++;
+		if (bpf_map_update_elem(&counters, &key, &zero, BPF_NOEXIST) == -E2BIG_) {
+			count_drop();
 			return;
 		}
 		val = bpf_map_lookup_elem(&counters, &key);

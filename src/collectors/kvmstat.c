@@ -84,15 +84,7 @@ int kvmstat__drain(struct kvmstat *ks, int64_t before, kvmstat_entry_fn fn, void
 
 uint64_t kvmstat__drops(struct kvmstat *ks)
 {
-	int ncpus = libbpf_num_possible_cpus();
-	uint64_t vals[ncpus > 0 ? ncpus : 1], total = 0;
-	uint32_t zero = 0;
-
-	if (ncpus <= 0 || bpf_map_lookup_elem(bpf_map__fd(ks->skel->maps.drops), &zero, vals))
-		return 0;
-	for (int i = 0; i < ncpus; i++)
-		total += vals[i];
-	return total;
+	return collector__percpu_counter(bpf_map__fd(ks->skel->maps.drops));
 }
 
 void kvmstat__close(struct kvmstat *ks)
