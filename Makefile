@@ -118,6 +118,7 @@ test-unit: all
 bench: deps tracefs
 	$(MAKE) all
 	bench/run-all.sh $(OUT)
+	tests/reliability/long.sh $(OUT)
 
 clean:
 	rm -rf build build-asan

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The long reliability run, for `make bench` (bench/run-all.sh calls it):
+# The long reliability run, for `make bench` (after bench/run-all.sh):
 # the full load (16 guests, 20 instrumentations, 50 clients, 60 s), then
 # every fuzz target for FUZZ_SECONDS each (default 120).
 # Usage: tests/reliability/long.sh [BUILD_DIR]      (default build)
