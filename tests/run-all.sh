@@ -11,7 +11,8 @@ export KVMSCOPE=$PWD/$OUT/bin/kvmscope VMLOAD=$PWD/$OUT/bin/vmload BUILD=$PWD/$O
 export CMOCKA_MESSAGE_OUTPUT=TAP
 # programs the tests compile against the library must match its sanitizers
 case "$OUT" in *asan*) export SANITIZE_FLAGS="-fsanitize=address,undefined" ;; esac
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+# quarantine capped so that memory-growth checks stay meaningful under ASan
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:quarantine_size_mb=64}
 mkdir -p tests/artifacts
 passed=0 failed=0 skipped=0
 failed_names=()
