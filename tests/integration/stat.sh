@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 require_kvm "kvmscope stat"
 
-"$KVMSCOPE" stat -j 1 9 > "$TMPD/stat.json" 2> "$TMPD/stat.err" &
+"$KVMSCOPE" stat -j 1 14 > "$TMPD/stat.json" 2> "$TMPD/stat.err" &
 STAT=$!
 cleanup_pids+=($STAT)
 sleep 1.5
@@ -69,7 +69,7 @@ else
 fi
 # every line has the documented keys
 n=$(jq -s '[.[] | select(has("time") and has("interval") and has("source") and has("vcpus"))] | length' "$TMPD/stat.json")
-expect_eq "9 JSON lines with time/interval/source/vcpus" "$n" 9
+expect_eq "14 JSON lines with time/interval/source/vcpus" "$n" 14
 
 # text mode: header, '-' for underivable columns, VM name
 "$KVMSCOPE" stat 1 2 > "$TMPD/stat.txt" 2>&1 &
