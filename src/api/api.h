@@ -72,6 +72,10 @@ struct agent {
 	unsigned long next_id;
 	bool dirty;			/* specs changed since the last persist */
 	int64_t last_persist;
+	/* the persister thread (state.c); the flags are under lock */
+	pthread_t persister;
+	pthread_cond_t persist_cv;
+	bool persister_running, persist_wanted, persist_stop, persisting;
 	char web_root[4096];		/* realpath of the web dir, "" if none */
 	struct fleet *fleet;		/* NULL without --peers */
 	/* --scope-vms as a tenant-like principal (nvms 0: unscoped); its
@@ -104,13 +108,25 @@ int64_t agent__now(void);
 
 /* ---- state.c ---- */
 
-/* Writes every instrumentation (and persist-data ones' data) to
- * STATE_DIR/state.json atomically. Caller holds a->lock. 0 or -errno. */
+/* Writes every instrumentation to STATE_DIR/state.json and persist-data
+ * ones' data to STATE_DIR/data/<id>.json, each atomically. Takes a->lock
+ * itself, briefly and repeatedly: the caller must not hold it. Failures are
+ * logged and leave a->dirty set so that the next request tries again.
+ * 0 or -errno. */
 int state__save(struct agent *a);
-/* Restores state.json, if any. A file that cannot be parsed is renamed
- * aside to state.json.bad-<unix time> and reported; the agent starts empty.
- * Caller holds a->lock. Returns instrumentations restored. */
+/* Restores state.json and the data files, if any. A state.json that cannot
+ * be parsed is renamed aside to state.json.bad-<unix time> and reported; the
+ * agent starts empty. Caller holds a->lock. Returns instrumentations
+ * restored. */
 int state__load(struct agent *a);
+/* Starts the persister thread (nothing without a state dir): it runs
+ * state__save() each time state__request() asks. 0 or -errno. */
+int state__start(struct agent *a);
+/* Asks for a save, unless one is under way. Caller holds a->lock. */
+void state__request(struct agent *a);
+/* Stops and joins the persister; a save under way finishes first. Caller
+ * does not hold a->lock. */
+void state__stop(struct agent *a);
 /* Writes data atomically to path (tmp file, fsync, rename, fsync dir). */
 int state__write_atomic(const char *path, const char *data, size_t len);
 

@@ -1,14 +1,28 @@
-/* Persistence: the agent's instrumentations in STATE_DIR/state.json.
+/* Persistence: the agent's instrumentations under STATE_DIR.
  *
- *   {"version": 1, "next_id": N, "saved": UNIX,
- *    "instrumentations": [{"id", "owner", "spec", "data"?}, ...]}
+ *   state.json       {"version": 1, "next_id": N, "saved": UNIX,
+ *                     "instrumentations": [{"id", "owner", "spec"}, ...]}
+ *   data/<id>.json   the retained slots of a persist-data instrumentation,
+ *                    as instr__data_to_json() shapes them
  *
- * Written whole and atomically (tmp file, fsync, rename, fsync of the
- * directory) so that a crash leaves either the old or the new file. "data"
- * is present for persist-data instrumentations only.
+ * Why the data lives apart, and why a thread of its own writes it: one
+ * persist-data instrumentation of an hour can hold a million cells. Saved as
+ * one JSON tree under the agent lock every API_PERSIST_INTERVAL seconds, it
+ * stalled every request for a second and more, and a restart parsed a tree
+ * as large as all the data at once. Now the persister thread writes each
+ * data file a few hundred slots at a time, taking the lock for each batch
+ * and writing to disk without it, and a restart parses one instrumentation's
+ * data at a time. A state.json that still carries "data" inline (written by
+ * earlier versions) is read as well.
+ *
+ * Every file is written whole and atomically (tmp file, fsync, rename, fsync
+ * of the directory), data files before state.json, so that a crash leaves
+ * either the old or the new version of each.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,38 +35,15 @@
 
 #define STATE_VERSION 1
 
-int state__write_atomic(const char *path, const char *data, size_t len)
+/* Slots looked at per hold of the agent lock while a data file is written:
+ * a few milliseconds of work for slots of ~100 cells. */
+#define STATE_DUMP_SLOTS	256
+
+static int fsync_dir_of(const char *path)
 {
-	char tmp[4200], dir[4096], *slash;
-	int fd, dfd, rc = 0;
-	size_t off = 0;
+	char dir[4096], *slash;
+	int dfd, rc = 0;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = -errno;
-			goto err_close;
-		}
-		off += (size_t)n;
-	}
-	if (fsync(fd)) {
-		rc = -errno;
-		goto err_close;
-	}
-	close(fd);
-	if (rename(tmp, path)) {
-		rc = -errno;
-		unlink(tmp);
-		return rc;
-	}
 	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');
 	if (slash)
@@ -67,10 +58,71 @@ int state__write_atomic(const char *path, const char *data, size_t len)
 		close(dfd);
 	}
 	return rc;
-err_close:
-	close(fd);
+}
+
+/* Opens PATH.tmp for writing; *tmp receives its name. Caller owns *out and
+ * ends it with atomic_commit() or atomic_abort(). 0 or -errno. */
+static int atomic_open(const char *path, char *tmp, size_t tmplen, FILE **out)
+{
+	int fd;
+
+	if (snprintf(tmp, tmplen, "%s.tmp", path) >= (int)tmplen)
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	*out = fdopen(fd, "w");
+	if (!*out) {
+		close(fd);
+		unlink(tmp);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void atomic_abort(FILE *f, const char *tmp)
+{
+	fclose(f);
 	unlink(tmp);
-	return rc;
+}
+
+/* Takes ownership of f: flushes, syncs and closes it, then renames tmp over
+ * path. On any error tmp is removed and path left as it was. */
+static int atomic_commit(FILE *f, const char *tmp, const char *path)
+{
+	int rc = 0;
+
+	if (fflush(f) || ferror(f))
+		rc = errno ? -errno : -EIO;
+	else if (fsync(fileno(f)))
+		rc = -errno;
+	if (fclose(f) && !rc)
+		rc = errno ? -errno : -EIO;
+	if (!rc && rename(tmp, path))
+		rc = -errno;
+	if (rc) {
+		unlink(tmp);
+		return rc;
+	}
+	return fsync_dir_of(path);
+}
+
+int state__write_atomic(const char *path, const char *data, size_t len)
+{
+	char tmp[4200];
+	FILE *f;
+	int rc;
+
+	rc = atomic_open(path, tmp, sizeof(tmp), &f);
+	if (rc)
+		return rc;
+	errno = 0;
+	if (len && fwrite(data, 1, len, f) != len) {
+		rc = errno ? -errno : -EIO;
+		atomic_abort(f, tmp);
+		return rc;
+	}
+	return atomic_commit(f, tmp, path);
 }
 
 static int state_path(const struct agent *a, char *buf, size_t len)
@@ -82,48 +134,252 @@ static int state_path(const struct agent *a, char *buf, size_t len)
 	return 0;
 }
 
-int state__save(struct agent *a)
+static int data_path(const struct agent *a, unsigned long id, char *buf, size_t len)
 {
-	json_t *root, *arr;
-	char path[4096], *text = NULL;
-	int rc = 0;
+	int n = id ? snprintf(buf, len, "%s/data/%lu.json", a->cfg.state_dir, id)
+		   : snprintf(buf, len, "%s/data", a->cfg.state_dir);
 
-	if (state_path(a, path, sizeof(path)))
-		return 0;
+	return n >= (int)len ? -ENAMETOOLONG : 0;
+}
+
+static struct agent_instr *find_id(struct agent *a, unsigned long id)
+{
+	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next)
+		if (ai->id == id)
+			return ai;
+	return NULL;
+}
+
+/* Writes data/<id>.json in batches of slots, holding a->lock for each batch
+ * only (caller does not hold it). Each batch goes through a memory buffer so
+ * that no disk write happens under the lock. An instrumentation deleted
+ * meanwhile leaves no file. 0 or -errno. */
+static int save_data(struct agent *a, unsigned long id)
+{
+	char path[4096], tmp[4200], *buf = NULL;
+	struct instr_dump d;
+	struct agent_instr *ai;
+	size_t len = 0;
+	FILE *f, *mem;
+	int rc, step = 1;
+
+	rc = data_path(a, id, path, sizeof(path));
+	if (rc)
+		return rc;
+	rc = atomic_open(path, tmp, sizeof(tmp), &f);
+	if (rc)
+		return rc;
+	for (bool first = true; step == 1; first = false) {
+		mem = open_memstream(&buf, &len);
+		if (!mem) {
+			rc = -ENOMEM;
+			break;
+		}
+		pthread_mutex_lock(&a->lock);
+		ai = find_id(a, id);
+		if (!ai || !instr__persist(ai->in))
+			step = -ENOENT;
+		else if (first)
+			step = instr__dump_begin(ai->in, &d, mem) < 0 ? -EIO : 1;
+		else
+			step = instr__dump_step(ai->in, &d, mem, STATE_DUMP_SLOTS);
+		pthread_mutex_unlock(&a->lock);
+		if (fclose(mem) && step >= 0)
+			step = -ENOMEM;
+		errno = 0;
+		if (step >= 0 && len && fwrite(buf, 1, len, f) != len)
+			step = errno ? -errno : -EIO;
+		free(buf);
+		buf = NULL;
+		if (step < 0)
+			rc = step;
+	}
+	if (rc) {
+		atomic_abort(f, tmp);
+		return rc == -ENOENT ? 0 : rc;
+	}
+	return atomic_commit(f, tmp, path);
+}
+
+static bool id_listed(const unsigned long *ids, size_t n, unsigned long id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+/* Removes the data files (and tmp files) of instrumentations that are gone
+ * or no longer persist their data. Only the saving thread writes there. */
+static void remove_stale_data(struct agent *a, const unsigned long *ids, size_t n)
+{
+	char dir[4096], path[4400];
+	struct dirent *e;
+	unsigned long id;
+	DIR *dp;
+	int used;
+
+	if (data_path(a, 0, dir, sizeof(dir)) || !(dp = opendir(dir)))
+		return;
+	while ((e = readdir(dp))) {
+		used = 0;
+		if (sscanf(e->d_name, "%lu.json%n", &id, &used) != 1 || e->d_name[0] < '0' ||
+		    e->d_name[0] > '9' || (!e->d_name[used] && id_listed(ids, n, id)))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (unlink(path) && errno != ENOENT)
+			log_warn("state", "cannot remove %s: %s", path, strerror(errno));
+	}
+	closedir(dp);
+}
+
+/* Under a->lock: the specs as state.json holds them, and the ids of the
+ * persist-data instrumentations (*ids owned by the caller). */
+static char *snapshot_specs(struct agent *a, unsigned long **ids, size_t *nids)
+{
+	json_t *root, *arr, *o;
+	char *text = NULL;
+	size_t n = 0;
+
+	*ids = NULL;
+	*nids = 0;
 	root = json_pack("{s:i, s:I, s:I, s:[]}", "version", STATE_VERSION,
 			 "next_id", (json_int_t)a->next_id, "saved", (json_int_t)agent__now(),
 			 "instrumentations");
 	if (!root)
-		return -ENOMEM;
+		return NULL;
 	arr = json_object_get(root, "instrumentations");
+	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next)
+		n++;
+	if (n && !(*ids = calloc(n, sizeof(**ids))))
+		goto out;
 	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next) {
-		json_t *o = json_pack("{s:I, s:s, s:o}", "id", (json_int_t)ai->id, "owner", ai->owner,
-				      "spec", instr__to_json(ai->in));
-
-		if (!o) {
-			rc = -ENOMEM;
+		o = json_pack("{s:I, s:s, s:o}", "id", (json_int_t)ai->id, "owner", ai->owner,
+			      "spec", instr__to_json(ai->in));
+		if (!o || json_array_append_new(arr, o))
 			goto out;
-		}
 		if (instr__persist(ai->in))
-			json_object_set_new(o, "data", instr__data_to_json(ai->in));
-		json_array_append_new(arr, o);
+			(*ids)[(*nids)++] = ai->id;
 	}
 	text = json_dumps(root, JSON_COMPACT);
+out:
 	if (!text) {
-		rc = -ENOMEM;
-		goto out;
+		free(*ids);
+		*ids = NULL;
+		*nids = 0;
 	}
-	rc = state__write_atomic(path, text, strlen(text));
-	if (rc)
-		log_error("state", "cannot write %s: %s", path, strerror(-rc));
-	else {
+	json_decref(root);
+	return text;
+}
+
+int state__save(struct agent *a)
+{
+	char path[4096], dir[4096], *text;
+	unsigned long *ids;
+	size_t nids, i;
+	int rc = 0, r;
+
+	if (state_path(a, path, sizeof(path)) || data_path(a, 0, dir, sizeof(dir)))
+		return 0;
+	pthread_mutex_lock(&a->lock);
+	text = snapshot_specs(a, &ids, &nids);
+	if (text) {
 		a->dirty = false;
 		a->last_persist = agent__now();
 	}
-out:
+	pthread_mutex_unlock(&a->lock);
+	if (!text) {
+		log_error("state", "cannot save the state: out of memory");
+		return -ENOMEM;
+	}
+	if (nids && mkdir(dir, 0700) && errno != EEXIST) {
+		rc = -errno;
+		log_error("state", "cannot create %s: %s", dir, strerror(errno));
+	}
+	for (i = 0; i < nids && !rc; i++) {
+		r = save_data(a, ids[i]);
+		if (r) {
+			char dp[4096];
+
+			data_path(a, ids[i], dp, sizeof(dp));
+			log_error("state", "cannot write %s: %s", dp, strerror(-r));
+			rc = r;
+		}
+	}
+	r = state__write_atomic(path, text, strlen(text));
+	if (r) {
+		log_error("state", "cannot write %s: %s", path, strerror(-r));
+		rc = r;
+	}
+	if (!rc)
+		remove_stale_data(a, ids, nids);
+	else {
+		/* try again at the next tick */
+		pthread_mutex_lock(&a->lock);
+		a->dirty = true;
+		pthread_mutex_unlock(&a->lock);
+	}
+	free(ids);
 	free(text);
-	json_decref(root);
 	return rc;
+}
+
+/* The persister: saves when state__request() asks, until state__stop(). */
+static void *persister_main(void *arg)
+{
+	struct agent *a = arg;
+
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		while (!a->persist_wanted && !a->persist_stop)
+			pthread_cond_wait(&a->persist_cv, &a->lock);
+		if (a->persist_stop)
+			break;
+		a->persist_wanted = false;
+		a->persisting = true;
+		pthread_mutex_unlock(&a->lock);
+		state__save(a);
+		pthread_mutex_lock(&a->lock);
+		a->persisting = false;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+int state__start(struct agent *a)
+{
+	int rc;
+
+	if (!a->cfg.state_dir)
+		return 0;
+	pthread_cond_init(&a->persist_cv, NULL);
+	rc = -pthread_create(&a->persister, NULL, persister_main, a);
+	if (!rc)
+		a->persister_running = true;
+	else
+		pthread_cond_destroy(&a->persist_cv);
+	return rc;
+}
+
+void state__request(struct agent *a)
+{
+	if (!a->persister_running || a->persisting)
+		return;
+	a->persist_wanted = true;
+	pthread_cond_signal(&a->persist_cv);
+}
+
+void state__stop(struct agent *a)
+{
+	if (!a->persister_running)
+		return;
+	pthread_mutex_lock(&a->lock);
+	a->persist_stop = true;
+	pthread_cond_signal(&a->persist_cv);
+	pthread_mutex_unlock(&a->lock);
+	pthread_join(a->persister, NULL);
+	pthread_cond_destroy(&a->persist_cv);
+	a->persister_running = false;
 }
 
 static void set_aside(const char *path, const char *why)
@@ -137,6 +393,33 @@ static void set_aside(const char *path, const char *why)
 	else
 		log_error("state", "state file %s unusable (%s): renamed to %s, starting without it",
 			  path, why, bad);
+}
+
+static void restore_data(struct agent_instr *ai, const json_t *data, const char *from)
+{
+	if (instr__data_from_json(ai->in, data))
+		log_error("state", "%s: data of instrumentation %lu not restored (mismatched)", from,
+			  ai->id);
+}
+
+/* One instrumentation's data at a time: the parse tree is as large as the
+ * data, so it is freed before the next file is read. */
+static void load_data_file(struct agent *a, struct agent_instr *ai)
+{
+	char path[4096];
+	json_error_t jerr;
+	json_t *data;
+
+	if (data_path(a, ai->id, path, sizeof(path)) || access(path, F_OK))
+		return;
+	data = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!data) {
+		log_error("state", "%s: line %d column %d: %s: data of instrumentation %lu not restored",
+			  path, jerr.line, jerr.column, jerr.text, ai->id);
+		return;
+	}
+	restore_data(ai, data, path);
+	json_decref(data);
 }
 
 int state__load(struct agent *a)
@@ -182,9 +465,10 @@ int state__load(struct agent *a)
 			log_error("state", "%s: instrumentation %lld not restored: %s", path, (long long)id, err);
 			continue;
 		}
-		if (data && instr__data_from_json(ai->in, data))
-			log_error("state", "%s: data of instrumentation %lld not restored (mismatched)", path,
-				  (long long)id);
+		if (data)
+			restore_data(ai, data, path);
+		else if (instr__persist(ai->in))
+			load_data_file(a, ai);
 		n++;
 	}
 	a->dirty = false;

@@ -2,9 +2,10 @@
  *
  * The main thread is the drain loop: once per wall-clock second (plus a
  * grace period so that the kernel side has finished the second) it drains
- * the hub into the instrumentations, expires idle ones and persists, all
- * under the agent lock. SIGINT/SIGTERM end it cleanly: persist, stop the
- * server and the collectors, free everything.
+ * the hub into the instrumentations and expires idle ones under the agent
+ * lock, and asks the persister thread (api/state.c) for a save when one is
+ * due. SIGINT/SIGTERM end it cleanly: stop the server, persist, stop the
+ * collectors, free everything.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -331,6 +332,11 @@ int cmd_agent(int argc, char **argv)
 		server__stop(srv);
 		goto err_hub;
 	}
+	if (state__start(&a)) {
+		fprintf(stderr, "kvmscope agent: cannot start the state persister thread\n");
+		server__stop(srv);
+		goto err_hub;
+	}
 	log_info("agent", "listening on %s state_dir=%s tokens=%zu web=%s", a.cfg.listen,
 		 a.cfg.state_dir ? a.cfg.state_dir : "none", tokens__count(a.tokens),
 		 a.web_root[0] ? a.web_root : "none");
@@ -346,20 +352,16 @@ int cmd_agent(int argc, char **argv)
 		agent__expire_idle(&a, now);
 		if (a.metrics)
 			metrics_export__tick(a.metrics, a.hub, now);
-		if (a.dirty || (now - a.last_persist >= API_PERSIST_INTERVAL && a.instrs)) {
-			state__save(&a);
-			/* the saved data went through a JSON tree as large as the
-			 * data itself: give those pages back now */
-			malloc_trim(0);
-		}
+		/* the persister thread writes; the drain goes on meanwhile */
+		if (a.dirty || (now - a.last_persist >= API_PERSIST_INTERVAL && a.instrs))
+			state__request(&a);
 		pthread_mutex_unlock(&a.lock);
 	}
 	log_info("agent", "signal %d: shutting down", sig);
 	rc = 0;
 	server__stop(srv);
-	pthread_mutex_lock(&a.lock);
+	state__stop(&a);
 	state__save(&a);
-	pthread_mutex_unlock(&a.lock);
 err_hub:
 	/* the peers' thread goes first: nothing may be forwarded past here */
 	fleet__free(a.fleet);

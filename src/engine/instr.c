@@ -1031,28 +1031,52 @@ void instr__stats(const struct instr *in, struct instr_stats *st)
 
 /* ---- persistence ------------------------------------------------------- */
 
-/* Returns a new reference owned by the caller. */
-json_t *instr__data_to_json(const struct instr *in)
+static bool slot_filled(const struct instr *in, int64_t t)
 {
-	json_t *o, *slots, *d, *v;
-	int64_t t;
+	const struct slot *s = slot_of(in, t);
+
+	return s->start == t && s->total;
+}
+
+static int64_t oldest_retained(const struct instr *in)
+{
+	return in->newest - (int64_t)(in->nslots - 1) * in->gran;
+}
+
+/* {"metric", "decomposition", "granularity"}: what a saved value must match
+ * to be loaded back. New reference owned by the caller. */
+static json_t *data_head(const struct instr *in)
+{
+	json_t *o, *d;
 	int i;
 
-	o = json_pack("{s:s, s:[], s:i, s:[]}", "metric", in->m->name, "decomposition",
-		      "granularity", (json_int_t)in->gran, "slots");
+	o = json_pack("{s:s, s:[], s:i}", "metric", in->m->name, "decomposition", "granularity",
+		      (json_int_t)in->gran);
 	if (!o)
 		return NULL;
 	d = json_object_get(o, "decomposition");
 	for (i = 0; i < in->ndecomp; i++)
-		if (json_array_append_new(d, json_string(in->m->fields[in->decomp[i]]->name)))
-			goto err;
+		if (json_array_append_new(d, json_string(in->m->fields[in->decomp[i]]->name))) {
+			json_decref(o);
+			return NULL;
+		}
+	return o;
+}
+
+/* Returns a new reference owned by the caller. */
+json_t *instr__data_to_json(const struct instr *in)
+{
+	json_t *o, *slots, *v;
+	int64_t t;
+
+	o = data_head(in);
+	slots = json_array();
+	if (!o || json_object_set_new(o, "slots", slots))
+		goto err;
 	if (in->newest == INT64_MIN)
 		return o;
-	slots = json_object_get(o, "slots");
-	for (t = in->newest - (int64_t)(in->nslots - 1) * in->gran; t <= in->newest; t += in->gran) {
-		const struct slot *s = slot_of(in, t);
-
-		if (s->start != t || !s->total)
+	for (t = oldest_retained(in); t <= in->newest; t += in->gran) {
+		if (!slot_filled(in, t))
 			continue;
 		v = instr__value(in, t);
 		if (json_array_append_new(slots, json_pack("{s:I, s:o}", "start_time",
@@ -1063,6 +1087,60 @@ json_t *instr__data_to_json(const struct instr *in)
 err:
 	json_decref(o);
 	return NULL;
+}
+
+int instr__dump_begin(const struct instr *in, struct instr_dump *d, FILE *f)
+{
+	json_t *head = data_head(in);
+	char *text = head ? json_dumps(head, JSON_COMPACT) : NULL;
+	size_t len = text ? strlen(text) : 0;
+	int rc = 0;
+
+	/* the head is a non-empty object: its closing brace gives way to the
+	 * slots array */
+	if (!text || len < 2) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (fwrite(text, 1, len - 1, f) != len - 1 || fputs(",\"slots\":[", f) < 0)
+		rc = -EIO;
+	d->next = in->newest == INT64_MIN ? INT64_MAX : oldest_retained(in);
+	d->written = 0;
+out:
+	free(text);
+	json_decref(head);
+	return rc;
+}
+
+int instr__dump_step(const struct instr *in, struct instr_dump *d, FILE *f, unsigned int max)
+{
+	unsigned int n;
+	json_t *v;
+	int64_t t = d->next;
+	int bad;
+
+	if (in->newest == INT64_MIN)
+		t = INT64_MAX;
+	else if (t < oldest_retained(in))
+		t = oldest_retained(in);	/* the ring moved on meanwhile */
+	for (n = 0; n < max && t <= in->newest; n++, t += in->gran) {
+		if (!slot_filled(in, t))
+			continue;
+		v = instr__value(in, t);
+		if (!v)
+			return -ENOMEM;
+		bad = fprintf(f, "%s{\"start_time\":%lld,\"value\":", d->written ? "," : "",
+			      (long long)t) < 0 ||
+		      json_dumpf(v, f, JSON_COMPACT | JSON_ENCODE_ANY) || fputc('}', f) == EOF;
+		json_decref(v);
+		if (bad)
+			return -EIO;
+		d->written++;
+	}
+	d->next = t;
+	if (in->newest != INT64_MIN && t <= in->newest)
+		return 1;
+	return fputs("]}", f) < 0 ? -EIO : 0;
 }
 
 /* Checks (dry) or loads one distribution into slot s under key id. */

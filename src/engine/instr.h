@@ -27,6 +27,7 @@
 #define KVMSCOPE_ENGINE_INSTR_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
@@ -124,6 +125,19 @@ void instr__stats(const struct instr *in, struct instr_stats *st);
  *   {"metric", "decomposition", "granularity", "slots": [{"start_time", "value"}, ...]}
  * New reference owned by the caller. */
 json_t *instr__data_to_json(const struct instr *in);
+/* The same, written to f a few slots at a time, so that a caller that
+ * shares the instrumentation with other threads can let go of its lock
+ * between steps (the agent saves millions of cells this way). Slots the ring
+ * has dropped meanwhile are skipped; slots added meanwhile are written. */
+struct instr_dump {
+	int64_t next;		/* start of the next slot to look at */
+	uint64_t written;	/* slots written so far */
+};
+/* Writes the head of the object. 0, -ENOMEM or -EIO. */
+int instr__dump_begin(const struct instr *in, struct instr_dump *d, FILE *f);
+/* Looks at up to max slots from d->next on and writes those with data.
+ * 1: more remain; 0: done (the object is closed); -ENOMEM or -EIO. */
+int instr__dump_step(const struct instr *in, struct instr_dump *d, FILE *f, unsigned int max);
 /* Replaces the retained data with `data` (borrowed). -EINVAL when it was
  * saved by an instrumentation of another metric, decomposition or
  * granularity, or is malformed (the data held before is then kept). */

@@ -102,6 +102,10 @@ check "average of each second with data is the bucket midpoint $((B0 + 5))" \
 # restart: specs come back, persist-data keeps values
 agent_stop
 check "state file written" test -s "$STATE/state.json"
+check "persist-data values saved apart, in data/$I_SUB.json" \
+	jqe "(.slots | length) > 0 and .decomposition == [\"subsecond\"]" "$STATE/data/$I_SUB.json"
+check "no data file for the instrumentation without persist-data" test ! -e "$STATE/data/$I_CNT.json"
+check "state.json holds specs only" jqe '[.instrumentations[] | has("data")] | any | not' "$STATE/state.json"
 agent_start "$LOG" --state-dir "$STATE" || not_ok "agent restarts"
 IDS=$(curl -s "$BASE/ca/instrumentations" | jq -c '[.[].id]')
 expect_eq "instrumentations are back after a restart" "$IDS" "[\"$I_SUB\",\"$I_CNT\",\"$I_PIO\"]"
@@ -111,6 +115,29 @@ GOT_CNT2=$(raw "$I_CNT" | jq "[.[].value[\"$VM\"] // 0] | add")
 expect_eq "instrumentation without persist-data restarts empty" "$GOT_CNT2" 0
 N_OLD=$(curl -s -X POST "$BASE/ca/instrumentations" -d '{"metric":"vm.irqs"}' | jq -r .id)
 check "ids continue after a restart (new id $N_OLD > $I_PIO)" test "$N_OLD" -gt "$I_PIO"
+
+# a state.json with the data inline (as versions before data/ wrote it) loads,
+# and the next save moves the data out to data/<id>.json
+agent_stop
+jq --slurpfile d "$STATE/data/$I_SUB.json" \
+	'.instrumentations |= map(if .id == '"$I_SUB"' then . + {data: $d[0]} else . end)' \
+	"$STATE/state.json" > "$TMPD/inline.json" && mv "$TMPD/inline.json" "$STATE/state.json"
+rm -f "$STATE/data/$I_SUB.json"
+agent_start "$LOG" --state-dir "$STATE" || not_ok "agent restarts over an inline-data state file"
+expect_eq "inline persist-data values restored" "$(raw "$I_SUB" | jq '[.[].value[][1]] | add')" "$TRUTH_IRQ"
+agent_stop
+check "the next save moved them to data/$I_SUB.json" \
+	jqe '[.instrumentations[] | has("data")] | any | not' "$STATE/state.json"
+check "... which holds the values" test -s "$STATE/data/$I_SUB.json"
+
+# a damaged data file: the instrumentation comes back empty, reported
+echo '{"metric": "vm.irqs", "slots": [' > "$STATE/data/$I_SUB.json"
+agent_start "$LOG" --state-dir "$STATE" || not_ok "agent restarts over a damaged data file"
+check "damaged data file reported at level=error" grep -q "level=error sub=state.*data/$I_SUB.json" "$LOG"
+expect_eq "its instrumentation is back, empty" "$(raw "$I_SUB" | jq '[.[].value[][1]] | add // 0')" 0
+curl -s -o /dev/null -X DELETE "$BASE/ca/instrumentations/$I_SUB"
+for _ in $(seq 30); do test -e "$STATE/data/$I_SUB.json" || break; sleep 0.2; done
+check "deleting it removes its data file" test ! -e "$STATE/data/$I_SUB.json"
 
 # corrupt state: renamed aside, reported, agent still starts
 agent_stop

@@ -841,6 +841,38 @@ static void test_merge_matches_ingest(void **state)
 
 /* ---- persistence ------------------------------------------------------- */
 
+/* instr__dump_begin/step into memory, max slots a step, parsed back.
+ * Between steps `between` (if any) runs, as other threads do in the agent. */
+static json_t *dump_streamed_with(struct instr *in, unsigned int max,
+				  void (*between)(struct instr *, int step))
+{
+	struct instr_dump d;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	json_t *j;
+	int r, steps = 0;
+
+	assert_non_null(f);
+	assert_int_equal(instr__dump_begin(in, &d, f), 0);
+	do {
+		if (between)
+			between(in, steps);
+		r = instr__dump_step(in, &d, f, max);
+		assert_true(r == 0 || r == 1);
+		steps++;
+	} while (r == 1);
+	assert_int_equal(fclose(f), 0);
+	j = J(buf);
+	free(buf);
+	return j;
+}
+
+static json_t *dump_streamed(struct instr *in, unsigned int max)
+{
+	return dump_streamed_with(in, max, NULL);
+}
+
 static void roundtrip(const char *spec)
 {
 	int64_t now = T0 + 100, t;
@@ -870,6 +902,13 @@ static void roundtrip(const char *spec)
 	}
 	d2 = instr__data_to_json(b);
 	assert_true(json_equal(d, d2));
+	/* the streamed form, a few slots a step, says the same */
+	{
+		json_t *streamed = dump_streamed(a, 3);
+
+		assert_true(json_equal(d, streamed));
+		json_decref(streamed);
+	}
 	json_decref(d);
 	json_decref(d2);
 	instr__free(a);
@@ -882,6 +921,55 @@ static void test_persist_roundtrip(void **state)
 	roundtrip("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"vcpu\"]}");
 	roundtrip("{\"metric\": \"vm.exits\", \"decomposition\": [\"latency\"]}");
 	roundtrip("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"subsecond\"], \"granularity\": 2}");
+}
+
+/* After the first step (slots T0..T0+2 written), a record for T0+15 moves
+ * a 10-slot ring on: T0..T0+5 are dropped, T0+15 is new. */
+static void move_ring(struct instr *in, int step)
+{
+	if (step == 1)
+		ingest(in, exit_rec(T0 + 15, 7, "late", "0", "HLT", 0, 0));
+}
+
+static void test_persist_dump_while_moving(void **state)
+{
+	int64_t now = T0 + 100;
+	struct instr *a = mk("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\"], "
+			     "\"retention-time\": 10}", &now);
+	struct instr *empty = mk("{\"metric\": \"vm.exits\"}", &now);
+	json_t *j, *e;
+	size_t i;
+	static const int64_t want[] = { 0, 1, 2, 6, 7, 8, 9, 15 };
+
+	for (int t = 0; t < 10; t++)
+		ingest(a, exit_rec(T0 + t, 1 + (uint64_t)t, "vm", "0", "HLT", 0, 0));
+	j = dump_streamed_with(a, 3, move_ring);
+	assert_int_equal(json_array_size(json_object_get(j, "slots")), sizeof(want) / sizeof(want[0]));
+	json_array_foreach(json_object_get(j, "slots"), i, e)
+		assert_int_equal(json_integer_value(json_object_get(e, "start_time")), T0 + want[i]);
+	/* what it wrote loads back: the ring keeps T0+6.. as before */
+	{
+		struct instr *b = mk("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\"], "
+				     "\"retention-time\": 10}", &now);
+		json_t *v;
+
+		assert_int_equal(instr__data_from_json(b, j), 0);
+		v = instr__value(b, T0 + 15);
+		assert_json_eq(v, "{\"late\": 7}");
+		json_decref(v);
+		v = instr__value(b, T0 + 6);
+		assert_json_eq(v, "{\"vm\": 7}");
+		json_decref(v);
+		instr__free(b);
+	}
+	json_decref(j);
+	/* nothing retained: a valid, empty object */
+	j = dump_streamed(empty, 3);
+	assert_int_equal(json_array_size(json_object_get(j, "slots")), 0);
+	assert_string_equal(json_string_value(json_object_get(j, "metric")), "vm.exits");
+	json_decref(j);
+	instr__free(a);
+	instr__free(empty);
 }
 
 static void test_persist_rejects(void **state)
@@ -947,6 +1035,7 @@ int main(void)
 		cmocka_unit_test(test_merge_values),
 		cmocka_unit_test(test_merge_matches_ingest),
 		cmocka_unit_test(test_persist_roundtrip),
+		cmocka_unit_test(test_persist_dump_while_moving),
 		cmocka_unit_test(test_persist_rejects),
 	};
 
