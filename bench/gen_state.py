@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Fill the instrumentations of a kvmscope agent state file with synthetic
-data, in the shape instr__data_to_json() writes, so that the agent restarts
-with every slot of its retention window full.
+"""Fill the instrumentations of a kvmscope agent's state directory with
+synthetic data: for each instrumentation in STATE_DIR/state.json, a data file
+STATE_DIR/data/<id>.json in the shape instr__data_to_json() writes, so that
+the agent restarts with every slot of its retention window full. Prints the
+number of cells written.
 
-usage: gen_state.py STATE_IN STATE_OUT KEYS BUCKETS [NOW]
+usage: gen_state.py STATE_DIR KEYS BUCKETS [NOW]
 
 Every slot of every instrumentation gets KEYS discrete keys ("vm01", ...;
 joined per field when several discrete fields are decomposed) and, when a
 numeric field is decomposed, BUCKETS non-empty buckets per key.
 """
 import json
+import os
 import sys
 import time
 
@@ -40,12 +43,13 @@ def value(keys, numeric, lows, t):
 
 
 def main():
-    if len(sys.argv) < 5:
+    if len(sys.argv) < 4:
         sys.exit(__doc__)
-    src, dst, nkeys, nbuckets = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    now = int(sys.argv[5]) if len(sys.argv) > 5 else int(time.time())
-    with open(src) as f:
+    sdir, nkeys, nbuckets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    now = int(sys.argv[4]) if len(sys.argv) > 4 else int(time.time())
+    with open(os.path.join(sdir, "state.json")) as f:
         state = json.load(f)
+    os.makedirs(os.path.join(sdir, "data"), exist_ok=True)
     cells = 0
     for inst in state["instrumentations"]:
         spec = inst["spec"]
@@ -63,10 +67,10 @@ def main():
         for t in range(last - ret + gran, last + 1, gran):
             slots.append({"start_time": t, "value": value(keys, bool(numeric), lows, t)})
             cells += max(len(keys), 1) * max(len(lows), 1)
-        inst["data"] = {"metric": "%s.%s" % (spec["module"], spec["stat"]),
-                        "decomposition": decomp, "granularity": gran, "slots": slots}
-    with open(dst, "w") as f:
-        json.dump(state, f, separators=(",", ":"))
+        data = {"metric": "%s.%s" % (spec["module"], spec["stat"]),
+                "decomposition": decomp, "granularity": gran, "slots": slots}
+        with open(os.path.join(sdir, "data", "%d.json" % inst["id"]), "w") as f:
+            json.dump(data, f, separators=(",", ":"))
     print(cells)
 
 

@@ -2,7 +2,8 @@
 # Query latency: an agent holding a 1-hour, 1-second instrumentation of
 # vm.exits decomposed by vm and latency, every slot filled with 10 VMs x
 # BUCKETS latency buckets (synthetic, through the persistence path: create,
-# stop, fill state.json with gen_state.py, restart). Then heatmap image,
+# stop, fill data/<id>.json with gen_state.py, restart); the agent saves
+# it again every 10 s meanwhile, as it would in production. Then heatmap image,
 # heatmap details and raw value requests: median and p99 over REQS
 # sequential requests (curl), and under 50 concurrent clients (wrk).
 # The heatmaps cover the last 10 minutes; one more row times the whole hour.
@@ -22,10 +23,9 @@ id=$(create_instr '{"module": "vm", "stat": "exits", "decomposition": ["vm", "la
 	"granularity": 1, "retention-time": 3600, "persist-data": true}')
 [ -n "$id" ] && [ "$id" != null ] || die "could not create the instrumentation"
 stop_agent
-cells=$(python3 "$BENCH_ROOT/bench/gen_state.py" "$TMPD/state/state.json" "$TMPD/filled.json" 10 "$BUCKETS") ||
+cells=$(python3 "$BENCH_ROOT/bench/gen_state.py" "$TMPD/state" 10 "$BUCKETS") ||
 	die "gen_state.py failed"
-mv "$TMPD/filled.json" "$TMPD/state/state.json"
-say "state: 1 instrumentation, 3600 slots x 10 VMs x $BUCKETS latency buckets = $cells cells ($(du -m "$TMPD/state/state.json" | cut -f1) MB of JSON)"
+say "state: 1 instrumentation, 3600 slots x 10 VMs x $BUCKETS latency buckets = $cells cells ($(du -m "$TMPD/state/data" | cut -f1) MB of JSON)"
 start_agent "$TMPD/state"
 I=$URL/ca/instrumentations/$id
 nkeys=$(curl -s "$I/value/raw?start_time=$(($(date +%s) - 120))" | jq '.value | length')
@@ -64,8 +64,8 @@ wrk_ms() { # FILE PERCENT
 	awk -v p="$2%" '$1 == p {v = $2; u = v; gsub(/[0-9.]/, "", u); sub(/[a-z]+$/, "", v);
 		f = u == "us" ? 0.001 : u == "s" ? 1000 : u == "m" ? 60000 : 1; printf "%.3f", v * f}' "$1"
 }
-# The agent answers on one thread: wait until requests queued by the last
-# wrk run are served before timing the next one.
+# Wait until requests queued by the last wrk run are served before timing
+# the next one.
 agent_idle() {
 	local i
 	for ((i = 0; i < 120; i++)); do
