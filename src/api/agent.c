@@ -281,6 +281,7 @@ void agent__destroy(struct agent *a, struct agent_instr *ai)
 	if (ai->consumer >= 0)
 		hub__remove(a->hub, ai->consumer);
 	instr__free(ai->in);
+	json_decref(ai->restored_links);
 	free(ai->owner);
 	free(ai);
 	a->dirty = true;

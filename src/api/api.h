@@ -56,6 +56,8 @@ struct agent_instr {
 	int consumer;			/* hub consumer id, -1 if not registered */
 	int64_t from;			/* records before this second are dropped (partial) */
 	int64_t last_read;		/* unix second its value was last read */
+	json_t *restored_links;		/* owned: its peers' ids as state.json had them,
+					 * until the fleet adopts them (NULL: none) */
 	struct agent_instr *next;
 };
 

@@ -5,6 +5,9 @@
  *   data/<id>.json   the retained slots of a persist-data instrumentation,
  *                    as instr__data_to_json() shapes them
  *
+ * An aggregator (--peers) also keeps each instrumentation's ids on its peers
+ * ("peers": [{"address", "id", "crtime"}]) to take them back after a restart.
+ *
  * Why the data lives apart, and why a thread of its own writes it: one
  * persist-data instrumentation of an hour can hold a million cells. Saved as
  * one JSON tree under the agent lock every API_PERSIST_INTERVAL seconds, it
@@ -32,6 +35,7 @@
 #include "api/api.h"
 #include "common/log.h"
 #include "engine/instr.h"
+#include "fleet/fleet.h"
 
 #define STATE_VERSION 1
 
@@ -259,6 +263,10 @@ static char *snapshot_specs(struct agent *a, unsigned long **ids, size_t *nids)
 			      "spec", instr__to_json(ai->in));
 		if (!o || json_array_append_new(arr, o))
 			goto out;
+		/* an aggregator keeps its peers' ids: after a restart it takes
+		 * them back instead of creating a second copy on every peer */
+		if (a->fleet && json_object_set_new(o, "peers", fleet__links_json(a->fleet, ai->id)))
+			goto out;
 		if (instr__persist(ai->in))
 			(*ids)[(*nids)++] = ai->id;
 	}
@@ -466,6 +474,8 @@ int state__load(struct agent *a)
 			log_error("state", "%s: instrumentation %lld not restored: %s", path, (long long)id, err);
 			continue;
 		}
+		if (a->fleet && json_is_array(json_object_get(o, "peers")))
+			ai->restored_links = json_incref(json_object_get(o, "peers"));
 		if (data)
 			restore_data(ai, data, path);
 		else if (instr__persist(ai->in))

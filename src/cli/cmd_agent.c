@@ -163,7 +163,12 @@ static int fleet_start(struct agent *a)
 		if (!spec || fleet__track(a->fleet, ai->id, spec, NULL, instr__granularity(ai->in),
 					  instr__retention(ai->in)))
 			log_error("fleet", "instrumentation %lu restored but not forwarded to the peers", ai->id);
+		else if (ai->restored_links && fleet__adopt(a->fleet, ai->id, ai->restored_links))
+			log_warn("fleet", "instrumentation %lu: its saved peer ids are malformed: the others are adopted",
+				 ai->id);
 		json_decref(spec);
+		json_decref(ai->restored_links);
+		ai->restored_links = NULL;
 	}
 	pthread_mutex_unlock(&a->lock);
 	log_info("fleet", "aggregating %zu peers: %s", fleet__npeers(a->fleet), a->cfg.peers);

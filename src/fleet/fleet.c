@@ -579,6 +579,72 @@ json_t *fleet__instr_status(struct fleet *f, unsigned long id)
 	return arr;
 }
 
+json_t *fleet__links_json(struct fleet *f, unsigned long id)
+{
+	json_t *arr = json_array();
+	struct finstr *fi;
+
+	if (!arr)
+		return NULL;
+	pthread_mutex_lock(&f->lock);
+	fi = find(f, id);
+	for (size_t p = 0; fi && p < f->npeers; p++) {
+		const struct link *l = &fi->links[p];
+
+		if (l->peer_id && json_array_append_new(arr, json_pack("{s:s, s:I, s:I}",
+			"address", f->peers[p].addr, "id", (json_int_t)l->peer_id,
+			"crtime", (json_int_t)l->crtime))) {
+			json_decref(arr);
+			arr = NULL;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+	return arr;
+}
+
+int fleet__adopt(struct fleet *f, unsigned long id, const json_t *links)
+{
+	struct finstr *fi;
+	const json_t *e;
+	size_t i, p;
+	int rc = 0;
+
+	if (!json_is_array(links))
+		return -EINVAL;
+	pthread_mutex_lock(&f->lock);
+	fi = find(f, id);
+	if (!fi) {
+		rc = -ENOENT;
+		goto out;
+	}
+	json_array_foreach(links, i, e) {
+		const char *addr = json_string_value(json_object_get(e, "address"));
+		json_int_t pid = json_integer_value(json_object_get(e, "id"));
+		int64_t now = now_s();
+
+		if (!addr || pid <= 0 || !json_is_integer(json_object_get(e, "crtime"))) {
+			rc = -EINVAL;
+			continue;
+		}
+		for (p = 0; p < f->npeers && strcmp(f->peers[p].addr, addr); p++)
+			;
+		if (p == f->npeers) {
+			log_warn("fleet", "instrumentation %lu was %lld on %s, no longer a peer: left to its idle-max there",
+				 id, (long long)pid, addr);
+			continue;
+		}
+		fi->links[p].peer_id = (unsigned long)pid;
+		fi->links[p].crtime = json_integer_value(json_object_get(e, "crtime"));
+		fi->links[p].verify = true;
+		fi->links[p].next = (now + 1 + fi->gran - 1) / fi->gran * fi->gran;
+		fi->links[p].first = fi->links[p].next;
+	}
+out:
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
 json_t *fleet__peers_json(struct fleet *f)
 {
 	json_t *arr = json_array();
@@ -977,6 +1043,9 @@ static void apply(struct fleet *f, struct job *j, int64_t now)
 			snprintf(l->err, sizeof(l->err), "peer restarted: instrumentation %lu there is another one now; creating ours again",
 				 l->peer_id);
 			l->peer_id = 0;
+		} else {
+			log_info("fleet", "instrumentation %lu is still %lu on peer %s", fi->id, l->peer_id,
+				 pe->addr);
 		}
 		break;
 	case JOB_PUT:

@@ -76,6 +76,18 @@ int fleet__annotate_raw(struct fleet *f, unsigned long id, json_t *raw);
  * id (null while not created or being verified), the first slot it reports;
  * new reference. */
 json_t *fleet__instr_status(struct fleet *f, unsigned long id);
+/* The mapping of `id` to the peers, for the aggregator's state file:
+ * [{"address", "id", "crtime"}] for each peer holding it; new reference
+ * (an empty array when none, NULL when out of memory). */
+json_t *fleet__links_json(struct fleet *f, unsigned long id);
+/* Takes back a mapping that fleet__links_json() gave before a restart
+ * (links borrowed), for `id` already tracked: each peer's instrumentation
+ * is verified (same crtime) before it is read again, and created anew if it
+ * is gone or another, so that a restarted aggregator does not leave a
+ * second copy on every peer. Entries for addresses that are no longer peers
+ * are skipped (logged). Values resume from the next slot. 0, -ENOENT (id
+ * not tracked), -EINVAL (links malformed). */
+int fleet__adopt(struct fleet *f, unsigned long id, const json_t *links);
 /* [{"address", "state": "up"|"down"|"unknown", "last_error", "last_success",
  *   "down_since", "instrumentations", "pending_deletes"}]; new reference. */
 json_t *fleet__peers_json(struct fleet *f);

@@ -64,8 +64,10 @@ for i in 1 2 3; do
 	start_peer $i || { not_ok "peer $i starts"; sed 's/^/# /' "$TMPD/peer$i.log"; tap_done; }
 done
 ok "three peer agents answer on their namespaces' addresses"
-if ! agent_start "$TMPD/agg.log" --state-dir none --token-file "$TMPD/tokens" --hostname fh-agg \
-	--scope-vms fleet-agg-$S --peers 10.77.0.11:7134,10.77.0.12:7134,10.77.0.13:7134; then
+printf '%s\n' "$OP" > "$TMPD/peer-token"
+AGG_ARGS=(--state-dir "$TMPD/aggstate" --token-file "$TMPD/tokens" --peer-token-file "$TMPD/peer-token"
+	--hostname fh-agg --scope-vms fleet-agg-$S --peers 10.77.0.11:7134,10.77.0.12:7134,10.77.0.13:7134)
+if ! agent_start "$TMPD/agg.log" "${AGG_ARGS[@]}"; then
 	not_ok "aggregator starts"; sed 's/^/# /' "$TMPD/agg.log"; tap_done
 fi
 ok "aggregator answers on $BASE"
@@ -202,6 +204,36 @@ expect_eq "peer back: fh-2's share is counted again" "$(jq '[.[].value["fh-2"] /
 expect_eq "peer back: merged total" "$(jq '[.[].value] | add' "$TMPD/tot.json")" \
 	"$(( $(truth c 1) + $(truth c 2) + $(truth c agg) ))"
 check "GET /ca/peers: all up again" jqe 'map(.state) == ["up","up","up"]' <(curl -s "${AUTH[@]}" "$BASE/ca/peers")
+
+# ---- the aggregator restarts: it takes its peers' ids back, no second copy
+peer_ids() {
+	for id in "$I_TOT" "$I_HOST" "$I_SUB"; do
+		curl -s "${AUTH[@]}" "$BASE/ca/instrumentations/$id" | jq -c '[.peers[].id]'
+	done | tr -d '\n'
+}
+on_peers() {
+	local n=0 i
+	for i in 1 2 3; do
+		n=$((n + $(ip netns exec "${NSS[$((i - 1))]}" curl -s "${AUTH[@]}" http://10.77.0.1$i:7134/ca/instrumentations | jq length)))
+	done
+	echo "$n"
+}
+IDS_BEFORE=$(peer_ids)
+agent_stop
+check "the aggregator saved its peers' ids" \
+	jqe '[.instrumentations[].peers | length] == [3, 3, 3]' "$TMPD/aggstate/state.json"
+agent_start "$TMPD/agg.log" "${AGG_ARGS[@]}" || not_ok "aggregator restarts"
+check "after the restart every peer is mapped again" peers_mapped 3
+expect_eq "... to the same instrumentations there" "$(peer_ids)" "$IDS_BEFORE"
+expect_eq "... and no peer holds a second copy (3 x 3)" "$(on_peers)" 9
+check "the log says each was verified" test "$(grep -c 'is still .* on peer' "$TMPD/agg.log")" -eq 9
+T0=$(date +%s)
+run_guests d 1:70 2:80 3:90 agg:10
+T1=$(date +%s)
+sleep 3
+raw "$I_TOT" "$T0" "$T1" > "$TMPD/tot.json"
+expect_eq "after the restart: merged total" "$(jq '[.[].value] | add' "$TMPD/tot.json")" \
+	"$(( $(truth d 1) + $(truth d 2) + $(truth d 3) + $(truth d agg) ))"
 
 # ---- DELETE reaches the peers
 for id in "$I_TOT" "$I_HOST" "$I_SUB"; do
