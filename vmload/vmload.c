@@ -3,6 +3,7 @@
  * line asks, counted where the count cannot be wrong, printed as truth JSON
  * for tests and demos to compare kvmscope's measurements against. */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -324,6 +325,39 @@ static void *irq_thread(void *arg)
 	return NULL;
 }
 
+/* Waits, up to timeout_ms, until the vCPU thread sleeps in the kernel. Once
+ * its guest has counted a HLT, that sleep is KVM's halt (after halt polling,
+ * up to halt_poll_ns of spinning). Waking the vCPU before it got there is a
+ * halt the host never sees: KVM skips a HLT with an interrupt already
+ * pending, and a kick out of KVM_RUN stops the guest before the HLT runs.
+ * The truth would then count a halt that no kvm_vcpu_wakeup reports. */
+static void wait_vcpu_asleep(const struct vcpu_state *st, int timeout_ms)
+{
+	char path[64], buf[512], *paren;
+	uint64_t until = now_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)st->tid);
+	do {
+		struct timespec ts = { 0, 50000 };
+
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			return;
+		buf[n] = '\0';
+		/* "tid (comm) S ...": the name may hold spaces and parentheses */
+		paren = strrchr(buf, ')');
+		if (paren && paren[1] == ' ' && paren[2] == 'S')
+			return;
+		nanosleep(&ts, NULL);
+	} while (now_ns(CLOCK_MONOTONIC) < until);
+}
+
 static void *hlt_thread(void *arg)
 {
 	struct irq_src *q = arg;
@@ -346,6 +380,7 @@ static void *hlt_thread(void *arg)
 			t0 = now_ns(CLOCK_MONOTONIC);
 		if (w->rate > 0 && sleep_until(CLOCK_MONOTONIC, t0 + (uint64_t)(i * 1e9 / w->rate)))
 			goto out;
+		wait_vcpu_asleep(&vcpus[q->vcpu], 100);
 		record(q, deliver(q));
 	}
 out:
@@ -872,6 +907,11 @@ int main(int argc, char **argv)
 		nanosleep(&ts, NULL);
 	}
 	atomic_store(&g_stop, 1);
+	/* finished guests are on their way into the idle HLT they counted:
+	 * let them reach it before the kick below ends KVM_RUN */
+	for (i = 0; i < cfg.nr_vcpus; i++)
+		if (*guest__counter(vm.mem, i, GD_DONE))
+			wait_vcpu_asleep(&vcpus[i], 100);
 	for (i = 0; i < nr_irqs; i++)
 		if (irqs[i].thread_ok)
 			pthread_join(irqs[i].thread, NULL);
