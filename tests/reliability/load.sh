@@ -80,17 +80,23 @@ check "requests served: ${reqs:-0} ($rps/s)" test "${reqs:-0}" -gt 0
 expect_eq "non-2xx answers" "$non2xx" 0
 expect_eq "socket errors (connect, read, write, timeout)" "$sockerr" 0
 echo "# latency p50 $p50, p99 $p99 ($CLIENTS clients, $GUESTS guests, $INSTRS instrumentations, ${SECS}s)"
-# RSS: the rings are sized at creation (retention / granularity slots);
-# what grows is the values' keys and JSON — allow 32 MiB on top of the
-# first sample taken under load
-rss_warm=$(awk -v t0="$(head -1 "$rss_log" | cut -d' ' -f1)" '$1 >= t0 + 3 {print $2; exit}' "$rss_log")
+# RSS: the agent's memory climbs while the load ramps up (each request
+# thread's malloc arena reaches the high-water mark of the heatmaps it
+# draws: a 30 s heatmap of 16 VMs x 100 subsecond buckets gathers ~48 k
+# values) and while the rings fill (retention-time slots, 600 s by default,
+# so ~150 kB/s here). A leak keeps climbing: the check is the growth over
+# the second half of the run, against 32 MiB (~0.15 MB/s of ring filling
+# over at most 30 s of this run's second half is ~5 MiB). The quick run's
+# second half starts 5 s in.
+rss_warm=$(awk -v t0="$(head -1 "$rss_log" | cut -d' ' -f1)" -v h=$((SECS / 2)) '$1 >= t0 + h {print $2; exit}' "$rss_log")
 growth=$(( (rss1 - ${rss_warm:-$rss0}) / 1024 ))
 limit=32
 # AddressSanitizer keeps freed memory in quarantine (tests/run-all.sh caps it
 # at 64 MiB): that is the sanitizer's growth, not the agent's
 if ldd "$KVMSCOPE" 2>/dev/null | grep -q libasan; then limit=$((limit + 64)); fi
-echo "# RSS: ${rss0} kB before, ${rss_warm:-?} kB after 3 s of load, ${rss1} kB at the end (+${growth} MiB)"
-check "RSS growth under load ${growth} MiB <= ${limit} MiB" test "$growth" -le "$limit"
+echo "# RSS every 10 s (kB): $(awk 'NR % 10 == 1 {printf "%s ", $2}' "$rss_log")"
+echo "# RSS: ${rss0} kB before, ${rss_warm:-?} kB after $((SECS / 2)) s of load, ${rss1} kB at the end (+${growth} MiB)"
+check "RSS growth over the second half of the load ${growth} MiB <= ${limit} MiB" test "$growth" -le "$limit"
 check "agent alive after the load" kill -0 "$AGENT_PID"
 expect_eq "agent still answers" "$(code GET /ca)" 200
 # the guests' data kept flowing under load
