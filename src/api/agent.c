@@ -29,6 +29,7 @@ bool agent__visible(const struct principal *who, const struct agent_instr *ai)
 
 struct agent_instr *agent__find(struct agent *a, const struct principal *who, const char *id)
 {
+	struct agent_instr *ai;
 	char *end;
 	unsigned long n;
 
@@ -38,9 +39,15 @@ struct agent_instr *agent__find(struct agent *a, const struct principal *who, co
 	n = strtoul(id, &end, 10);
 	if (*end || errno)
 		return NULL;
+	ai = agent__by_id(a, n);
+	return ai && agent__visible(who, ai) ? ai : NULL;
+}
+
+struct agent_instr *agent__by_id(struct agent *a, unsigned long id)
+{
 	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next)
-		if (ai->id == n)
-			return agent__visible(who, ai) ? ai : NULL;
+		if (ai->id == id)
+			return ai;
 	return NULL;
 }
 

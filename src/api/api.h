@@ -99,6 +99,8 @@ int agent__create(struct agent *a, const struct principal *who, const json_t *sp
 void agent__destroy(struct agent *a, struct agent_instr *ai);
 /* The instrumentation `id` if who may see it, else NULL. */
 struct agent_instr *agent__find(struct agent *a, const struct principal *who, const char *id);
+/* The instrumentation `id` whoever owns it, or NULL. Caller holds a->lock. */
+struct agent_instr *agent__by_id(struct agent *a, unsigned long id);
 bool agent__visible(const struct principal *who, const struct agent_instr *ai);
 /* Parses --scope-vms "VM1,VM2" into a->scope (owned by a, agent__free_scope).
  * -EINVAL with the reason in err. */

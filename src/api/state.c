@@ -13,7 +13,7 @@
  * one JSON tree under the agent lock every API_PERSIST_INTERVAL seconds, it
  * stalled every request for a second and more, and a restart parsed a tree
  * as large as all the data at once. Now the persister thread writes each
- * data file a few hundred slots at a time, taking the lock for each batch
+ * data file STATE_DUMP_SLOTS slots at a time, taking the lock for each batch
  * and writing to disk without it, and a restart parses one instrumentation's
  * data at a time. A state.json that still carries "data" inline (written by
  * earlier versions) is read as well.
@@ -25,7 +25,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,14 +146,6 @@ static int data_path(const struct agent *a, unsigned long id, char *buf, size_t 
 	return n >= (int)len ? -ENAMETOOLONG : 0;
 }
 
-static struct agent_instr *find_id(struct agent *a, unsigned long id)
-{
-	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next)
-		if (ai->id == id)
-			return ai;
-	return NULL;
-}
-
 /* Writes data/<id>.json in batches of slots, holding a->lock for each batch
  * only (caller does not hold it). Each batch goes through a memory buffer so
  * that no disk write happens under the lock. An instrumentation deleted
@@ -181,13 +172,15 @@ static int save_data(struct agent *a, unsigned long id)
 			break;
 		}
 		pthread_mutex_lock(&a->lock);
-		ai = find_id(a, id);
+		ai = agent__by_id(a, id);
 		if (!ai || !instr__persist(ai->in))
 			step = -ENOENT;
 		else if (first)
-			step = instr__dump_begin(ai->in, &d, mem) < 0 ? -EIO : 1;
+			step = instr__dump_begin(ai->in, &d, mem);
 		else
 			step = instr__dump_step(ai->in, &d, mem, STATE_DUMP_SLOTS);
+		if (first && step == 0)
+			step = 1;	/* the head is written: the slots follow */
 		pthread_mutex_unlock(&a->lock);
 		if (fclose(mem) && step >= 0)
 			step = -ENOMEM;

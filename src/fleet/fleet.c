@@ -304,6 +304,13 @@ static struct finstr *find(struct fleet *f, unsigned long id)
 	return NULL;
 }
 
+/* The first slot of fi that starts after second t: what a peer that took
+ * the instrumentation (back) at t reports from. */
+static int64_t first_slot_after(const struct finstr *fi, int64_t t)
+{
+	return (t + 1 + fi->gran - 1) / fi->gran * fi->gran;
+}
+
 static int alloc_rings(struct fleet *f, struct finstr *fi)
 {
 	for (size_t p = 0; p < f->npeers; p++) {
@@ -607,6 +614,7 @@ int fleet__adopt(struct fleet *f, unsigned long id, const json_t *links)
 {
 	struct finstr *fi;
 	const json_t *e;
+	int64_t now = now_s();
 	size_t i, p;
 	int rc = 0;
 
@@ -621,7 +629,6 @@ int fleet__adopt(struct fleet *f, unsigned long id, const json_t *links)
 	json_array_foreach(links, i, e) {
 		const char *addr = json_string_value(json_object_get(e, "address"));
 		json_int_t pid = json_integer_value(json_object_get(e, "id"));
-		int64_t now = now_s();
 
 		if (!addr || pid <= 0 || !json_is_integer(json_object_get(e, "crtime"))) {
 			rc = -EINVAL;
@@ -637,7 +644,7 @@ int fleet__adopt(struct fleet *f, unsigned long id, const json_t *links)
 		fi->links[p].peer_id = (unsigned long)pid;
 		fi->links[p].crtime = json_integer_value(json_object_get(e, "crtime"));
 		fi->links[p].verify = true;
-		fi->links[p].next = (now + 1 + fi->gran - 1) / fi->gran * fi->gran;
+		fi->links[p].next = first_slot_after(fi, now);
 		fi->links[p].first = fi->links[p].next;
 	}
 out:
@@ -1030,7 +1037,7 @@ static void apply(struct fleet *f, struct job *j, int64_t now)
 		l->peer_id = strtoul(pid, NULL, 10);
 		l->crtime = json_integer_value(json_object_get(o, "crtime"));
 		/* the peer drops what happened before its next second */
-		l->next = (j->sent_at + 1 + fi->gran - 1) / fi->gran * fi->gran;
+		l->next = first_slot_after(fi, j->sent_at);
 		l->first = l->next;
 		l->err[0] = '\0';
 		l->put_pending = false;
