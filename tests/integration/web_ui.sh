@@ -47,17 +47,24 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 
+# relay_checks OUTPUT: the browser scripts' "ok DESC" / "not_ok DESC" lines as
+# TAP, anything else as comments; sets n to the checks seen
+relay_checks() {
+	local line
+	n=0
+	while IFS= read -r line; do
+		case "$line" in
+		"ok "*) ok "${line#ok }"; n=$((n + 1)) ;;
+		"not_ok "*) not_ok "${line#not_ok }"; n=$((n + 1)) ;;
+		*) echo "# $line" ;;
+		esac
+	done <<<"$1"
+}
+
 udd=$(mktemp -d "$TMPD/chromium.XXXXXX")
 out=$(cd "$ROOT/tests/web" && timeout 150 node ui_test.mjs "http://127.0.0.1:$PORT" ui "$ART" "$udd" 2>&1)
 rc=$?
-n=0
-while IFS= read -r line; do
-	case "$line" in
-	"ok "*) ok "${line#ok }"; n=$((n + 1)) ;;
-	"not_ok "*) not_ok "${line#not_ok }"; n=$((n + 1)) ;;
-	*) echo "# $line" ;;
-	esac
-done <<<"$out"
+relay_checks "$out"
 expect_eq "the browser session ran to its end" "$rc" 0
 if [ "$n" -lt 14 ]; then not_ok "only $n browser checks reported, want 14"; fi
 # Honest states: a second agent that wants a token, then goes away.
@@ -78,14 +85,7 @@ udd=$(mktemp -d "$TMPD/chromium.XXXXXX")
 out=$(cd "$ROOT/tests/web" && timeout 90 node ui_states.mjs "http://127.0.0.1:$TPORT" \
 	"$(cut -d' ' -f1 "$TMPD/tokens")" "$tpid" "$ART" "$udd" 2>&1)
 rc=$?
-n=0
-while IFS= read -r line; do
-	case "$line" in
-	"ok "*) ok "${line#ok }"; n=$((n + 1)) ;;
-	"not_ok "*) not_ok "${line#not_ok }"; n=$((n + 1)) ;;
-	*) echo "# $line" ;;
-	esac
-done <<<"$out"
+relay_checks "$out"
 expect_eq "the states session ran to its end" "$rc" 0
 if [ "$n" -lt 8 ]; then not_ok "only $n state checks reported, want 8"; fi
 

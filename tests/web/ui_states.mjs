@@ -3,27 +3,12 @@
 // "agent unreachable" once the agent is gone.
 // Prints "ok DESC" / "not_ok DESC" lines like ui_test.mjs.
 // Usage: node ui_states.mjs BASE_URL TOKEN AGENT_PID ARTIFACT_DIR USER_DATA_DIR
-import { chromium } from 'playwright-core';
+import { openLocalOnly, say } from './browser.mjs';
 
 const [base, token, agentPid, artifacts, userData] = process.argv.slice(2);
 const origin = new URL(base).origin;
-const say = (good, desc) => console.log(`${good ? 'ok' : 'not_ok'} ${desc}`);
 const pageErrors = [];
-const outside = [];
-const ctx = await chromium.launchPersistentContext(userData, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1200, height: 700 },
-});
-await ctx.route('**/*', (route) => {
-  const u = route.request().url();
-  if (u.startsWith(`${origin}/`) || u.startsWith('data:')) return route.continue();
-  outside.push(u);
-  return route.abort();
-});
-const page = ctx.pages()[0] || await ctx.newPage();
+const { ctx, page, outside } = await openLocalOnly(userData, origin, { width: 1200, height: 700 });
 page.on('pageerror', (e) => pageErrors.push(e.message));
 
 async function step(desc, fn) {

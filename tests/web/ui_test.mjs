@@ -2,31 +2,14 @@
 // Prints one line per check, "ok DESC", "not_ok DESC" or "skip DESC", for
 // tests/integration/web_ui.sh to turn into TAP.
 // Usage: node ui_test.mjs BASE_URL VM_NAME ARTIFACT_DIR USER_DATA_DIR
-import { chromium } from 'playwright-core';
+import { openLocalOnly, say } from './browser.mjs';
 
 const [base, vmName, artifacts, userData] = process.argv.slice(2);
 const origin = new URL(base).origin;
-const say = (good, desc) => console.log(`${good ? 'ok' : 'not_ok'} ${desc}`);
 const fail = (desc) => say(false, desc);
 
 const consoleErrors = [];
-const outside = [];
-const ctx = await chromium.launchPersistentContext(userData, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1400, height: 1000 },
-});
-// Every request the page makes is checked: anything not for the agent is
-// recorded and refused, so a CDN font or an analytics beacon fails the test.
-await ctx.route('**/*', (route) => {
-  const u = route.request().url();
-  if (u.startsWith(`${origin}/`) || u.startsWith('data:')) return route.continue();
-  outside.push(u);
-  return route.abort();
-});
-const page = ctx.pages()[0] || await ctx.newPage();
+const { ctx, page, outside } = await openLocalOnly(userData, origin, { width: 1400, height: 1000 });
 page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
 page.on('pageerror', (e) => consoleErrors.push(`uncaught: ${e.message}`));
 
