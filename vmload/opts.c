@@ -47,6 +47,8 @@ void opts__usage(FILE *out)
 "options:\n"
 "  --vcpus N          vCPU threads, named 'CPU <n>/KVM' (default 1, max 64)\n"
 "  -name guest=NAME   VM name, as QEMU spells it (also -name NAME, --name NAME)\n"
+"  -uuid UUID, -id N  VM identities as QEMU (libvirt, OpenStack) and Proxmox pass\n"
+"                     them; only on the command line, for kvmscope to find\n"
 "  --duration S       stop after S seconds even if workloads are unfinished\n"
 "                     (default 60); the truth then says what was really done\n"
 "  --delay MS         wait MS after the VM and vCPU threads exist, before the\n"
@@ -449,6 +451,14 @@ int opts__parse(int argc, char **argv, struct config *cfg)
 				fprintf(stderr, "vmload: -name: empty name (expected -name guest=NAME or --name NAME)\n");
 				return -EINVAL;
 			}
+			continue;
+		}
+		/* identities only kvmscope's discovery reads, from the command
+		 * line, as it does for QEMU (-uuid) and Proxmox's QEMU (-id) */
+		if ((r = take_value(argc, argv, &i, "-uuid", &val)) ||
+		    (r = take_value(argc, argv, &i, "-id", &val))) {
+			if (r < 0)
+				return -EINVAL;
 			continue;
 		}
 		if ((r = take_value(argc, argv, &i, "--duration", &val))) {

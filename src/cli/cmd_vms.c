@@ -15,12 +15,14 @@ static void usage(FILE *f)
 		"\n"
 		"List the VMs on this host: every process holding a KVM VM fd, whatever\n"
 		"its VMM (QEMU, Firecracker, Cloud Hypervisor, crosvm, vmload, ...).\n"
-		"NAME comes from -name/--name on the VMM's command line, else pid:<pid>.\n"
+		"NAME comes from -name/--name on the VMM's command line, else pid:<pid>;\n"
+		"VMID is Proxmox's (-id N, or -pidfile .../qemu-server/N.pid), UUID QEMU's\n"
+		"-uuid (libvirt, OpenStack); '-' when the VMM gives none.\n"
 		"VCPUS counts vCPU fds and vCPU threads; DISKS are the block devices and\n"
 		"image files it has open or names on its command line; NICS are its taps.\n"
 		"\n"
 		"  -j, --json           print a JSON array, one object per VM:\n"
-		"                       {pid, name, comm, vcpus:[{index, tid}],\n"
+		"                       {pid, name, uuid, vmid, comm, vcpus:[{index, tid}],\n"
 		"                        disks:[{path, type, dev, ino, fd}], nics:[{ifname}]}\n"
 		"  -P, --proc-root DIR  read DIR instead of /proc\n"
 		"  -h, --help           this help\n"
@@ -62,13 +64,15 @@ static void print_table(const struct vm_list *list)
 		namew = n > namew ? n : namew;
 		diskw = d > diskw ? d : diskw;
 	}
-	printf("%7s  %-*s  %5s  %-*s  %s\n", "PID", namew, "NAME", "VCPUS", diskw, "DISKS", "NICS");
+	printf("%7s  %-*s  %5s  %-*s  %-8s  %6s  %s\n", "PID", namew, "NAME", "VCPUS", diskw,
+	       "DISKS", "NICS", "VMID", "UUID");
 	for (size_t i = 0; i < list->nvms; i++) {
 		const struct vm_info *vm = &list->vms[i];
 
-		printf("%7d  %-*s  %5zu  %-*s  %s\n", (int)vm->pid, namew, vm->name, vm->nvcpus,
-		       diskw, join_disks(vm, disks, sizeof(disks)),
-		       join_nics(vm, nics, sizeof(nics)));
+		printf("%7d  %-*s  %5zu  %-*s  %-8s  %6s  %s\n", (int)vm->pid, namew, vm->name,
+		       vm->nvcpus, diskw, join_disks(vm, disks, sizeof(disks)),
+		       join_nics(vm, nics, sizeof(nics)), vm->vmid[0] ? vm->vmid : "-",
+		       vm->uuid[0] ? vm->uuid : "-");
 	}
 }
 

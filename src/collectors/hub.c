@@ -7,6 +7,7 @@
 #include "collectors/collector.h"
 #include "collectors/hub.h"
 #include "common/log.h"
+#include "engine/metric.h"
 
 #define HUB_MAX_CONSUMERS 1024
 
@@ -28,6 +29,11 @@ struct hub {
 	/* the used slots of each metric, so a record visits only its consumers */
 	int by_metric[METRIC__COUNT][HUB_MAX_CONSUMERS];
 	int nby_metric[METRIC__COUNT];
+	/* the VM identities beyond its name: field indexes per metric, and
+	 * whether any consumer of the metric uses them now */
+	int uuid_field[METRIC__COUNT], vmid_field[METRIC__COUNT];
+	uint64_t ident_bits[METRIC__COUNT];
+	int ident_needed[METRIC__COUNT];
 	struct vmcache *vms;
 	char hostname[256];
 	struct collector_env env;
@@ -49,6 +55,16 @@ int hub__new(struct hub **out, const char *proc_root)
 		snprintf(hub->hostname, sizeof(hub->hostname), "localhost");
 	for (size_t i = 0; i < NCOLLECTORS; i++)
 		hub->collectors[i].ops = all_collectors[i];
+	for (int m = 0; m < METRIC__COUNT; m++) {
+		const struct metric_desc *md = metric__get((enum metric_id)m);
+
+		hub->uuid_field[m] = metric__field_index(md, "uuid");
+		hub->vmid_field[m] = metric__field_index(md, "vmid");
+		if (hub->uuid_field[m] >= 0)
+			hub->ident_bits[m] |= FIELD_BIT(hub->uuid_field[m]);
+		if (hub->vmid_field[m] >= 0)
+			hub->ident_bits[m] |= FIELD_BIT(hub->vmid_field[m]);
+	}
 	collector__quiet_libbpf();
 	hub->env.vms = hub->vms;
 	hub->env.hostname = hub->hostname;
@@ -79,7 +95,13 @@ static int needed_fields(const struct hub *hub, size_t i, uint64_t fields[METRIC
 		const struct hub_slot *slot = &hub->consumers[s];
 
 		if (slot->used && (metrics & (1u << slot->c.metric))) {
-			fields[slot->c.metric] |= slot->c.fields;
+			uint64_t f = slot->c.fields;
+
+			/* uuid and vmid are filled here from the VM's name: the
+			 * collector only has to tell VMs apart */
+			if (f & hub->ident_bits[slot->c.metric])
+				f = (f & ~hub->ident_bits[slot->c.metric]) | FIELD_BIT(F_VM);
+			fields[slot->c.metric] |= f;
 			n++;
 		}
 	}
@@ -124,11 +146,15 @@ static int sync_collector(struct hub *hub, size_t i, char *err, size_t errlen)
 static void index_consumers(struct hub *hub)
 {
 	memset(hub->nby_metric, 0, sizeof(hub->nby_metric));
+	memset(hub->ident_needed, 0, sizeof(hub->ident_needed));
 	for (int s = 0; s < HUB_MAX_CONSUMERS; s++) {
 		enum metric_id m = hub->consumers[s].c.metric;
 
-		if (hub->consumers[s].used)
-			hub->by_metric[m][hub->nby_metric[m]++] = s;
+		if (!hub->consumers[s].used)
+			continue;
+		hub->by_metric[m][hub->nby_metric[m]++] = s;
+		if (hub->consumers[s].c.fields & hub->ident_bits[m])
+			hub->ident_needed[m] = 1;
 	}
 }
 
@@ -181,9 +207,19 @@ int hub__remove(struct hub *hub, int id)
 static int dispatch(const struct record *rec, void *ctx)
 {
 	struct hub *hub = ctx;
+	struct record with_ident;
 
 	if (rec->metric >= METRIC__COUNT)
 		return 0;
+	if (hub->ident_needed[rec->metric]) {
+		const char *uuid, *vmid;
+
+		with_ident = *rec;
+		vmcache__identity(hub->vms, rec->str[F_VM], &uuid, &vmid);
+		with_ident.str[hub->uuid_field[rec->metric]] = uuid;
+		with_ident.str[hub->vmid_field[rec->metric]] = vmid;
+		rec = &with_ident;
+	}
 	for (int i = 0; i < hub->nby_metric[rec->metric]; i++) {
 		const struct hub_slot *slot = &hub->consumers[hub->by_metric[rec->metric][i]];
 

@@ -18,6 +18,8 @@
 struct gone_vm {
 	pid_t pid;
 	char name[VM_NAME_MAX];
+	char uuid[VM_UUID_MAX];
+	char vmid[VM_VMID_MAX];
 	int nvcpus;
 	struct vm_vcpu vcpus[64];
 	time_t gone_at;
@@ -66,6 +68,8 @@ static void remember_gone(struct vmcache *vc, const struct vm_info *vm)
 		g = vc->ngone < GONE_MAX ? &vc->gone[vc->ngone++] : &vc->gone[now % GONE_MAX];
 	g->pid = vm->pid;
 	snprintf(g->name, sizeof(g->name), "%s", vm->name);
+	snprintf(g->uuid, sizeof(g->uuid), "%s", vm->uuid);
+	snprintf(g->vmid, sizeof(g->vmid), "%s", vm->vmid);
 	g->nvcpus = vm->nvcpus < 64 ? (int)vm->nvcpus : 64;
 	memcpy(g->vcpus, vm->vcpus, (size_t)g->nvcpus * sizeof(struct vm_vcpu));
 	g->gone_at = now;
@@ -152,6 +156,36 @@ int vmcache__vcpu(struct vmcache *vc, pid_t pid, pid_t tid)
 			if (g->vcpus[i].tid == tid)
 				return g->vcpus[i].index;
 	return -1;
+}
+
+/* Names are what records carry; a VM's other identities follow its name.
+ * Linear: a host has tens of VMs, and the hub asks once per record only for
+ * instrumentations that use uuid or vmid. */
+int vmcache__identity(const struct vmcache *vc, const char *name, const char **uuid,
+		      const char **vmid)
+{
+	*uuid = *vmid = NULL;
+	if (!name)
+		return -ENOENT;
+	for (size_t i = 0; i < vc->list.nvms; i++) {
+		const struct vm_info *vm = &vc->list.vms[i];
+
+		if (!strcmp(vm->name, name)) {
+			*uuid = vm->uuid[0] ? vm->uuid : NULL;
+			*vmid = vm->vmid[0] ? vm->vmid : NULL;
+			return 0;
+		}
+	}
+	for (size_t i = 0; i < vc->ngone; i++) {
+		const struct gone_vm *g = &vc->gone[i];
+
+		if (!strcmp(g->name, name)) {
+			*uuid = g->uuid[0] ? g->uuid : NULL;
+			*vmid = g->vmid[0] ? g->vmid : NULL;
+			return 0;
+		}
+	}
+	return -ENOENT;
 }
 
 const struct vm_list *vmcache__list(struct vmcache *vc)

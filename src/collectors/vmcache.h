@@ -28,6 +28,11 @@ const struct vm_info *vmcache__vm(struct vmcache *vc, pid_t pid);
 const char *vmcache__vm_name(struct vmcache *vc, pid_t pid, char *buf, size_t len);
 /* vCPU index of thread tid in process pid, or -1. */
 int vmcache__vcpu(struct vmcache *vc, pid_t pid, pid_t tid);
+/* UUID and VMID of the VM named `name` (alive, or gone recently): NULL
+ * where the VMM gave none. Pointers valid until the next refresh. 0, or
+ * -ENOENT when no VM has that name. */
+int vmcache__identity(const struct vmcache *vc, const char *name, const char **uuid,
+		      const char **vmid);
 /* The current list (valid until the next refresh). */
 const struct vm_list *vmcache__list(struct vmcache *vc);
 

@@ -349,6 +349,8 @@ static int build_vm(struct vm_info *vm, pid_t pid, int pidfd, struct dir_iter *f
 		n = 0;
 	if (discovery__parse_name(cmdline, (size_t)n, vm->name, sizeof(vm->name)))
 		snprintf(vm->name, sizeof(vm->name), "pid:%d", (int)pid);
+	discovery__parse_uuid(cmdline, (size_t)n, vm->uuid, sizeof(vm->uuid));
+	discovery__parse_vmid(cmdline, (size_t)n, vm->vmid, sizeof(vm->vmid));
 	scan_fds(&b, fds);
 	scan_threads(&b);
 	discovery__parse_cmdline_devices(cmdline, (size_t)n, cmdline_item, &b);

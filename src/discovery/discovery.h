@@ -9,6 +9,8 @@
 #include <sys/types.h>
 
 #define VM_NAME_MAX 128
+#define VM_UUID_MAX 37
+#define VM_VMID_MAX 12
 
 struct vm_vcpu {
 	int index;		/* vCPU index (from "CPU n/KVM" or kvm-vcpu:n) */
@@ -30,6 +32,8 @@ struct vm_nic {
 struct vm_info {
 	pid_t pid;
 	char name[VM_NAME_MAX];	/* -name guest=N / -name N / --name N, else "pid:<pid>" */
+	char uuid[VM_UUID_MAX];	/* QEMU -uuid (libvirt, OpenStack), lowercase; "" if none */
+	char vmid[VM_VMID_MAX];	/* Proxmox VMID (-id N, or -pidfile .../qemu-server/N.pid); "" */
 	char comm[32];
 	struct vm_vcpu *vcpus;
 	size_t nvcpus;
@@ -61,6 +65,11 @@ int vm_info__vcpu_of_tid(const struct vm_info *vm, pid_t tid);
  * cmdline is the raw /proc/<pid>/cmdline (NUL-separated, len bytes).
  * Returns 0 and writes a NUL-terminated name, or -ENOENT if none given. */
 int discovery__parse_name(const char *cmdline, size_t len, char *name, size_t name_len);
+/* QEMU -uuid U: 0 and U in lowercase, or -ENOENT (absent or not a UUID). */
+int discovery__parse_uuid(const char *cmdline, size_t len, char *uuid, size_t uuid_len);
+/* Proxmox VMID: -id N (Proxmox's QEMU), else the N of a -pidfile
+ * .../qemu-server/N.pid (its file layout); 0 and N, or -ENOENT. */
+int discovery__parse_vmid(const char *cmdline, size_t len, char *vmid, size_t vmid_len);
 /* fdinfo text of a tun fd: returns 0 and the interface of its "iff:" line. */
 int discovery__parse_fdinfo_iff(const char *fdinfo, char *ifname, size_t ifname_len);
 /* Thread comm like "CPU 3/KVM" -> 3; -1 if not a vCPU thread name. */

@@ -46,6 +46,8 @@ static json_t *vm_json(const struct vm_info *vm)
 		json_array_append_new(nics, json_pack("{s:o}", "ifname", jstr(vm->nics[i].ifname)));
 	json_object_set_new(o, "pid", json_integer(vm->pid));
 	json_object_set_new(o, "name", jstr(vm->name));
+	json_object_set_new(o, "uuid", vm->uuid[0] ? json_string(vm->uuid) : json_null());
+	json_object_set_new(o, "vmid", vm->vmid[0] ? json_string(vm->vmid) : json_null());
 	json_object_set_new(o, "comm", jstr(vm->comm));
 	json_object_set_new(o, "vcpus", vcpus);
 	json_object_set_new(o, "disks", disks);

@@ -206,6 +206,108 @@ int discovery__parse_name(const char *cmdline, size_t len, char *name, size_t na
 	return 0;
 }
 
+/* ---- identities operators use: UUID and VMID ------------------------------- */
+
+/* The last value of option `opt` (QEMU: the last one wins). 1 if found. */
+static int last_opt_value(const char *cmdline, size_t len, const char *opt, const char **val,
+			  size_t *vlen)
+{
+	struct arg_iter it = { cmdline, len, 0 };
+	const char *arg, *v;
+	size_t alen, l;
+	int dashes, m, found = 0;
+
+	if (!arg_next(&it, &arg, &alen))
+		return 0;
+	while (arg_next(&it, &arg, &alen)) {
+		m = opt_match(arg, alen, opt, &v, &l, &dashes);
+		if (m == OPT_NO)
+			continue;
+		if (m == OPT_NEXT && !arg_next(&it, &v, &l))
+			break;
+		*val = v;
+		*vlen = l;
+		found = 1;
+	}
+	return found;
+}
+
+/* A UUID as QEMU takes it (8-4-4-4-12 hex digits), written lowercase. */
+static int uuid_copy(const char *v, size_t vlen, char *out, size_t outlen)
+{
+	if (vlen != 36 || outlen < 37)
+		return -ENOENT;
+	for (size_t i = 0; i < 36; i++) {
+		char c = v[i];
+		int dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+					(c >= 'A' && c <= 'F')))
+			return -ENOENT;
+		out[i] = (c >= 'A' && c <= 'F') ? (char)(c - 'A' + 'a') : c;
+	}
+	out[36] = '\0';
+	return 0;
+}
+
+static int digits_copy(const char *v, size_t vlen, char *out, size_t outlen)
+{
+	if (!vlen || vlen >= outlen || vlen > 10)
+		return -ENOENT;
+	for (size_t i = 0; i < vlen; i++)
+		if (v[i] < '0' || v[i] > '9')
+			return -ENOENT;
+	memcpy(out, v, vlen);
+	out[vlen] = '\0';
+	return 0;
+}
+
+/* Proxmox keeps a VM's files as /var/run/qemu-server/<VMID>.{pid,qmp,...}:
+ * with a QEMU that has no -id, -pidfile tells the VMID. */
+static int vmid_from_path(const char *v, size_t vlen, char *out, size_t outlen)
+{
+	static const char dir[] = "qemu-server/";
+	const char *base = NULL, *dot;
+
+	for (size_t i = 0; i + sizeof(dir) - 1 <= vlen; i++)
+		if (!memcmp(v + i, dir, sizeof(dir) - 1))
+			base = v + i + sizeof(dir) - 1;
+	if (!base)
+		return -ENOENT;
+	dot = memchr(base, '.', (size_t)(v + vlen - base));
+	if (!dot || memchr(base, '/', (size_t)(dot - base)))
+		return -ENOENT;
+	return digits_copy(base, (size_t)(dot - base), out, outlen);
+}
+
+int discovery__parse_uuid(const char *cmdline, size_t len, char *uuid, size_t uuid_len)
+{
+	const char *v;
+	size_t vlen;
+
+	if (!uuid || !uuid_len)
+		return -EINVAL;
+	uuid[0] = '\0';
+	if (!last_opt_value(cmdline, len, "uuid", &v, &vlen))
+		return -ENOENT;
+	return uuid_copy(v, vlen, uuid, uuid_len);
+}
+
+int discovery__parse_vmid(const char *cmdline, size_t len, char *vmid, size_t vmid_len)
+{
+	const char *v;
+	size_t vlen;
+
+	if (!vmid || !vmid_len)
+		return -EINVAL;
+	vmid[0] = '\0';
+	if (last_opt_value(cmdline, len, "id", &v, &vlen))
+		return digits_copy(v, vlen, vmid, vmid_len);
+	if (last_opt_value(cmdline, len, "pidfile", &v, &vlen))
+		return vmid_from_path(v, vlen, vmid, vmid_len);
+	return -ENOENT;
+}
+
 /* ---- fdinfo, thread names, fd links -------------------------------------- */
 
 int discovery__parse_fdinfo_iff(const char *fdinfo, char *ifname, size_t ifname_len)

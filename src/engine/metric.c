@@ -13,6 +13,8 @@
 
 static const struct field_desc f_hostname = DISCRETE("hostname", "server hostname");
 static const struct field_desc f_vm = DISCRETE("vm", "VM name");
+static const struct field_desc f_uuid = DISCRETE("uuid", "VM UUID (QEMU -uuid)");
+static const struct field_desc f_vmid = DISCRETE("vmid", "VM id (Proxmox VMID)");
 static const struct field_desc f_vcpu = DISCRETE("vcpu", "vCPU index");
 static const struct field_desc f_reason = DISCRETE("reason", "exit reason");
 static const struct field_desc f_class = DISCRETE("class", "exit class");
@@ -36,39 +38,41 @@ static const struct field_desc f_subsecond = {
 /* Field order is a contract with the collectors: never reorder, only append. */
 static const struct metric_desc metrics[METRIC__COUNT] = {
 	[METRIC_VM_EXITS] = {
-		METRIC_VM_EXITS, "vm", "exits", "vm.exits", "VM exits", "exits", 7,
-		{ &f_hostname, &f_vm, &f_vcpu, &f_reason, &f_class, &f_latency, &f_subsecond },
+		METRIC_VM_EXITS, "vm", "exits", "vm.exits", "VM exits", "exits", 9,
+		{ &f_hostname, &f_vm, &f_vcpu, &f_reason, &f_class, &f_latency, &f_subsecond,
+		  &f_uuid, &f_vmid },
 	},
 	[METRIC_VM_IRQS] = {
 		METRIC_VM_IRQS, "vm", "irqs", "vm.irqs", "interrupts delivered into guests",
-		"interrupts", 6,
-		{ &f_hostname, &f_vm, &f_vcpu, &f_vector, &f_source, &f_subsecond },
+		"interrupts", 8,
+		{ &f_hostname, &f_vm, &f_vcpu, &f_vector, &f_source, &f_subsecond, &f_uuid,
+		  &f_vmid },
 	},
 	[METRIC_VM_DISK_OPS] = {
 		METRIC_VM_DISK_OPS, "vm", "disk_ops", "vm.disk_ops", "virtual disk operations",
-		"operations", 9,
+		"operations", 11,
 		{ &f_hostname, &f_vm, &f_disk, &f_optype, &f_errno, &f_latency, &f_size,
-		  &f_offset, &f_subsecond },
+		  &f_offset, &f_subsecond, &f_uuid, &f_vmid },
 	},
 	[METRIC_VM_DISK_BYTES] = {
 		METRIC_VM_DISK_BYTES, "vm", "disk_bytes", "vm.disk_bytes",
-		"bytes moved by virtual disk operations", "bytes", 4,
-		{ &f_hostname, &f_vm, &f_disk, &f_optype },
+		"bytes moved by virtual disk operations", "bytes", 6,
+		{ &f_hostname, &f_vm, &f_disk, &f_optype, &f_uuid, &f_vmid },
 	},
 	[METRIC_VM_NIC_BYTES] = {
 		METRIC_VM_NIC_BYTES, "vm", "nic_bytes", "vm.nic_bytes", "virtual NIC bytes",
-		"bytes", 4,
-		{ &f_hostname, &f_vm, &f_nic, &f_direction },
+		"bytes", 6,
+		{ &f_hostname, &f_vm, &f_nic, &f_direction, &f_uuid, &f_vmid },
 	},
 	[METRIC_VM_NIC_PACKETS] = {
 		METRIC_VM_NIC_PACKETS, "vm", "nic_packets", "vm.nic_packets",
-		"virtual NIC packets", "packets", 4,
-		{ &f_hostname, &f_vm, &f_nic, &f_direction },
+		"virtual NIC packets", "packets", 6,
+		{ &f_hostname, &f_vm, &f_nic, &f_direction, &f_uuid, &f_vmid },
 	},
 	[METRIC_VM_SAMPLES] = {
 		METRIC_VM_SAMPLES, "vm", "samples", "vm.samples", "vCPU samples at 99 Hz",
-		"samples", 5,
-		{ &f_hostname, &f_vm, &f_vcpu, &f_mmuctx, &f_subsecond },
+		"samples", 7,
+		{ &f_hostname, &f_vm, &f_vcpu, &f_mmuctx, &f_subsecond, &f_uuid, &f_vmid },
 	},
 };
 

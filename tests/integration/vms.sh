@@ -141,6 +141,7 @@ check_vm() {
 # ---- the minimal VMM ---------------------------------------------------------
 "$TMPD/fakevmm" -name guest=int-helper,debug-threads=on --vcpus 3 --disk "file=$LOOP" \
 	--nic "tap=$TAP" -drive "file=$TMPD/extra.img,if=virtio" -netdev "tap,id=n0,ifname=$TAP" \
+	-uuid 5D3F1C2A-0B4E-4C6D-8E9F-A1B2C3D4E5F6 -pidfile "$TMPD/run/qemu-server/104.pid" \
 	> "$TMPD/fake.out" 2>&1 &
 FPID=$!
 cleanup_pids+=("$FPID")
@@ -153,13 +154,19 @@ expect_eq "vms -j exits 0" "$?" 0
 if jq -e 'type == "array"' "$TMPD/vms.json" > /dev/null; then ok "vms -j is a JSON array"
 else not_ok "vms -j is not a JSON array: $(head -c 200 "$TMPD/vms.json") $(head -3 "$TMPD/vms.err")"; fi
 check_vm "test VMM" "$FPID" int-helper 3 "$TAP" "$TMPD/extra.img"
+expect_eq "-uuid: reported lowercase as uuid" \
+	"$(jq -r ".[] | select(.pid == $FPID) | .uuid" "$TMPD/vms.json")" "5d3f1c2a-0b4e-4c6d-8e9f-a1b2c3d4e5f6"
+expect_eq "Proxmox layout (-pidfile .../qemu-server/104.pid): vmid" \
+	"$(jq -r ".[] | select(.pid == $FPID) | .vmid" "$TMPD/vms.json")" "104"
 
 "$KVMSCOPE" vms > "$TMPD/vms.txt" 2> "$TMPD/vms.err"
 expect_eq "vms (table) exits 0" "$?" 0
-expect_eq "table header" "$(head -1 "$TMPD/vms.txt" | tr -s ' ' | sed 's/^ //')" "PID NAME VCPUS DISKS NICS"
+expect_eq "table header" "$(head -1 "$TMPD/vms.txt" | tr -s ' ' | sed 's/^ //')" "PID NAME VCPUS DISKS NICS VMID UUID"
 row=$(awk -v p="$FPID" '$1 == p' "$TMPD/vms.txt")
 expect_eq "table row: pid, name, vCPU count" "$(echo "$row" | awk '{print $1, $2, $3}')" "$FPID int-helper 3"
 check "table row lists $LOOP and $TAP" bash -c "[[ '$row' == *'$LOOP'* && '$row' == *'$TAP'* ]]"
+expect_eq "table row ends with VMID and UUID" "$(echo "$row" | awk '{print $(NF-1), $NF}')" \
+	"104 5d3f1c2a-0b4e-4c6d-8e9f-a1b2c3d4e5f6"
 
 # ---- processes that come and go while we scan ----------------------------------
 ( for _ in $(seq 30); do

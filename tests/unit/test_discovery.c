@@ -33,6 +33,61 @@ static const char *name_of(const char *cmd, size_t len)
 
 /* ---- names ---------------------------------------------------------------- */
 
+static const char *uuid_of(const char *cmd, size_t len)
+{
+	static char uuid[VM_UUID_MAX];
+
+	if (discovery__parse_uuid(cmd, len, uuid, sizeof(uuid)))
+		return "(none)";
+	return uuid;
+}
+
+static const char *vmid_of(const char *cmd, size_t len)
+{
+	static char vmid[VM_VMID_MAX];
+
+	if (discovery__parse_vmid(cmd, len, vmid, sizeof(vmid)))
+		return "(none)";
+	return vmid;
+}
+
+/* libvirt and OpenStack pass -uuid; Proxmox passes -id (its own QEMU) and
+ * keeps /var/run/qemu-server/<VMID>.pid. */
+static void test_identities(void **state)
+{
+	assert_string_equal(uuid_of(CMD("qemu\0-name\0guest=a\0-uuid\0" "0F8FAD5B-D9CB-469F-A165-70867728950E\0-m\0" "64")),
+			    "0f8fad5b-d9cb-469f-a165-70867728950e");
+	assert_string_equal(uuid_of(CMD("qemu\0--uuid=12345678-1234-1234-1234-123456789abc")),
+			    "12345678-1234-1234-1234-123456789abc");
+	/* the last one wins, as in QEMU */
+	assert_string_equal(uuid_of(CMD("qemu\0-uuid\0" "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa\0-uuid\0" "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb")),
+			    "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb");
+	/* not a UUID: none, rather than a wrong one */
+	assert_string_equal(uuid_of(CMD("qemu\0-uuid\0not-a-uuid")), "(none)");
+	assert_string_equal(uuid_of(CMD("qemu\0-uuid\0" "0f8fad5b-d9cb-469f-a165-70867728950")), "(none)");
+	assert_string_equal(uuid_of(CMD("qemu\0-uuid\0" "0f8fad5bxd9cb-469f-a165-70867728950e")), "(none)");
+	assert_string_equal(uuid_of(CMD("qemu\0-uuid")), "(none)");
+	assert_string_equal(uuid_of(CMD("qemu\0-m\0" "64")), "(none)");
+	/* -uuid is not -uuidx */
+	assert_string_equal(uuid_of(CMD("qemu\0-uuidx\0" "12345678-1234-1234-1234-123456789abc")), "(none)");
+
+	assert_string_equal(vmid_of(CMD("/usr/bin/kvm\0-id\0" "105\0-name\0web,debug-threads=on")), "105");
+	assert_string_equal(vmid_of(CMD("kvm\0-pidfile\0/var/run/qemu-server/101.pid\0-daemonize")), "101");
+	/* -id wins over the pidfile */
+	assert_string_equal(vmid_of(CMD("kvm\0-pidfile\0/run/qemu-server/7.pid\0-id\0" "8")), "8");
+	assert_string_equal(vmid_of(CMD("kvm\0-id\0" "abc")), "(none)");
+	assert_string_equal(vmid_of(CMD("kvm\0-id\0")), "(none)");
+	assert_string_equal(vmid_of(CMD("kvm\0-id\0" "12345678901")), "(none)");
+	assert_string_equal(vmid_of(CMD("qemu\0-pidfile\0/tmp/vm.pid")), "(none)");
+	assert_string_equal(vmid_of(CMD("qemu\0-pidfile\0/run/qemu-server/x/1.pid")), "(none)");
+	assert_string_equal(vmid_of(CMD("qemu\0-pidfile\0/run/qemu-server/12")), "(none)");
+	/* -idle is not -id */
+	assert_string_equal(vmid_of(CMD("qemu\0-idle\0" "3")), "(none)");
+	/* truncated cmdline without its final NUL */
+	assert_string_equal(vmid_of("kvm\0-id\0" "123", 11), "123");
+	assert_string_equal(vmid_of("kvm\0-id\0" "123", 10), "12");
+}
+
 static void test_name_qemu_forms(void **state)
 {
 	assert_string_equal(name_of(CMD("qemu-system-x86_64\0-m\0512\0-name\0guest=web1,debug-threads=on\0-smp\02")), "web1");
@@ -577,6 +632,7 @@ int main(void)
 		cmocka_unit_test(test_name_dashdash_forms),
 		cmocka_unit_test(test_name_absent),
 		cmocka_unit_test(test_name_edges),
+		cmocka_unit_test(test_identities),
 		cmocka_unit_test(test_fdinfo_iff),
 		cmocka_unit_test(test_vcpu_comm),
 		cmocka_unit_test(test_fd_links),
