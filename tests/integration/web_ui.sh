@@ -38,7 +38,7 @@ ext=$(grep -rhoE '(src|href)="(https?:)?//[^"]*"|import[^;]*"https?://[^"]*"|url
 expect_eq "web/ refers to nothing outside the agent" "$ext" ""
 
 # 90 interrupts, one a second at +250 ms: outlives the browser session.
-"$VMLOAD" -name guest=ui --duration 100 \
+"$VMLOAD" -name guest=ui -uuid 3a1c5e7f-9b2d-4f60-8a13-c5e7f9b2d4f6 -id 7001 --duration 100 \
 	--irq vcpu=0,vector=0x30,via=ioapic,period_ms=1000,phase_ms=250,count=90 \
 	>"$TMPD/truth.json" 2>"$ART/web-vmload.log" &
 cleanup_pids+=($!)

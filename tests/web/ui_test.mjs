@@ -51,6 +51,15 @@ try {
     return `vCPUs ${got.join(',')}`;
   });
 
+  await step('the VM table shows the guest\'s VMID and UUID as the agent lists them', async () => {
+    const sel = `#vm-table tbody tr[data-vm="${vmName}"] td`;
+    await page.waitForSelector(sel, { timeout: 10000 });
+    const cells = await page.$$eval(sel, (t) => t.map((x) => x.textContent));
+    if (!vm || !vm.vmid || !vm.uuid) throw new Error(`the agent gives no vmid/uuid: ${JSON.stringify(vm)}`);
+    if (cells[1] !== vm.vmid || cells[2] !== vm.uuid) throw new Error(`cells ${cells.slice(0, 3)}, want ${vm.vmid} ${vm.uuid}`);
+    return `${cells[1]} ${cells[2]}`;
+  });
+
   await step('the kvmstat table counts the guest\'s interrupts (1/s)', async () => {
     const sel = `#kvmstat-table tbody tr[data-vm="${vmName}"][data-vcpu="0"]`;
     try {

@@ -34,7 +34,7 @@ export class HostView {
       h('section', { class: 'card' },
         h('header', {}, h('h2', {}, 'Virtual machines'), this.vmNote),
         h('table', { class: 'grid', id: 'vm-table' },
-          h('thead', {}, h('tr', {}, ['VM', 'pid', 'vCPUs (index:tid)', 'disks', 'NICs'].map((c) => h('th', {}, c)))),
+          h('thead', {}, h('tr', {}, ['VM', 'VMID', 'UUID', 'pid', 'vCPUs (index:tid)', 'disks', 'NICs'].map((c) => h('th', {}, c)))),
           this.vmBody)),
       h('section', { class: 'card' },
         h('header', {}, h('h2', {}, 'kvmstat — per vCPU, per second'), this.statNote),
@@ -98,7 +98,8 @@ export class HostView {
     this.vmNote.className = 'dim';
     const thing = (x) => (typeof x === 'string' ? x : x && (x.name || x.path || x.dev || x.device || x.tap || JSON.stringify(x)));
     this.vmBody.replaceChildren(...list.map((vm) => h('tr', { dataset: { vm: vm.name } },
-      h('td', { class: 'b' }, vm.name), h('td', {}, vm.pid),
+      h('td', { class: 'b' }, vm.name), h('td', {}, vm.vmid || '–'),
+      h('td', { class: 'mono' }, vm.uuid || '–'), h('td', {}, vm.pid),
       h('td', {}, (vm.vcpus || []).map((c) => `${c.index}:${c.tid}`).join(' ') || '–'),
       h('td', {}, (vm.disks || []).map(thing).join(', ') || '–'),
       h('td', {}, (vm.nics || []).map(thing).join(', ') || '–'))));
