@@ -57,6 +57,11 @@ if [ "$WHICH" = all ] || [ "$WHICH" = integration ]; then
 		[ -x "$t" ] || continue
 		# the fuzz targets are ASan+UBSan builds of their own: once is enough
 		case "$OUT:$t" in *asan*:*/fuzz.sh) echo "# fuzz.sh runs in the plain suite only"; continue ;; esac
+		# QEMU and libvirt guests exercise the kernel side and real VMMs, not
+		# more of kvmscope's own user-space code than the vmload suites: their
+		# minutes are spent once, in the plain run
+		case "$OUT:$t" in *asan*:*/qemu_*.sh | *asan*:*/libvirt_*.sh)
+			echo "# $(basename "$t") runs in the plain suite only"; continue ;; esac
 		run_suite "integration-$(basename "$t" .sh)" "$t"
 	done
 fi
