@@ -82,7 +82,9 @@ $(OUT)/tests/%: $(OUT)/tests/unit/%.o $(OUT)/libkvmscope.a
 DEB_PKGS := make clang llvm gcc libbpf-dev bpftool libelf-dev zlib1g-dev \
             libmicrohttpd-dev libjansson-dev libspng-dev libpng-dev libcmocka-dev \
             iproute2 util-linux jq curl bpftrace python3 chromium libcurl4-openssl-dev prometheus wrk \
-            linux-perf valgrind hyperfine
+            linux-perf valgrind hyperfine \
+            qemu-system-x86 qemu-utils nasm seabios liburing-dev \
+            libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "kvmscope: 'make deps' installs Debian packages and must run as root" >&2; exit 1; fi
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
