@@ -29,6 +29,7 @@
 #define MINORBITS_ 20
 #define FALLOC_FL_PUNCH_HOLE_ 0x02
 #define MAX_IOVS 8
+#define RQ_MAX_BIOS 8	/* bios of one request looked at for AIO iocbs */
 
 #define REQ_F_FIXED_FILE_ 1ULL
 #define IOCB_CMD_PREAD_ 0
@@ -275,19 +276,6 @@ int BPF_PROG(disk_rq_issue, struct request *rq)
 	return 0;
 }
 
-SEC("tp_btf/block_rq_complete")
-int BPF_PROG(disk_rq_complete, struct request *rq, blk_status_t error, unsigned int nr_bytes)
-{
-	__u64 id = (__u64)rq;
-	struct inflight *p = bpf_map_lookup_elem(&inflight_rq, &id), op;
-
-	if (!p)
-		return 0;
-	op = *p;
-	bpf_map_delete_elem(&inflight_rq, &id);
-	account(&op, blk_errno(error), op.size);
-	return 0;
-}
 
 /* ---- image files: the VMM's I/O syscalls -------------------------------
  * Classic syscall tracepoints; their programs return 1 so that perf and
@@ -445,8 +433,9 @@ DISK_EXIT(fallocate)
  * io_submit's entry reads the user iocbs and opens an in-flight entry per
  * iocb on a watched fd. Where the kernel completes the iocb later, a hook
  * that sees its aio_kiocb closes it: iomap_dio_complete (O_DIRECT on ext4,
- * xfs, btrfs) and block_bio_complete of a block device's single-bio async
- * direct I/O. Both mark the entry at submission so that io_submit's exit
+ * xfs, btrfs) and, for a block device's single-bio async direct I/O,
+ * block_bio_complete (bio-based devices) or block_rq_complete of the request
+ * that carries the bio (blk-mq, where block_bio_complete never fires). Both mark the entry at submission so that io_submit's exit
  * knows to leave it; every other iocb (buffered I/O, multi-bio direct I/O,
  * fsync) has completed by the time io_submit returns and is closed there. */
 
@@ -699,6 +688,36 @@ int BPF_PROG(disk_bio_complete, struct request_queue *q, struct bio *bio)
 	op = *p;
 	bpf_map_delete_elem(&inflight_bio, &id);
 	account(&op, err, op.size);
+	return 0;
+}
+
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(disk_rq_complete, struct request *rq, blk_status_t error, unsigned int nr_bytes)
+{
+	__u64 id = (__u64)rq;
+	struct inflight *p = bpf_map_lookup_elem(&inflight_rq, &id), op;
+	struct bio *bio;
+
+	if (p) {
+		op = *p;
+		bpf_map_delete_elem(&inflight_rq, &id);
+		account(&op, blk_errno(error), op.size);
+		return 0;
+	}
+	/* blk-mq never fires block_bio_complete: an AIO iocb's direct-I/O bio
+	 * on a request-based device completes with its request */
+	if (!&blkdev_bio_end_io_async)
+		return 0;
+	bio = BPF_CORE_READ(rq, bio);
+	for (int i = 0; i < RQ_MAX_BIOS && bio; i++) {
+		struct kiocb *iocb = blkdev_dio_iocb(bio);
+
+		if (iocb)
+			aio_complete(iocb, blk_errno(error), error ? -1 : (__s64)BPF_CORE_READ(
+				(struct blkdev_dio *)((void *)bio - bpf_core_field_offset(struct blkdev_dio, bio)),
+				size));
+		bio = BPF_CORE_READ(bio, bi_next);
+	}
 	return 0;
 }
 

@@ -51,6 +51,7 @@ struct disk_slot {
 	char vm[VM_NAME_MAX];
 	char path[256];
 	uint32_t sources;	/* 1 << enum disk_source seen for this slot */
+	int64_t last_seen;	/* second of its newest drained key */
 };
 
 struct disk_priv {
@@ -61,7 +62,7 @@ struct disk_priv {
 	struct disk_slot *slots;
 	size_t nslots, cap;
 	struct timespec last_sync;
-	char source[1024];	/* c->source: the sources seen, per disk */
+	char source[4096];	/* c->source: the sources seen, per disk */
 };
 
 #define SOURCE_GENERAL "the VMM's I/O on disks it holds open: pread/pwrite/preadv/pwritev/" \
@@ -138,6 +139,7 @@ static int64_t slot_of(struct disk_priv *p, const struct vm_info *vm, const stru
 
 	s->pid = pid;
 	s->sources = 0;
+	s->last_seen = 0;
 	snprintf(s->vm, sizeof(s->vm), "%s", p->mode == SLOT_ONE ? "" : vm->name);
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	return (int64_t)p->nslots++;
@@ -189,8 +191,11 @@ static int is_bio_based(dev_t dev)
 	return !stat(path, &st);
 }
 
-/* c->source for users: the general rule, then the sources seen per disk. */
-static void describe_sources(struct disk_priv *p, struct collector *c)
+#define SOURCE_RECENT_S 60
+
+/* c->source for users: the general rule, then the sources of the disks
+ * that did I/O in the last minute. */
+static void describe_sources(struct disk_priv *p, struct collector *c, int64_t now)
 {
 	size_t len = 0, cap = sizeof(p->source);
 	int any = 0;
@@ -200,7 +205,7 @@ static void describe_sources(struct disk_priv *p, struct collector *c)
 		const struct disk_slot *s = &p->slots[i];
 		int first = 1;
 
-		if (!s->sources)
+		if (!s->sources || s->last_seen < now - SOURCE_RECENT_S)
 			continue;
 		len += (size_t)snprintf(p->source + len, cap - len, "%s %s%s%s=", any ? ";" : "; counting:",
 					p->mode == SLOT_ONE ? "all" : s->vm, *s->path ? ":" : "", s->path);
@@ -326,7 +331,7 @@ static int disk_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
 		discovery__free(&list);
 	}
 	c->priv = p;
-	describe_sources(p, c);
+	describe_sources(p, c, 0);
 	return 0;
 err_free:
 	priv_free(p);
@@ -355,6 +360,11 @@ static int disk_reconfigure(struct collector *c, const uint64_t fields[METRIC__C
 	return disk_start(c, fields);
 }
 
+static int64_t rec_time_of(const struct disk_key *key, const struct drain_emit *e)
+{
+	return (int64_t)key->sec - e->env->tai_offset;
+}
+
 static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 {
 	const struct disk_key *key = k;
@@ -365,8 +375,11 @@ static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 	char errbuf[16];
 	int err;
 
-	if (s && key->source < DISK_SRC__COUNT)
+	if (s && key->source < DISK_SRC__COUNT) {
 		s->sources |= 1u << key->source;
+		if (rec_time_of(key, e) > s->last_seen)
+			s->last_seen = rec_time_of(key, e);
+	}
 	memset(&rec, 0, sizeof(rec));
 	rec.metric = METRIC_VM_DISK_OPS;
 	rec.time = (int64_t)key->sec - e->env->tai_offset;
@@ -418,7 +431,7 @@ static int disk_drain(struct collector *c, int64_t before, const struct collecto
 		sync_watched(p, vmcache__list(env->vms));
 	err = collector__drain_records(bpf_map__fd(p->skel->maps.aggr), sizeof(struct disk_key),
 				       DISK_NVALS, before, &e, emit_one);
-	describe_sources(p, c);
+	describe_sources(p, c, before);
 	return err;
 }
 
