@@ -193,30 +193,32 @@ static int is_bio_based(dev_t dev)
 
 #define SOURCE_RECENT_S 60
 
-/* c->source for users: the general rule, then the sources of the disks
- * that did I/O in the last minute. */
+/* c->source for users: which source counted each disk that did I/O in the
+ * last minute ("counting: VM:DISK=aio; ..."), first, so that a narrow
+ * terminal shows it; then the general rule. */
 static void describe_sources(struct disk_priv *p, struct collector *c, int64_t now)
 {
 	size_t len = 0, cap = sizeof(p->source);
-	int any = 0;
 
-	len = (size_t)snprintf(p->source, cap, "%s", SOURCE_GENERAL);
+	p->source[0] = '\0';
 	for (size_t i = 0; i < p->nslots && len < cap; i++) {
 		const struct disk_slot *s = &p->slots[i];
 		int first = 1;
 
 		if (!s->sources || s->last_seen < now - SOURCE_RECENT_S)
 			continue;
-		len += (size_t)snprintf(p->source + len, cap - len, "%s %s%s%s=", any ? ";" : "; counting:",
-					p->mode == SLOT_ONE ? "all" : s->vm, *s->path ? ":" : "", s->path);
+		len += (size_t)snprintf(p->source + len, cap - len, "%s%s%s%s=",
+					len ? "; " : "counting: ", p->mode == SLOT_ONE ? "all" : s->vm,
+					*s->path ? ":" : "", s->path);
 		for (int src = 0; src < DISK_SRC__COUNT && len < cap; src++)
 			if (s->sources & (1u << src)) {
 				len += (size_t)snprintf(p->source + len, cap - len, "%s%s", first ? "" : "+",
 							source_names[src]);
 				first = 0;
 			}
-		any = 1;
 	}
+	if (len < cap)
+		snprintf(p->source + len, cap - len, "%s%s", len ? " | " : "", SOURCE_GENERAL);
 	c->source = p->source;
 }
 

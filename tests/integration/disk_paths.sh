@@ -101,8 +101,8 @@ R=$TMPD/rec.jsonl
 total() {	# VM FILTER: sum of values over the VM's records matching FILTER
 	jq -s "map(select(.vm == \"$1\" and ($2)) | .value) | add // 0" "$R"
 }
-# the collector's last source line: "...; counting: VM:DISK=SRC[+SRC]; ..."
-SOURCES=$(jq -r 'select(has("source_disk")) | .source_disk' "$R")
+# the collector's last source line: "counting: VM:DISK=SRC[+SRC]; ... | how"
+SOURCES=$(jq -r 'select(has("source_disk")) | .source_disk | sub(" [|] .*"; "")' "$R")
 for mode in $MODES; do
 	IFS=, read -r io cache src <<< "$mode"
 	vm=$TAG-$io-$cache
@@ -142,7 +142,7 @@ for mode in $MODES; do
 		lat=$(jq -s "$ops | map(.latency) | min // 0" "$R")
 		check "$what: latency > 0 (smallest bucket $lat ns)" [ "$lat" -gt 0 ]
 		expect_eq "$what: counted by" \
-			"$(echo "$SOURCES" | tr ';' '\n' | sed -n "s|^ *\(counting: \)\?$vm:$d=||p")" "$src"
+			"$(echo "$SOURCES" | sed 's/; /\n/g' | sed -n "s|^\(counting: \)\?$vm:$d=||p")" "$src"
 		i=$((i + 1))
 	done
 done
