@@ -191,6 +191,15 @@ static int is_bio_based(dev_t dev)
 	return !stat(path, &st);
 }
 
+const char *disk__counted_at(const struct vm_disk *d)
+{
+	if (d->fd >= 0)
+		return "vmm";
+	if (!d->is_block)
+		return "none";
+	return is_bio_based(d->dev) ? "bio" : "rq";
+}
+
 #define SOURCE_RECENT_S 60
 
 /* c->source for users: which source counted each disk that did I/O in the
@@ -238,10 +247,11 @@ static int sync_watched(struct disk_priv *p, const struct vm_list *list)
 			const struct vm_disk *d = &vm->disks[i];
 			int64_t slot;
 
-			int by_fd = d->fd >= 0, bio = !by_fd && d->is_block && is_bio_based(d->dev);
+			const char *at = disk__counted_at(d);
+			int by_fd = !strcmp(at, "vmm"), bio = !strcmp(at, "bio");
 
 			/* an image seen only on the command line has no fd to watch yet */
-			if (!by_fd && !d->is_block)
+			if (!strcmp(at, "none"))
 				continue;
 			if ((by_fd && nfds == MAX_WATCHED) || (bio && nbio == MAX_WATCHED) ||
 			    (!by_fd && !bio && ndevs == MAX_WATCHED)) {

@@ -621,6 +621,12 @@ static void test_scan_json(void **state)
 	assert_string_equal(json_string_value(json_object_get(d, "type")), "file");
 	assert_string_equal(json_string_value(json_object_get(d, "dev")), dev);
 	assert_int_equal(json_integer_value(json_object_get(d, "ino")), st.st_ino);
+	/* open in the VMM: counted at its own operations on the fd */
+	assert_string_equal(json_string_value(json_object_get(d, "counted_at")), "vmm");
+	/* named on the command line only: nothing to count until it is opened */
+	d = json_array_get(json_object_get(vm, "disks"), f->blk[0] ? 2 : 1);
+	assert_string_equal(json_string_value(json_object_get(d, "path")), "/nonexistent/extra.qcow2");
+	assert_string_equal(json_string_value(json_object_get(d, "counted_at")), "none");
 	if (f->blk[0]) {
 		d = json_array_get(json_object_get(vm, "disks"), 1);
 		assert_string_equal(json_string_value(json_object_get(d, "type")), "block");
