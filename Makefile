@@ -72,7 +72,7 @@ $(OUT)/bin/kvmscope: $(CLI_OBJS) $(OUT)/libkvmscope.a
 
 $(OUT)/bin/vmload: $(VMLOAD_OBJS) $(OUT)/libkvmscope.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $(VMLOAD_OBJS) $(OUT)/libkvmscope.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(VMLOAD_OBJS) $(OUT)/libkvmscope.a $(LDLIBS) -luring
 
 $(OUT)/tests/%: $(OUT)/tests/unit/%.o $(OUT)/libkvmscope.a
 	@mkdir -p $(@D)

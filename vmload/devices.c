@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/aio_abi.h>
 #include <linux/fs.h>
 #include <linux/if.h>
 #include <linux/if_packet.h>
@@ -14,6 +15,8 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define ETH_TYPE_LOCAL_EXP 0x88b5
@@ -28,6 +31,89 @@ static uint64_t xorshift(uint64_t *s)
 	return *s = x;
 }
 
+static const char *const io_names[] = {
+	[DISK_IO_SYNC] = "sync", [DISK_IO_AIO] = "aio",
+	[DISK_IO_URING] = "uring", [DISK_IO_URING_WQ] = "uring-wq",
+};
+
+const char *disk__io_name(enum disk_io io)
+{
+	return io <= DISK_IO_URING_WQ ? io_names[io] : "?";
+}
+
+/* The AIO context or io_uring of d's io= mode; err names the problem. */
+static int disk_open_queue(struct disk *d, char *err, size_t errlen)
+{
+	int r = 0;
+
+	if (d->wl->io == DISK_IO_AIO) {
+		/* raw syscalls: libaio would add a library for three calls */
+		if (syscall(SYS_io_setup, 1, &d->aio_ctx) < 0) {
+			r = -errno;
+			d->aio_ctx = 0;
+			snprintf(err, errlen, "--disk io=aio: io_setup: %s", strerror(errno));
+		}
+	} else if (d->wl->io == DISK_IO_URING || d->wl->io == DISK_IO_URING_WQ) {
+		r = io_uring_queue_init(4, &d->ring, 0);
+		if (r < 0)
+			snprintf(err, errlen, "--disk io=uring: io_uring_queue_init: %s", strerror(-r));
+		else
+			d->ring_ok = 1;
+	}
+	return r;
+}
+
+/* One read or write of n bytes at off through the AIO context, waited for.
+ * Returns what the iocb's completion says (bytes or -errno). */
+static ssize_t aio_rw(struct disk *d, int write, size_t n, uint64_t off)
+{
+	struct iovec iov = { d->buf, n };
+	struct iocb cb = { 0 }, *cbp = &cb;
+	struct io_event ev;
+
+	cb.aio_fildes = (uint32_t)d->fd;
+	cb.aio_lio_opcode = write ? IOCB_CMD_PWRITEV : IOCB_CMD_PREADV;
+	cb.aio_buf = (uint64_t)(uintptr_t)&iov;
+	cb.aio_nbytes = 1;
+	cb.aio_offset = (int64_t)off;
+	if (syscall(SYS_io_submit, d->aio_ctx, 1, &cbp) != 1)
+		return -errno;
+	while (syscall(SYS_io_getevents, d->aio_ctx, 1, 1, &ev, NULL) != 1)
+		if (errno != EINTR)
+			return -errno;
+	return (ssize_t)ev.res;
+}
+
+/* The same through the io_uring; uring-wq forces it into an io-wq worker. */
+static ssize_t uring_rw(struct disk *d, int write, size_t n, uint64_t off)
+{
+	struct iovec iov = { d->buf, n };
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&d->ring);
+	struct io_uring_cqe *cqe;
+	ssize_t res;
+	int r;
+
+	if (!sqe)
+		return -EBUSY;
+	if (write)
+		io_uring_prep_writev(sqe, d->fd, &iov, 1, off);
+	else
+		io_uring_prep_readv(sqe, d->fd, &iov, 1, off);
+	if (d->wl->io == DISK_IO_URING_WQ)
+		io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
+	r = io_uring_submit_and_wait(&d->ring, 1);
+	if (r < 0)
+		return r;
+	do
+		r = io_uring_wait_cqe(&d->ring, &cqe);
+	while (r == -EINTR);
+	if (r < 0)
+		return r;
+	res = cqe->res;
+	io_uring_cqe_seen(&d->ring, cqe);
+	return res;
+}
+
 int disk__open(struct disk *d, const struct workload *wl, char *err, size_t errlen)
 {
 	struct stat st;
@@ -38,7 +124,7 @@ int disk__open(struct disk *d, const struct workload *wl, char *err, size_t errl
 	d->wl = wl;
 	d->min_offset = UINT64_MAX;
 	d->rng = wl->seed ? wl->seed : 1;
-	d->fd = open(wl->path, O_RDWR | O_DIRECT | O_CLOEXEC);
+	d->fd = open(wl->path, O_RDWR | (wl->buffered ? 0 : O_DIRECT) | O_CLOEXEC);
 	if (d->fd < 0) {
 		r = -errno;
 		if (errno == EINVAL)
@@ -102,6 +188,9 @@ int disk__open(struct disk *d, const struct workload *wl, char *err, size_t errl
 		snprintf(err, errlen, "--disk: out of memory");
 		goto err_free;
 	}
+	r = disk_open_queue(d, err, errlen);
+	if (r)
+		goto err_free;
 	return 0;
 
 err_free:
@@ -133,13 +222,16 @@ int disk__op(struct disk *d, int write)
 	if (write) {
 		/* Stamp the op number so the data on disk is traceable. */
 		memcpy(d->buf, &i, sizeof(i));
-		n = pwrite(d->fd, d->buf, wl->size, off);
-	} else {
-		n = pread(d->fd, d->buf, wl->size, off);
 	}
+	if (wl->io == DISK_IO_AIO)
+		n = aio_rw(d, write, wl->size, off);
+	else if (wl->io != DISK_IO_SYNC)
+		n = uring_rw(d, write, wl->size, off);
+	else if ((n = write ? pwrite(d->fd, d->buf, wl->size, off) : pread(d->fd, d->buf, wl->size, off)) < 0)
+		n = -errno;
 	if (n != (ssize_t)wl->size) {
 		d->errors++;
-		return n < 0 ? -errno : -EIO;
+		return n < 0 ? (int)n : -EIO;
 	}
 	if (write) {
 		if (d->writes < DISK_MAX_OFFSETS)
@@ -161,6 +253,12 @@ int disk__op(struct disk *d, int write)
 
 void disk__close(struct disk *d)
 {
+	if (d->aio_ctx)
+		syscall(SYS_io_destroy, d->aio_ctx);
+	if (d->ring_ok)
+		io_uring_queue_exit(&d->ring);
+	d->aio_ctx = 0;
+	d->ring_ok = 0;
 	if (d->fd >= 0)
 		close(d->fd);
 	free(d->buf);

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include <liburing.h>
+
 #include "opts.h"
 
 #define DISK_PORT_READ(d)  (0x510 + 2 * (d))
@@ -23,6 +25,9 @@ struct disk {
 	uint64_t reads, writes, read_bytes, write_bytes, errors;
 	uint64_t min_offset, max_offset;
 	uint64_t *read_offsets, *write_offsets;	/* first DISK_MAX_OFFSETS */
+	unsigned long aio_ctx;			/* io=aio: aio_context_t, 0 if none */
+	struct io_uring ring;			/* io=uring, uring-wq */
+	int ring_ok;
 };
 
 struct nic {
@@ -32,12 +37,15 @@ struct nic {
 	uint64_t tx_packets, tx_bytes, rx_packets, rx_bytes, tx_errors;
 };
 
-/* Opens and checks the backing store; on success *d owns fd, buf and the
- * offset lists (disk__close releases them). err names the problem. */
+/* Opens and checks the backing store; on success *d owns fd, buf, the
+ * offset lists and the AIO context or io_uring of its io= mode
+ * (disk__close releases them). err names the problem. */
 int disk__open(struct disk *d, const struct workload *wl, char *err, size_t errlen);
 /* One guest operation; write != 0 for a write. 0 or negative errno. */
 int disk__op(struct disk *d, int write);
 void disk__close(struct disk *d);
+/* "sync", "aio", "uring", "uring-wq": as --disk io= spells it. */
+const char *disk__io_name(enum disk_io io);
 
 /* Opens (creating if needed) the tap, turns its IPv6 off so the host stack
  * sends nothing on its own, and sets it up. *n owns fd and frame. */

@@ -26,8 +26,9 @@ static const struct kind_spec kinds[] = {
 	{ "--cr3", WL_CR3, "vcpu=V,weights=A:B[:C...],duration=S[,unit=K]",
 	  " vcpu weights duration unit ", " weights duration " },
 	{ "--disk", WL_DISK,
-	  "file=PATH,reads=N,writes=M,size=S[,offset=O][,pattern=seq|rand][,span=BYTES][,rate=R][,seed=X][,vcpu=V]",
-	  " file reads writes size offset pattern span rate seed vcpu ", " file size " },
+	  "file=PATH,reads=N,writes=M,size=S[,offset=O][,pattern=seq|rand][,span=BYTES][,rate=R][,seed=X][,vcpu=V]"
+	  "[,io=sync|aio|uring|uring-wq][,cache=direct|buffered]",
+	  " file reads writes size offset pattern span rate seed vcpu io cache ", " file size " },
 	{ "--nic", WL_NIC, "tap=NAME,tx=K,size=L[,rate=R][,rx=J][,vcpu=V]",
 	  " tap tx size rate rx vcpu ", " tap " },
 };
@@ -85,6 +86,11 @@ void opts__usage(FILE *out)
 "        disk index) and vmload does the real pwrite/pread of S bytes: first\n"
 "        the M writes, then the N reads. seq: offset O + i*S per op type;\n"
 "        rand: S-aligned offsets in [O, O+span) (span default: to the end)\n"
+"         [,io=sync|aio|uring|uring-wq][,cache=direct|buffered]\n"
+"        io: pread/pwrite (sync, default), io_submit of one PREADV/PWRITEV iocb\n"
+"        (aio), an io_uring READV/WRITEV (uring), the same forced into an\n"
+"        iou-wrk worker with IOSQE_ASYNC (uring-wq); each op is waited for\n"
+"        before the guest goes on. cache=buffered opens PATH without O_DIRECT\n"
 "  --nic tap=NAME,tx=K,size=L[,rate=R][,rx=J][,vcpu=V]\n"
 "        opens tap NAME (IFF_TAP|IFF_NO_PI, created if absent, IPv6 off, set\n"
 "        up); the guest sends K frames of L bytes (60..1514, Ethernet header\n"
@@ -174,6 +180,20 @@ static int set_key(struct workload *w, const char *key, const char *val)
 		if (!strcmp(val, "pic")) w->via = VIA_PIC;
 		else if (!strcmp(val, "ioapic")) w->via = VIA_IOAPIC;
 		else if (!strcmp(val, "msi")) w->via = VIA_MSI;
+		else return -EINVAL;
+		return 0;
+	}
+	if (!strcmp(key, "io")) {
+		if (!strcmp(val, "sync")) w->io = DISK_IO_SYNC;
+		else if (!strcmp(val, "aio")) w->io = DISK_IO_AIO;
+		else if (!strcmp(val, "uring")) w->io = DISK_IO_URING;
+		else if (!strcmp(val, "uring-wq")) w->io = DISK_IO_URING_WQ;
+		else return -EINVAL;
+		return 0;
+	}
+	if (!strcmp(key, "cache")) {
+		if (!strcmp(val, "direct")) w->buffered = 0;
+		else if (!strcmp(val, "buffered")) w->buffered = 1;
 		else return -EINVAL;
 		return 0;
 	}

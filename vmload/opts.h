@@ -11,6 +11,9 @@
 #define MAX_DISKS     8
 #define MAX_NICS      8
 
+/* how a disk submits its I/O, the ways QEMU's aio= does */
+enum disk_io { DISK_IO_SYNC, DISK_IO_AIO, DISK_IO_URING, DISK_IO_URING_WQ };
+
 enum wl_kind { WL_PIO, WL_MMIO, WL_HLT, WL_IRQ, WL_CR3, WL_DISK, WL_NIC };
 enum irq_via { VIA_PIC, VIA_IOAPIC, VIA_MSI };
 
@@ -34,6 +37,8 @@ struct workload {
 	char *path;
 	uint64_t reads, writes, size, offset, span, seed;
 	int rand;
+	enum disk_io io;
+	int buffered;		/* cache=buffered: no O_DIRECT */
 	/* nic */
 	char *tap;
 	uint64_t tx, rx;

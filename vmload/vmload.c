@@ -713,6 +713,8 @@ static json_t *truth(int completed, uint64_t start_rt, uint64_t end_rt)
 			json_object_set_new(o, "path", json_string(w->path));
 			json_object_set_new(o, "vcpu", json_integer(w->vcpu));
 			json_object_set_new(o, "pattern", json_string(w->rand ? "rand" : "seq"));
+			json_object_set_new(o, "io", json_string(disk__io_name(w->io)));
+			json_object_set_new(o, "cache", json_string(w->buffered ? "buffered" : "direct"));
 			json_object_set_new(o, "size", json_integer(w->size));
 			json_object_set_new(o, "offset", json_integer(w->offset));
 			json_object_set_new(o, "reads", json_integer(d->reads));

@@ -48,6 +48,7 @@ static void usage(FILE *f)
 		"  -P, --predicate P   CA predicate JSON, e.g. '{\"eq\": [\"vm\", \"web1\"]}'\n"
 		"  -n, --seconds N     stop after N seconds (default: until interrupted)\n"
 		"  -j, --json          one JSON line per second: {\"time\", \"value\"} (CA raw value),\n"
+		"                      \"source\" (what counted it; vm.disk_*: the source per disk),\n"
 		"                      plus \"dropped\" (events lost since start) if the kernel map filled\n"
 		"  -w, --width N       heatmap: seconds shown (default: terminal width)\n"
 		"      --rows N        heatmap: character rows (default 20; 2 cells each)\n"
@@ -312,6 +313,9 @@ int cmd_watch(int argc, char **argv)
 
 			json_object_set_new(line, "time", json_integer(t));
 			json_object_set_new(line, "value", instr__value(in, t));
+			/* what counted it (for vm.disk_*: the source of each disk) */
+			json_object_set_new(line, "source",
+					    json_string(hub__source(hub, instr__metric(in)->id)));
 			/* never silent: events the kernel could not aggregate (map full) */
 			if (drops)
 				json_object_set_new(line, "dropped", json_integer((json_int_t)drops));

@@ -51,6 +51,13 @@ struct collector {
 extern const struct collector_ops collector_exits_ops;	/* vm.exits */
 extern const struct collector_ops collector_irqs_ops;	/* vm.irqs */
 extern const struct collector_ops collector_disk_ops;	/* vm.disk_ops, vm.disk_bytes */
+struct vm_disk;
+/* Where vm.disk_* counts disk d of a VM (the rule of sync_watched, for the
+ * VM list): "vmm" (the VMM's own operations on its fd: syscall, aio or
+ * io_uring, as the collector's source line says per disk), "rq" (a block
+ * device it does not hold open: its requests), "bio" (the same, bio-based)
+ * or "none" (an image named on the command line, not open: nothing to see). */
+const char *disk__counted_at(const struct vm_disk *d);
 extern const struct collector_ops collector_nic_ops;	/* vm.nic_bytes, vm.nic_packets */
 extern const struct collector_ops collector_samples_ops;	/* vm.samples */
 

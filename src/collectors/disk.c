@@ -1,10 +1,18 @@
 /* vm.disk_ops and vm.disk_bytes: user side of bpf/disk.bpf.c.
  *
- * User space decides what each VM disk is watched through (block device ->
- * block tracepoints, image file -> the VMM's syscalls on its fd) and pushes
- * that into the kernel's filter maps from discovery, at start and then at
- * most once a second while draining, so that new VMs and hot-plugged disks
- * are picked up and devices of no VM cost a single hash lookup.
+ * User space decides what each VM disk is watched through and pushes that
+ * into the kernel's filter maps from discovery, at start and then at most
+ * once a second while draining, so that new VMs and hot-plugged disks are
+ * picked up and devices of no VM cost a single hash lookup:
+ *   - a disk the VMM holds open (file or block device): the VMM's own
+ *     operations on that fd (syscalls, Linux AIO, io_uring), so that one
+ *     guest request is one operation whatever the page cache or the device
+ *     below make of it;
+ *   - a block device named on the command line but not open in the VMM
+ *     (kernel back ends): its requests, or its bios where the device is
+ *     bio-based (no blk-mq queue: zram, md).
+ * Which source counted each disk is part of every aggregated key; the
+ * collector's source line names them per disk.
  *
  * The kernel knows disks only as "slots"; the slot table here turns them
  * back into (vm, disk path). Slots are never reused within a run, so a key
@@ -14,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 
@@ -41,6 +50,8 @@ struct disk_slot {
 	pid_t pid;
 	char vm[VM_NAME_MAX];
 	char path[256];
+	uint32_t sources;	/* 1 << enum disk_source seen for this slot */
+	int64_t last_seen;	/* second of its newest drained key */
 };
 
 struct disk_priv {
@@ -51,6 +62,20 @@ struct disk_priv {
 	struct disk_slot *slots;
 	size_t nslots, cap;
 	struct timespec last_sync;
+	char source[4096];	/* c->source: the sources seen, per disk */
+};
+
+#define SOURCE_GENERAL "the VMM's I/O on disks it holds open: pread/pwrite/preadv/pwritev/" \
+	"fsync/fdatasync/fallocate (syscall), io_submit to iomap/blkdev completion (aio), " \
+	"io_uring_submit_req to io_uring_complete (io_uring); block_rq_issue/complete (rq) " \
+	"or block_bio_queue/complete (bio) for block devices it does not hold open"
+
+static const char *const source_names[DISK_SRC__COUNT] = {
+	[DISK_SRC_SYSCALL] = "syscall",
+	[DISK_SRC_AIO] = "aio",
+	[DISK_SRC_URING] = "io_uring",
+	[DISK_SRC_BIO] = "bio",
+	[DISK_SRC_RQ] = "rq",
 };
 
 static const char *const optype_names[DISK_OP__COUNT] = {
@@ -113,6 +138,8 @@ static int64_t slot_of(struct disk_priv *p, const struct vm_info *vm, const stru
 	struct disk_slot *s = &p->slots[p->nslots];
 
 	s->pid = pid;
+	s->sources = 0;
+	s->last_seen = 0;
 	snprintf(s->vm, sizeof(s->vm), "%s", p->mode == SLOT_ONE ? "" : vm->name);
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	return (int64_t)p->nslots++;
@@ -145,12 +172,72 @@ static int sync_map(int map_fd, const void *keys, const uint32_t *slots, size_t 
 	return err;
 }
 
+/* A block device whose I/O never becomes a request (zram, md, dm, nvme
+ * multipath heads) has no blk-mq "mq" directory; a partition inherits its
+ * disk's. 1 / 0; a device that vanished reads as request-based. */
+static int is_bio_based(dev_t dev)
+{
+	char path[96];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/partition", major(dev), minor(dev));
+	if (!stat(path, &st))
+		snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/../mq", major(dev), minor(dev));
+	else
+		snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/mq", major(dev), minor(dev));
+	if (!stat(path, &st))
+		return 0;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u", major(dev), minor(dev));
+	return !stat(path, &st);
+}
+
+const char *disk__counted_at(const struct vm_disk *d)
+{
+	if (d->fd >= 0)
+		return "vmm";
+	if (!d->is_block)
+		return "none";
+	return is_bio_based(d->dev) ? "bio" : "rq";
+}
+
+#define SOURCE_RECENT_S 60
+
+/* c->source for users: which source counted each disk that did I/O in the
+ * last minute ("counting: VM:DISK=aio; ..."), first, so that a narrow
+ * terminal shows it; then the general rule. */
+static void describe_sources(struct disk_priv *p, struct collector *c, int64_t now)
+{
+	size_t len = 0, cap = sizeof(p->source);
+
+	p->source[0] = '\0';
+	for (size_t i = 0; i < p->nslots && len < cap; i++) {
+		const struct disk_slot *s = &p->slots[i];
+		int first = 1;
+
+		if (!s->sources || s->last_seen < now - SOURCE_RECENT_S)
+			continue;
+		len += (size_t)snprintf(p->source + len, cap - len, "%s%s%s%s=",
+					len ? "; " : "counting: ", p->mode == SLOT_ONE ? "all" : s->vm,
+					*s->path ? ":" : "", s->path);
+		for (int src = 0; src < DISK_SRC__COUNT && len < cap; src++)
+			if (s->sources & (1u << src)) {
+				len += (size_t)snprintf(p->source + len, cap - len, "%s%s", first ? "" : "+",
+							source_names[src]);
+				first = 0;
+			}
+	}
+	if (len < cap)
+		snprintf(p->source + len, cap - len, "%s%s", len ? " | " : "", SOURCE_GENERAL);
+	c->source = p->source;
+}
+
 /* Push the disks of `list` into the kernel's filters. */
 static int sync_watched(struct disk_priv *p, const struct vm_list *list)
 {
 	static uint32_t devs[MAX_WATCHED], dev_slots[MAX_WATCHED], fd_slots[MAX_WATCHED];
+	static uint32_t bio_devs[MAX_WATCHED], bio_slots[MAX_WATCHED];
 	static struct disk_fd_key fds[MAX_WATCHED];
-	size_t ndevs = 0, nfds = 0;
+	size_t ndevs = 0, nbio = 0, nfds = 0;
 	int err;
 
 	for (size_t v = 0; v < list->nvms; v++) {
@@ -160,10 +247,14 @@ static int sync_watched(struct disk_priv *p, const struct vm_list *list)
 			const struct vm_disk *d = &vm->disks[i];
 			int64_t slot;
 
+			const char *at = disk__counted_at(d);
+			int by_fd = !strcmp(at, "vmm"), bio = !strcmp(at, "bio");
+
 			/* an image seen only on the command line has no fd to watch yet */
-			if (!d->is_block && d->fd < 0)
+			if (!strcmp(at, "none"))
 				continue;
-			if ((d->is_block && ndevs == MAX_WATCHED) || (!d->is_block && nfds == MAX_WATCHED)) {
+			if ((by_fd && nfds == MAX_WATCHED) || (bio && nbio == MAX_WATCHED) ||
+			    (!by_fd && !bio && ndevs == MAX_WATCHED)) {
 				log_warn(SUB, "more than %d watched disks: %s of VM %s is not watched",
 					 MAX_WATCHED, d->path, vm->name);
 				continue;
@@ -174,18 +265,24 @@ static int sync_watched(struct disk_priv *p, const struct vm_list *list)
 					 strerror((int)-slot));
 				continue;
 			}
-			if (d->is_block) {
-				/* the kernel's dev_t, not glibc's encoding */
-				devs[ndevs] = (major(d->dev) << 20) | minor(d->dev);
-				dev_slots[ndevs++] = (uint32_t)slot;
-			} else {
+			if (by_fd) {
 				fds[nfds].tgid = (uint32_t)vm->pid;
 				fds[nfds].fd = (uint32_t)d->fd;
 				fd_slots[nfds++] = (uint32_t)slot;
+			} else if (bio) {
+				bio_devs[nbio] = (major(d->dev) << 20) | minor(d->dev);
+				bio_slots[nbio++] = (uint32_t)slot;
+			} else {
+				/* the kernel's dev_t, not glibc's encoding */
+				devs[ndevs] = (major(d->dev) << 20) | minor(d->dev);
+				dev_slots[ndevs++] = (uint32_t)slot;
 			}
 		}
 	}
 	err = sync_map(bpf_map__fd(p->skel->maps.watched_devs), devs, dev_slots, ndevs, sizeof(devs[0]));
+	if (!err)
+		err = sync_map(bpf_map__fd(p->skel->maps.watched_bio_devs), bio_devs, bio_slots, nbio,
+			       sizeof(bio_devs[0]));
 	if (!err)
 		err = sync_map(bpf_map__fd(p->skel->maps.watched_fds), fds, fd_slots, nfds, sizeof(fds[0]));
 	if (err)
@@ -235,7 +332,7 @@ static int disk_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
 	}
 	err = disk_bpf__attach(p->skel);
 	if (err) {
-		log_error(SUB, "attaching to block_rq_issue/block_rq_complete and the I/O syscall "
+		log_error(SUB, "attaching to the block, iomap, io_uring and I/O syscall "
 			  "tracepoints failed: %s (is tracefs mounted at /sys/kernel/tracing?)",
 			  strerror(-err));
 		goto err_free;
@@ -246,8 +343,7 @@ static int disk_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
 		discovery__free(&list);
 	}
 	c->priv = p;
-	c->source = "block_rq_issue/block_rq_complete (block devices), pread/pwrite/preadv/pwritev/"
-		    "fsync/fdatasync/fallocate (image files)";
+	describe_sources(p, c, 0);
 	return 0;
 err_free:
 	priv_free(p);
@@ -276,16 +372,26 @@ static int disk_reconfigure(struct collector *c, const uint64_t fields[METRIC__C
 	return disk_start(c, fields);
 }
 
+static int64_t rec_time_of(const struct disk_key *key, const struct drain_emit *e)
+{
+	return (int64_t)key->sec - e->env->tai_offset;
+}
+
 static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 {
 	const struct disk_key *key = k;
 	struct drain_emit *e = ctx;
 	struct disk_priv *p = e->priv;
-	const struct disk_slot *s = key->slot < p->nslots ? &p->slots[key->slot] : NULL;
+	struct disk_slot *s = key->slot < p->nslots ? &p->slots[key->slot] : NULL;
 	struct record rec;
 	char errbuf[16];
 	int err;
 
+	if (s && key->source < DISK_SRC__COUNT) {
+		s->sources |= 1u << key->source;
+		if (rec_time_of(key, e) > s->last_seen)
+			s->last_seen = rec_time_of(key, e);
+	}
 	memset(&rec, 0, sizeof(rec));
 	rec.metric = METRIC_VM_DISK_OPS;
 	rec.time = (int64_t)key->sec - e->env->tai_offset;
@@ -328,14 +434,17 @@ static int disk_drain(struct collector *c, int64_t before, const struct collecto
 {
 	struct disk_priv *p = c->priv;
 	struct drain_emit e = { p, env, sink, ctx, 0 };
+	int err;
 
 	if (!p)
 		return -EINVAL;
 	/* new VMs and hot-plugged disks: refresh the filters about once a second */
 	if (env->vms && clock__ms_since(&p->last_sync) >= 900 && !vmcache__refresh(env->vms))
 		sync_watched(p, vmcache__list(env->vms));
-	return collector__drain_records(bpf_map__fd(p->skel->maps.aggr), sizeof(struct disk_key),
-					DISK_NVALS, before, &e, emit_one);
+	err = collector__drain_records(bpf_map__fd(p->skel->maps.aggr), sizeof(struct disk_key),
+				       DISK_NVALS, before, &e, emit_one);
+	describe_sources(p, c, before);
+	return err;
 }
 
 static uint64_t disk_drops(struct collector *c)

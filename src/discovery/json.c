@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/sysmacros.h>
 
+#include "collectors/collector.h"
 #include "discovery/discovery.h"
 
 /* jansson refuses strings that are not UTF-8, and names and paths come from
@@ -38,9 +39,10 @@ static json_t *vm_json(const struct vm_info *vm)
 		const struct vm_disk *d = &vm->disks[i];
 
 		snprintf(dev, sizeof(dev), "%u:%u", major(d->dev), minor(d->dev));
-		json_array_append_new(disks, json_pack("{s:o, s:s, s:s, s:I, s:i}",
+		json_array_append_new(disks, json_pack("{s:o, s:s, s:s, s:I, s:i, s:s}",
 			"path", jstr(d->path), "type", d->is_block ? "block" : "file",
-			"dev", dev, "ino", (json_int_t)d->ino, "fd", d->fd));
+			"dev", dev, "ino", (json_int_t)d->ino, "fd", d->fd,
+			"counted_at", disk__counted_at(d)));
 	}
 	for (size_t i = 0; i < vm->nnics; i++)
 		json_array_append_new(nics, json_pack("{s:o}", "ifname", jstr(vm->nics[i].ifname)));

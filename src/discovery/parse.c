@@ -510,8 +510,9 @@ static const struct {
 	{ "tap-name", K_TAPNAME },	/* crosvm */
 };
 
-/* Emit what one option value names. `buf` is the caller's scratch space. */
-static void emit_value(enum opt_kind kind, const char *v, size_t vlen,
+/* Emit what one option value names. `buf` is the caller's scratch space;
+ * relative disk paths are emitted only where relative_ok. */
+static void emit_value(enum opt_kind kind, const char *v, size_t vlen, int relative_ok,
 		       char *buf, size_t buflen, discovery_arg_fn fn, void *ctx)
 {
 	size_t pos = 0;
@@ -523,7 +524,7 @@ static void emit_value(enum opt_kind kind, const char *v, size_t vlen,
 			return;
 		if (kind == K_TAPNAME)
 			fn(ctx, DISCOVERY_ARG_NIC, buf);
-		else if (is_local_path(buf))
+		else if (is_local_path(buf) && (relative_ok || buf[0] == '/'))
 			fn(ctx, DISCOVERY_ARG_DISK, buf);
 		return;
 	}
@@ -552,9 +553,26 @@ static void emit_value(enum opt_kind kind, const char *v, size_t vlen,
 			continue;
 		if (nic)
 			fn(ctx, DISCOVERY_ARG_NIC, buf);
-		else if (is_local_path(buf))
+		else if (is_local_path(buf) && (relative_ok || buf[0] == '/'))
 			fn(ctx, DISCOVERY_ARG_DISK, buf);
 	}
+}
+
+/* QEMU -daemonize changes its directory to / once it has opened its disks,
+ * so a relative path on its command line no longer names anything that can
+ * be looked up: the disk is known from its open fd (by its absolute path),
+ * and emitting the relative name as well would list it twice. */
+static int is_daemonized(const char *cmdline, size_t len)
+{
+	struct arg_iter it = { cmdline, len, 0 };
+	const char *arg;
+	size_t alen;
+
+	while (arg_next(&it, &arg, &alen))
+		if ((alen == 10 && !memcmp(arg, "-daemonize", 10)) ||
+		    (alen == 11 && !memcmp(arg, "--daemonize", 11)))
+			return 1;
+	return 0;
 }
 
 int discovery__parse_cmdline_devices(const char *cmdline, size_t len,
@@ -564,10 +582,11 @@ int discovery__parse_cmdline_devices(const char *cmdline, size_t len,
 	const char *arg, *val;
 	size_t alen, vlen;
 	char buf[PATH_MAX];
-	int n = 0;
+	int n = 0, relative_ok;
 
 	if (!fn)
 		return -EINVAL;
+	relative_ok = !is_daemonized(cmdline, len);
 	if (!arg_next(&it, &arg, &alen))
 		return 0;
 	while (arg_next(&it, &arg, &alen)) {
@@ -583,7 +602,7 @@ int discovery__parse_cmdline_devices(const char *cmdline, size_t len,
 			continue;
 		if (m == OPT_NEXT && !arg_next(&it, &val, &vlen))
 			break;
-		emit_value(dev_opts[i].kind, val, vlen, buf, sizeof(buf), fn, ctx);
+		emit_value(dev_opts[i].kind, val, vlen, relative_ok, buf, sizeof(buf), fn, ctx);
 		n++;
 		/* cloud-hypervisor takes several values after one option:
 		 * "--disk path=a path=b"; QEMU (one dash) never does. Only
@@ -600,7 +619,7 @@ int discovery__parse_cmdline_devices(const char *cmdline, size_t len,
 					it.pos = save;
 					break;
 				}
-				emit_value(dev_opts[i].kind, val, vlen, buf, sizeof(buf), fn, ctx);
+				emit_value(dev_opts[i].kind, val, vlen, relative_ok, buf, sizeof(buf), fn, ctx);
 			}
 		}
 	}

@@ -1,7 +1,7 @@
 #!/bin/bash
 # vm.disk_ops, vm.disk_bytes, vm.nic_bytes and vm.nic_packets end to end on a
 # vmload guest with two disks and a tap:
-#   disk 0: a loop device   -> block_rq_issue/complete path
+#   disk 0: a loop device   -> the VMM's pread/pwrite on its fd (it holds it open)
 #   disk 1: an image file   -> the VMM's pread/pwrite syscall path
 # N reads and M writes of S bytes at known offsets on each, K frames of L bytes
 # sent by the guest and J injected to it. The collectors are driven by

@@ -292,6 +292,32 @@ static void test_cmdline_devices_qemu(void **state)
 	assert_string_equal(it.nics[1], "tap-b");
 }
 
+/* QEMU -daemonize changes its directory to / after opening its disks: a
+ * relative disk path on its command line is left to the fd scan, which knows
+ * the disk by its absolute path. */
+static void test_cmdline_devices_daemonized(void **state)
+{
+	struct items it = { 0 };
+
+	discovery__parse_cmdline_devices(CMD(
+		"qemu-system-x86_64\0-daemonize\0-drive\0file=disk.img,format=raw\0"
+		"-drive\0file=/abs/b.img\0-hda\0./c.img\0"), collect, &it);
+	assert_int_equal(it.ndisks, 1);
+	assert_string_equal(it.disks[0], "/abs/b.img");
+
+	memset(&it, 0, sizeof(it));
+	discovery__parse_cmdline_devices(CMD("qemu\0-drive\0file=rel.img\0--daemonize\0"), collect, &it);
+	assert_int_equal(it.ndisks, 0);
+
+	/* without the option (a value spelled like it is not it) relative paths stay */
+	memset(&it, 0, sizeof(it));
+	discovery__parse_cmdline_devices(CMD(
+		"qemu\0-drive\0file=disk.img\0-name\0-daemonize-not\0"), collect, &it);
+	assert_int_equal(it.ndisks, 1);
+	assert_string_equal(it.disks[0], "disk.img");
+	(void)state;
+}
+
 static void test_cmdline_devices_others(void **state)
 {
 	struct items it = { 0 };
@@ -546,6 +572,30 @@ static void test_scan_fake_proc(void **state)
 	discovery__free(&list);		/* twice is harmless */
 }
 
+/* The bug this guards: a daemonized QEMU started with "-drive file=web1.img"
+ * from the image's directory listed the disk twice, once from its fd and
+ * once as the relative name that no longer resolves from its cwd (/). */
+static void test_scan_daemonized_relative_disk_once(void **state)
+{
+	struct fake *f = *state;
+	struct vm_list list;
+	const struct vm_info *vm;
+
+	fake_pid(f, 9000, "qemu-system-x86\n", CMD(
+		"qemu-system-x86_64\0-name\0d1\0-daemonize\0-drive\0file=web1.img,if=virtio\0"));
+	linkf("anon_inode:kvm-vm", "%s/9000/fd/10", f->root);
+	linkf(f->img, "%s/9000/fd/15", f->root);
+	linkf("/", "%s/9000/cwd", f->root);
+	fake_thread(f, 9000, 9000, "qemu-system-x86\n");
+	assert_int_equal(discovery__scan(f->root, &list), 0);
+	vm = vm_list__find_pid(&list, 9000);
+	assert_non_null(vm);
+	assert_int_equal(vm->ndisks, 1);
+	assert_string_equal(vm->disks[0].path, f->img);
+	assert_int_equal(vm->disks[0].fd, 15);
+	discovery__free(&list);
+}
+
 static void test_scan_json(void **state)
 {
 	struct fake *f = *state;
@@ -571,6 +621,12 @@ static void test_scan_json(void **state)
 	assert_string_equal(json_string_value(json_object_get(d, "type")), "file");
 	assert_string_equal(json_string_value(json_object_get(d, "dev")), dev);
 	assert_int_equal(json_integer_value(json_object_get(d, "ino")), st.st_ino);
+	/* open in the VMM: counted at its own operations on the fd */
+	assert_string_equal(json_string_value(json_object_get(d, "counted_at")), "vmm");
+	/* named on the command line only: nothing to count until it is opened */
+	d = json_array_get(json_object_get(vm, "disks"), f->blk[0] ? 2 : 1);
+	assert_string_equal(json_string_value(json_object_get(d, "path")), "/nonexistent/extra.qcow2");
+	assert_string_equal(json_string_value(json_object_get(d, "counted_at")), "none");
 	if (f->blk[0]) {
 		d = json_array_get(json_object_get(vm, "disks"), 1);
 		assert_string_equal(json_string_value(json_object_get(d, "type")), "block");
@@ -639,8 +695,11 @@ int main(void)
 		cmocka_unit_test(test_disk_rule),
 		cmocka_unit_test(test_cmdline_devices_qemu),
 		cmocka_unit_test(test_cmdline_devices_others),
+		cmocka_unit_test(test_cmdline_devices_daemonized),
 		cmocka_unit_test_setup_teardown(test_scan_fake_proc, fake_setup, fake_teardown),
 		cmocka_unit_test_setup_teardown(test_scan_json, fake_setup, fake_teardown),
+		cmocka_unit_test_setup_teardown(test_scan_daemonized_relative_disk_once, fake_setup,
+						fake_teardown),
 		cmocka_unit_test(test_json_non_utf8),
 		cmocka_unit_test(test_scan_errors),
 		cmocka_unit_test(test_scan_real_proc),
