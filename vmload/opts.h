@@ -20,6 +20,7 @@ struct workload {
 	uint64_t count;		/* pio, mmio, hlt, irq */
 	double rate;		/* operations per second, 0 = as fast as possible */
 	uint64_t port, addr;	/* pio port, mmio address */
+	int pio_in;		/* pio: IN instead of OUT (dir=in) */
 	/* irq (and the wake-ups of hlt) */
 	uint64_t vector;
 	enum irq_via via;

@@ -194,7 +194,9 @@ static void vcpu_exit(struct vcpu_state *st, struct kvm_run *run)
 			      *((uint8_t *)run + run->io.data_offset), (unsigned long long)regs.rsp);
 			return;
 		}
-		s = run->io.direction == KVM_EXIT_IO_OUT ? find_stream(st, 0, run->io.port) : NULL;
+		s = find_stream(st, 0, run->io.port);
+		if (s && s->kind == ST_PIO && run->io.direction == KVM_EXIT_IO_IN)
+			memset((uint8_t *)run + run->io.data_offset, 0, run->io.size * run->io.count);
 		if (!s) {
 			fatal("vCPU %d: unexpected I/O exit on port 0x%x", st->index, run->io.port);
 			return;
@@ -442,7 +444,7 @@ static int plan(void)
 		memset(op, 0, sizeof(*op));
 		switch (w->kind) {
 		case WL_PIO:
-			op->kind = GOP_OUT;
+			op->kind = w->pio_in ? GOP_IN : GOP_OUT;
 			op->port = w->port;
 			op->count = w->count;
 			nr_ops[w->vcpu]++;
