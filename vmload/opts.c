@@ -53,6 +53,8 @@ void opts__usage(FILE *out)
 "                     (default 60); the truth then says what was really done\n"
 "  --delay MS         wait MS after the VM and vCPU threads exist, before the\n"
 "                     guest starts (lets tracers attach)\n"
+"  --thread-names on|off  name vCPU threads 'CPU <n>/KVM' (on, default) or\n"
+"                     leave them unnamed, like QEMU without debug-threads=on\n"
 "  --linger MS        stay alive MS after the workloads end (vCPUs stopped,\n"
 "                     threads and fds kept); the truth is written before\n"
 "  --truth FILE       write the truth JSON to FILE (atomically) instead of stdout\n"
@@ -482,6 +484,14 @@ int opts__parse(int argc, char **argv, struct config *cfg)
 				fprintf(stderr, "vmload: --delay: expected milliseconds\n");
 				return -EINVAL;
 			}
+			continue;
+		}
+		if ((r = take_value(argc, argv, &i, "--thread-names", &val))) {
+			if (r < 0 || (strcmp(val, "on") && strcmp(val, "off"))) {
+				fprintf(stderr, "vmload: --thread-names: expected on or off\n");
+				return -EINVAL;
+			}
+			cfg->no_thread_names = !strcmp(val, "off");
 			continue;
 		}
 		if ((r = take_value(argc, argv, &i, "--linger", &val))) {

@@ -47,6 +47,7 @@ struct config {
 	char *name_owned;		/* name's copy when cut out of -name guest=NAME,... */
 	double duration;		/* s, cap on the whole run */
 	uint64_t delay_ms, linger_ms;
+	int no_thread_names;		/* --thread-names=off: vCPU threads keep vmload's name */
 	const char *truth_path;		/* NULL: stdout */
 	int nr_workloads;
 	struct workload wl[MAX_WORKLOADS];

@@ -251,7 +251,8 @@ static void *vcpu_thread(void *arg)
 
 	st->tid = gettid();
 	snprintf(name, sizeof(name), "CPU %d/KVM", st->index);
-	pthread_setname_np(pthread_self(), name);
+	if (!cfg.no_thread_names)
+		pthread_setname_np(pthread_self(), name);
 	tls_run = run;
 
 	pthread_mutex_lock(&g_lock);
