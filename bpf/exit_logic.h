@@ -36,6 +36,10 @@ struct exit_pending {
 	__u8 class;		/* enum exit_class */
 	__u8 active;
 	__u8 mmio_read_pending;	/* fallback: unsatisfied MMIO read went to userspace */
+	__u8 pio_in_booked;	/* fallback: a port IN went to userspace and was booked at
+				 * its kvm_userspace_exit; its late kvm_pio is not an exit */
+	__u8 pio_out_to_user;	/* fallback: the pending exit is an OUT whose kvm_pio fired;
+				 * a kvm_userspace_exit(IO) now is that same exit */
 };
 
 /* Per-thread state in task storage: a pointer hop from the task instead of a
@@ -115,6 +119,9 @@ static __always_inline struct exit_pending *exit__begin(__u8 isa, __u32 reason, 
 	p->class = class;
 	p->vcpu = vcpu;
 	p->active = 1;
+	p->mmio_read_pending = 0;
+	p->pio_in_booked = 0;
+	p->pio_out_to_user = 0;
 	return p;
 }
 
@@ -170,13 +177,28 @@ int BPF_PROG(tp_kvm_entry)
  * no trace record built for them, which is most of a classic tracepoint's
  * cost on this per-exit path. */
 
+/* kvm_pio for an OUT (and for an IN handled in the kernel) fires at the exit;
+ * for an IN that goes to the VMM it fires only when the read completes, after
+ * KVM_RUN was re-entered. That IN was already booked at its
+ * kvm_userspace_exit, so its kvm_pio only clears the mark. */
 SEC("tp_btf/kvm_pio")
-int BPF_PROG(tp_kvm_pio)
+int BPF_PROG(tp_kvm_pio, unsigned int rw)
 {
+	struct exit_pending *p;
+
 	if (fallback_ignored(bpf_get_current_pid_tgid() >> 32))
 		return 0;
-	exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_IO, EXIT_CLASS_IO, -1,
-		    bpf_ktime_get_tai_ns());
+	if (rw == 0) {			/* KVM_PIO_IN */
+		p = pending_lookup();
+		if (p && p->pio_in_booked) {
+			p->pio_in_booked = 0;
+			return 0;
+		}
+	}
+	p = exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_IO, EXIT_CLASS_IO, -1,
+			bpf_ktime_get_tai_ns());
+	if (p && rw == 1)		/* KVM_PIO_OUT */
+		p->pio_out_to_user = 1;
 	return 0;
 }
 
@@ -231,10 +253,24 @@ int BPF_PROG(tp_kvm_userspace_exit, __u32 reason, int err)
 	if (err < 0)
 		reason = FALLBACK_REASON_INTR;
 	/* the common case first, before any map lookup */
-	if (reason == FALLBACK_REASON_IO || reason == FALLBACK_REASON_MMIO)
+	if (reason == FALLBACK_REASON_MMIO)
 		return 0;
 	if (fallback_ignored(bpf_get_current_pid_tgid() >> 32))
 		return 0;
+	if (reason == FALLBACK_REASON_IO) {
+		/* An OUT's kvm_pio just began the pending exit; an IN's kvm_pio
+		 * comes only after re-entry, so the IN is booked here, at its exit. */
+		p = pending_lookup();
+		if (p && p->active && p->reason == FALLBACK_REASON_IO && p->pio_out_to_user) {
+			p->pio_out_to_user = 0;
+			return 0;
+		}
+		p = exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_IO, EXIT_CLASS_IO, -1,
+				bpf_ktime_get_tai_ns());
+		if (p)
+			p->pio_in_booked = 1;
+		return 0;
+	}
 	if (reason == FALLBACK_REASON_HLT) {
 		/* no in-kernel irqchip: the halt goes to the VMM */
 		p = pending_lookup();

@@ -165,6 +165,13 @@ int guest__build_program(uint8_t *mem, int vcpu, const struct guest_op *ops, int
 			b(&e, 0xee);			/* out dx, al */
 			loop_to(&e, top);
 			break;
+		case GOP_IN:
+			mov_edx(&e, op->port);
+			mov_ecx(&e, op->count);
+			top = e.pc;
+			b(&e, 0xec);			/* in al, dx */
+			loop_to(&e, top);
+			break;
 		case GOP_MMIO:
 			mov_ebx(&e, op->addr);
 			mov_ecx(&e, op->count);

@@ -37,6 +37,7 @@
 
 enum guest_op_kind {
 	GOP_OUT,	/* count x OUT dx, al */
+	GOP_IN,		/* count x IN al, dx */
 	GOP_MMIO,	/* count x MOV [rbx=addr], eax */
 	GOP_HLT,	/* count x (CLI; INC hlt; STI; HLT) */
 	GOP_CR3,	/* switch roots round-robin with weighted spins until stopped */

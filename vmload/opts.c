@@ -14,8 +14,8 @@ struct kind_spec {
 };
 
 static const struct kind_spec kinds[] = {
-	{ "--pio", WL_PIO, "vcpu=V,count=N[,rate=R][,port=P]",
-	  " vcpu count rate port ", " count " },
+	{ "--pio", WL_PIO, "vcpu=V,count=N[,rate=R][,port=P][,dir=in|out]",
+	  " vcpu count rate port dir ", " count " },
 	{ "--mmio", WL_MMIO, "vcpu=V,count=N[,rate=R][,addr=A]",
 	  " vcpu count rate addr ", " count " },
 	{ "--hlt", WL_HLT, "vcpu=V,count=N[,rate=R][,vector=0xNN]",
@@ -54,6 +54,8 @@ void opts__usage(FILE *out)
 "                     (default 60); the truth then says what was really done\n"
 "  --delay MS         wait MS after the VM and vCPU threads exist, before the\n"
 "                     guest starts (lets tracers attach)\n"
+"  --thread-names on|off  name vCPU threads 'CPU <n>/KVM' (on, default) or\n"
+"                     leave them unnamed, like QEMU without debug-threads=on\n"
 "  --linger MS        stay alive MS after the workloads end (vCPUs stopped,\n"
 "                     threads and fds kept); the truth is written before\n"
 "  --truth FILE       write the truth JSON to FILE (atomically) instead of stdout\n"
@@ -64,8 +66,9 @@ void opts__usage(FILE *out)
 "\n"
 "workloads (repeatable, run in command-line order on their vCPU; numbers may\n"
 "be hex; rate R = operations per second, 0 or absent = as fast as possible):\n"
-"  --pio vcpu=V,count=N[,rate=R][,port=P]\n"
-"        N x OUT to port P (default 0x3f0), each a userspace I/O exit\n"
+"  --pio vcpu=V,count=N[,rate=R][,port=P][,dir=out|in]\n"
+"        N x OUT to (or IN from, dir=in) port P (default 0x3f0), each a\n"
+"        userspace I/O exit\n"
 "  --mmio vcpu=V,count=N[,rate=R][,addr=A]\n"
 "        N x 32-bit write to unbacked address A (default 0xd0000000)\n"
 "  --hlt vcpu=V,count=N[,rate=R][,vector=0xNN]\n"
@@ -154,6 +157,12 @@ static int set_key(struct workload *w, const char *key, const char *val)
 	if (!strcmp(key, "count")) return parse_u64(val, &w->count);
 	if (!strcmp(key, "rate")) return parse_double(val, &w->rate);
 	if (!strcmp(key, "port")) return parse_u64(val, &w->port);
+	if (!strcmp(key, "dir")) {
+		if (strcmp(val, "in") && strcmp(val, "out"))
+			return -EINVAL;
+		w->pio_in = !strcmp(val, "in");
+		return 0;
+	}
 	if (!strcmp(key, "addr")) return parse_u64(val, &w->addr);
 	if (!strcmp(key, "vector")) return parse_u64(val, &w->vector);
 	if (!strcmp(key, "period_ms")) return parse_u64(val, &w->period_ms);
@@ -495,6 +504,14 @@ int opts__parse(int argc, char **argv, struct config *cfg)
 				fprintf(stderr, "vmload: --delay: expected milliseconds\n");
 				return -EINVAL;
 			}
+			continue;
+		}
+		if ((r = take_value(argc, argv, &i, "--thread-names", &val))) {
+			if (r < 0 || (strcmp(val, "on") && strcmp(val, "off"))) {
+				fprintf(stderr, "vmload: --thread-names: expected on or off\n");
+				return -EINVAL;
+			}
+			cfg->no_thread_names = !strcmp(val, "off");
 			continue;
 		}
 		if ((r = take_value(argc, argv, &i, "--linger", &val))) {

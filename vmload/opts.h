@@ -23,6 +23,7 @@ struct workload {
 	uint64_t count;		/* pio, mmio, hlt, irq */
 	double rate;		/* operations per second, 0 = as fast as possible */
 	uint64_t port, addr;	/* pio port, mmio address */
+	int pio_in;		/* pio: IN instead of OUT (dir=in) */
 	/* irq (and the wake-ups of hlt) */
 	uint64_t vector;
 	enum irq_via via;
@@ -51,6 +52,7 @@ struct config {
 	char *name_owned;		/* name's copy when cut out of -name guest=NAME,... */
 	double duration;		/* s, cap on the whole run */
 	uint64_t delay_ms, linger_ms;
+	int no_thread_names;		/* --thread-names=off: vCPU threads keep vmload's name */
 	const char *truth_path;		/* NULL: stdout */
 	int nr_workloads;
 	struct workload wl[MAX_WORKLOADS];

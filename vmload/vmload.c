@@ -194,7 +194,9 @@ static void vcpu_exit(struct vcpu_state *st, struct kvm_run *run)
 			      *((uint8_t *)run + run->io.data_offset), (unsigned long long)regs.rsp);
 			return;
 		}
-		s = run->io.direction == KVM_EXIT_IO_OUT ? find_stream(st, 0, run->io.port) : NULL;
+		s = find_stream(st, 0, run->io.port);
+		if (s && s->kind == ST_PIO && run->io.direction == KVM_EXIT_IO_IN)
+			memset((uint8_t *)run + run->io.data_offset, 0, run->io.size * run->io.count);
 		if (!s) {
 			fatal("vCPU %d: unexpected I/O exit on port 0x%x", st->index, run->io.port);
 			return;
@@ -249,7 +251,8 @@ static void *vcpu_thread(void *arg)
 
 	st->tid = gettid();
 	snprintf(name, sizeof(name), "CPU %d/KVM", st->index);
-	pthread_setname_np(pthread_self(), name);
+	if (!cfg.no_thread_names)
+		pthread_setname_np(pthread_self(), name);
 	tls_run = run;
 
 	pthread_mutex_lock(&g_lock);
@@ -442,7 +445,7 @@ static int plan(void)
 		memset(op, 0, sizeof(*op));
 		switch (w->kind) {
 		case WL_PIO:
-			op->kind = GOP_OUT;
+			op->kind = w->pio_in ? GOP_IN : GOP_OUT;
 			op->port = w->port;
 			op->count = w->count;
 			nr_ops[w->vcpu]++;
