@@ -40,6 +40,8 @@ struct exit_pending {
 				 * its kvm_userspace_exit; its late kvm_pio is not an exit */
 	__u8 pio_out_to_user;	/* fallback: the pending exit is an OUT whose kvm_pio fired;
 				 * a kvm_userspace_exit(IO) now is that same exit */
+	__u8 vcpu_known;	/* vcpu_idx below was read from the thread's struct kvm_vcpu */
+	__s32 vcpu_idx;		/* the vCPU index this thread runs (struct kvm_vcpu.vcpu_idx) */
 };
 
 /* Per-thread state in task storage: a pointer hop from the task instead of a
@@ -92,6 +94,32 @@ static __always_inline void exit__finish(struct exit_pending *p, __u32 tgid, __u
 	exit_complete(p, tgid, tid, now);
 }
 
+/* The vCPU a thread runs, from the kernel rather than from thread names
+ * (QEMU names its vCPU threads only with debug-threads=on; other VMMs never
+ * do). While KVM_RUN runs (vcpu_load .. vcpu_put) KVM keeps the vCPU's
+ * preempt notifier on the running task's list, and that notifier is a member
+ * of struct kvm_vcpu: the list's first entry leads back to the vCPU. No
+ * other in-tree code registers preempt notifiers, and this is only called
+ * from KVM's own tracepoints. Outside KVM_RUN (kvm_userspace_exit fires after
+ * vcpu_put) the list is empty and the next event tries again. Read once per
+ * thread: a vCPU is run by the thread that created it. */
+static __always_inline void vcpu__learn(struct exit_pending *p)
+{
+	struct task_struct *task;
+	struct hlist_node *first;
+	struct kvm_vcpu *vcpu;
+
+	if (p->vcpu_known)
+		return;
+	task = bpf_get_current_task_btf();
+	first = BPF_CORE_READ(task, preempt_notifiers.first);
+	if (!first)
+		return;
+	vcpu = (void *)first - bpf_core_field_offset(struct kvm_vcpu, preempt_notifier);
+	p->vcpu_idx = BPF_CORE_READ(vcpu, vcpu_idx);
+	p->vcpu_known = 1;
+}
+
 static __always_inline struct exit_pending *pending_of(__u32 tid)
 {
 	return bpf_task_storage_get(&exit_pending, bpf_get_current_task_btf(), 0,
@@ -113,6 +141,9 @@ static __always_inline struct exit_pending *exit__begin(__u8 isa, __u32 reason, 
 	if (!p)
 		return NULL;
 	exit__finish(p, tgid, tid, tai, EXIT_LATENCY_UNKNOWN);
+	vcpu__learn(p);
+	if (vcpu < 0 && p->vcpu_known)
+		vcpu = p->vcpu_idx;
 	p->tai = tai;
 	p->isa = isa;
 	p->reason = reason;
@@ -133,7 +164,10 @@ static __always_inline void exit__reentry(void)
 	struct exit_pending *p = pending_lookup();
 	__u64 now;
 
-	if (!p || !p->active)
+	if (!p)
+		return;
+	vcpu__learn(p);
+	if (!p->active)
 		return;
 	if (!exit_wants_latency()) {
 		exit__finish(p, tgid, tid, p->tai, 0);

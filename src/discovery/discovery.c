@@ -250,7 +250,66 @@ static void scan_fds(struct vm_build *b, struct dir_iter *it)
 	}
 }
 
-/* /proc/<pid>/task/<tid>/comm: which thread runs which vCPU. */
+/* KVM's own workers live in the VMM's thread group (kvm-nx-lpage-recovery
+ * is a PF_USER_WORKER thread) and their syscall file shows the registers of
+ * the vCPU thread that created them, stuck in that first KVM_RUN: they must
+ * not pass for vCPU threads. */
+#define TASK_PF_USER_WORKER 0x00004000u
+#define TASK_PF_KTHREAD     0x00200000u
+static int is_kernel_worker(int taskfd, const char *tid)
+{
+	char path[300], text[512], *p;
+	unsigned long flags;
+
+	snprintf(path, sizeof(path), "%s/stat", tid);
+	if (read_at(taskfd, path, text, sizeof(text)) <= 0 || !(p = strrchr(text, ')')))
+		return 1;
+	/* after "pid (comm)": state ppid pgrp session tty_nr tpgid flags */
+	if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+		return 1;
+	return (flags & (TASK_PF_USER_WORKER | TASK_PF_KTHREAD)) != 0;
+}
+
+/* The vCPU thread `tid` runs, read from the kernel: a thread blocked in
+ * ioctl(fd, KVM_RUN) (in-kernel halt, or an exit being handled) names its
+ * vCPU fd in /proc/<pid>/task/<tid>/syscall. A thread in guest mode reads
+ * "running" and one between two KVM_RUNs is in some other syscall, so this
+ * is asked again a few times (see scan_threads). -1 if not seen now. */
+static int vcpu_of_kvm_run(struct vm_build *b, int taskfd, const char *tid)
+{
+	char path[300], text[512], link[64];
+	int fd;
+
+	if (is_kernel_worker(taskfd, tid))
+		return -1;
+	snprintf(path, sizeof(path), "%s/syscall", tid);
+	if (read_at(taskfd, path, text, sizeof(text)) <= 0)
+		return -1;
+	fd = discovery__parse_kvm_run_syscall(text);
+	if (fd < 0)
+		return -1;
+	snprintf(path, sizeof(path), "fd/%d", fd);
+	if (link_at(b->pidfd, path, link, sizeof(link)) < 0)
+		return -1;
+	return discovery__parse_vcpu_fd_link(link);
+}
+
+static int vcpus_without_tid(const struct vm_info *vm)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < vm->nvcpus; i++)
+		n += vm->vcpus[i].tid == 0;
+	return n;
+}
+
+/* Which thread runs which vCPU: the thread name where the VMM sets one
+ * ("CPU 3/KVM"; QEMU only with debug-threads=on), else the vCPU fd a thread
+ * is in KVM_RUN on. That second answer is a snapshot, so up to
+ * KVM_RUN_PASSES looks, 1 ms apart, while some vCPU still has no thread;
+ * metrics do not depend on it (the kernel side learns each thread's vCPU
+ * from struct kvm_vcpu), only the tids `kvmscope vms` shows. */
+#define KVM_RUN_PASSES 5
 static void scan_threads(struct vm_build *b)
 {
 	char path[300], comm[64];
@@ -269,6 +328,18 @@ static void scan_threads(struct vm_build *b)
 		idx = discovery__parse_vcpu_comm(comm);
 		if (idx >= 0 && add_vcpu(b, idx, (pid_t)atol(tid)))
 			b->err = -ENOMEM;
+	}
+	for (int pass = 0; pass < KVM_RUN_PASSES && vcpus_without_tid(b->vm); pass++) {
+		if (pass)
+			usleep(1000);
+		dir_iter_rewind(&it);
+		while ((tid = dir_iter_next_number(&it))) {
+			if (vm_info__vcpu_of_tid(b->vm, (pid_t)atol(tid)) >= 0)
+				continue;
+			idx = vcpu_of_kvm_run(b, fd, tid);
+			if (idx >= 0 && add_vcpu(b, idx, (pid_t)atol(tid)))
+				b->err = -ENOMEM;
+		}
 	}
 	close(fd);
 }

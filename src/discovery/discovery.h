@@ -76,6 +76,9 @@ int discovery__parse_fdinfo_iff(const char *fdinfo, char *ifname, size_t ifname_
 int discovery__parse_vcpu_comm(const char *comm);
 /* fd link like "anon_inode:kvm-vcpu:3" -> 3; -1 otherwise. */
 int discovery__parse_vcpu_fd_link(const char *link);
+/* /proc/<pid>/task/<tid>/syscall of a thread blocked in ioctl(FD, KVM_RUN)
+ * ("16 0xFD 0xae80 ...", x86-64) -> FD; -1 for any other state. */
+int discovery__parse_kvm_run_syscall(const char *syscall);
 
 /* Is this fd link the VM fd ("anon_inode:kvm-vm")? 1 / 0. */
 int discovery__is_vm_fd_link(const char *link);

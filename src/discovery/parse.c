@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "discovery/discovery.h"
@@ -624,4 +625,22 @@ int discovery__parse_cmdline_devices(const char *cmdline, size_t len,
 		}
 	}
 	return n;
+}
+
+int discovery__parse_kvm_run_syscall(const char *syscall)
+{
+	unsigned long nr, fd, cmd;
+	char *end;
+
+	errno = 0;
+	nr = strtoul(syscall, &end, 10);
+	if (end == syscall || *end != ' ' || nr != 16)	/* __NR_ioctl on x86-64 */
+		return -1;
+	fd = strtoul(end + 1, &end, 16);
+	if (*end != ' ' || fd > INT_MAX)
+		return -1;
+	cmd = strtoul(end + 1, &end, 16);
+	if ((*end != ' ' && *end != '\n' && *end) || errno || cmd != 0xae80)	/* KVM_RUN */
+		return -1;
+	return (int)fd;
 }

@@ -188,6 +188,22 @@ static void test_fdinfo_iff(void **state)
 	assert_int_equal(discovery__parse_fdinfo_iff("iff:\ttap0\n", ifname, 0), -EINVAL);
 }
 
+/* /proc/<pid>/task/<tid>/syscall lines as this kernel writes them */
+static void test_kvm_run_syscall(void **state)
+{
+	assert_int_equal(discovery__parse_kvm_run_syscall(
+				 "16 0x6 0xae80 0x0 0x0 0x0 0x0 0x7ffd2a3c1d58 0x7f3b2a91c8db\n"), 6);
+	assert_int_equal(discovery__parse_kvm_run_syscall("16 0x1f 0xae80 0x0"), 31);
+	/* another ioctl on the vCPU fd (KVM_GET_REGS), another syscall, states */
+	assert_int_equal(discovery__parse_kvm_run_syscall("16 0x6 0x8090ae81 0x7ffd"), -1);
+	assert_int_equal(discovery__parse_kvm_run_syscall("230 0x1 0x1 0x7f1b 0x0"), -1);
+	assert_int_equal(discovery__parse_kvm_run_syscall("running\n"), -1);
+	assert_int_equal(discovery__parse_kvm_run_syscall("-1 0x7ffd 0x7f3b\n"), -1);
+	assert_int_equal(discovery__parse_kvm_run_syscall("16 0xffffffffffff 0xae80 0x0"), -1);
+	assert_int_equal(discovery__parse_kvm_run_syscall("16"), -1);
+	assert_int_equal(discovery__parse_kvm_run_syscall(""), -1);
+}
+
 static void test_vcpu_comm(void **state)
 {
 	assert_int_equal(discovery__parse_vcpu_comm("CPU 0/KVM"), 0);
@@ -691,6 +707,7 @@ int main(void)
 		cmocka_unit_test(test_identities),
 		cmocka_unit_test(test_fdinfo_iff),
 		cmocka_unit_test(test_vcpu_comm),
+		cmocka_unit_test(test_kvm_run_syscall),
 		cmocka_unit_test(test_fd_links),
 		cmocka_unit_test(test_disk_rule),
 		cmocka_unit_test(test_cmdline_devices_qemu),
