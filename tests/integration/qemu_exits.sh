@@ -23,8 +23,8 @@ W1=$!; cleanup_pids+=("$W1")
 W2=$!; cleanup_pids+=("$W2")
 sleep 2
 # one after the other: two emulated guests at once on two cores crawl
-qemu_run "$A" "$A" -name "$A,debug-threads=on" -drive "file=$TMPD/a.img,format=raw,if=floppy"; ra=$?
-qemu_run "$B" "$B" -name "$B" -drive "file=$TMPD/b.img,format=raw,if=floppy"; rb=$?
+qemu_run "$A" "$A" -name "$A,debug-threads=on" -kernel "$TMPD/a.img"; ra=$?
+qemu_run "$B" "$B" -name "$B" -kernel "$TMPD/b.img"; rb=$?
 # the watches end on their own: stop them early once both guests are done
 kill -INT $W1 $W2 2>/dev/null; wait $W1 $W2
 [ $ra -eq 0 ] && [ $rb -eq 0 ] || tap_done

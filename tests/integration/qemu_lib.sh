@@ -14,7 +14,7 @@ require_qemu() {
 # qemu_guest SRC OUT DEFINES...: assemble a guest with its parameters
 qemu_guest() {
 	local src=$1 out=$2; shift 2
-	nasm "$@" -f bin -o "$out" "$QEMU_SRC/$src" || { not_ok "nasm $src $*"; tap_done; }
+	nasm -I"$QEMU_SRC/" "$@" -f bin -o "$out" "$QEMU_SRC/$src" || { not_ok "nasm $src $*"; tap_done; }
 }
 
 # qemu_tracefs_open NAME: a private instance recording KVM events of the
