@@ -26,7 +26,7 @@ sleep 2
 qemu_run "$A" "$A" -name "$A,debug-threads=on" -kernel "$TMPD/a.img"; ra=$?
 qemu_run "$B" "$B" -name "$B" -kernel "$TMPD/b.img"; rb=$?
 # the watches end on their own: stop them early once both guests are done
-kill -INT $W1 $W2 2>/dev/null; wait $W1 $W2
+sleep 2; kill -INT $W1 $W2 2>/dev/null; wait $W1 $W2
 [ $ra -eq 0 ] && [ $rb -eq 0 ] || tap_done
 
 # the truth side, checked on its own: the guest's port accesses are all there
