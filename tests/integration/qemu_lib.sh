@@ -33,24 +33,28 @@ qemu_tracefs_open() {
 }
 qemu_instances=()
 
-# qemu_run NAME TRACEFS ARGS...: run QEMU in the foreground until the guest
+# qemu_run NAME TRACEFS ARGS...: (TRACEFS may be "": no instance) run QEMU in the foreground until the guest
 # stops it (isa-debug-exit) or 60 s pass; its pid in $TMPD/NAME.pid, its
-# -trace events in $TMPD/NAME.trace. The shell writes its own pid into the
+# -trace events (QEMU_TRACE, default kvm_run_exit) in $TMPD/NAME.trace. The shell writes its own pid into the
 # tracefs instance and then execs QEMU, so every QEMU thread is recorded.
 qemu_run() {
 	local name=$1 inst=$2; shift 2
-	timeout 60 bash -c 'echo $$ > "$0/set_event_pid" && echo 1 > "$0/tracing_on" && exec "$@"' \
-		"/sys/kernel/tracing/instances/$inst" \
+	local dir=/sys/kernel/tracing/instances/$inst
+	printf '%s\n' ${QEMU_TRACE:-kvm_run_exit} > "$TMPD/$name.events"
+	[ -n "$inst" ] || dir=
+	timeout 60 bash -c '[ -z "$0" ] || { echo $$ > "$0/set_event_pid" && echo 1 > "$0/tracing_on"; } && exec "$@"' \
+		"$dir" \
 		"$QEMU" -enable-kvm -display none -nic none -m 16 \
 		-device isa-debug-exit,iobase=0xf4,iosize=1 \
-		-pidfile "$TMPD/$name.pid" -trace "kvm_run_exit,file=$TMPD/$name.trace" "$@" \
+		-pidfile "$TMPD/$name.pid" -trace "events=$TMPD/$name.events,file=$TMPD/$name.trace" "$@" \
 		> "$TMPD/$name.out" 2>&1
 	local rc=$?
-	echo 0 > "/sys/kernel/tracing/instances/$inst/tracing_on"
+	[ -z "$dir" ] || echo 0 > "$dir/tracing_on"
 	# isa-debug-exit with 0 exits with status 1: the guest finished its work
 	[ $rc -eq 1 ] || { not_ok "QEMU $name: exit status $rc, not the guest's 1: $(tail -3 "$TMPD/$name.out")"; return 1; }
-	cat "/sys/kernel/tracing/instances/$inst/trace" > "$TMPD/$name.kvm"
-	echo > "/sys/kernel/tracing/instances/$inst/trace"
+	[ -z "$dir" ] && return 0
+	cat "$dir/trace" > "$TMPD/$name.kvm"
+	echo > "$dir/trace"
 }
 
 # qemu_bg NAME ARGS...: a QEMU that stays up (discovery checks); pid in $REPLY
