@@ -52,7 +52,7 @@ all: $(OUT)/bin/kvmscope $(OUT)/bin/vmload $(UNIT_BINS) $(QEMU_GUESTS)
 # variants with -D (see tests/qemu/*.asm)
 $(OUT)/qemu/%.img: tests/qemu/%.asm
 	@mkdir -p $(@D)
-	nasm -f bin -o $@ $<
+	nasm -Itests/qemu/ -f bin -o $@ $<
 
 $(OUT)/bpf/vmlinux.h:
 	@mkdir -p $(@D)
