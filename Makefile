@@ -44,7 +44,15 @@ FUZZ_SRCS  := $(wildcard tests/fuzz/fuzz_*.c)
 .PHONY: all deps demo test test-unit test-integration test-asan clean tracefs bench
 .DEFAULT_GOAL := all
 
-all: $(OUT)/bin/kvmscope $(OUT)/bin/vmload $(UNIT_BINS)
+QEMU_GUESTS:= $(patsubst tests/qemu/%.asm,$(OUT)/qemu/%.img,$(wildcard tests/qemu/*.asm))
+
+all: $(OUT)/bin/kvmscope $(OUT)/bin/vmload $(UNIT_BINS) $(QEMU_GUESTS)
+
+# tiny QEMU guests with their default parameters; the tests assemble their own
+# variants with -D (see tests/qemu/*.asm)
+$(OUT)/qemu/%.img: tests/qemu/%.asm
+	@mkdir -p $(@D)
+	nasm -Itests/qemu/ -f bin -o $@ $<
 
 $(OUT)/bpf/vmlinux.h:
 	@mkdir -p $(@D)

@@ -1,0 +1,75 @@
+#!/bin/bash
+# vm.disk_ops and vm.disk_bytes on real QEMU IDE disks, one QEMU per backend:
+# image files with aio=threads, aio=native (cache.direct=on) and aio=io_uring,
+# a qcow2 image, a loop device buffered (cache=writeback) and with cache=none,
+# and a bio-based block device (zram). The guest does READS one-sector PIO
+# reads and WRITES one-sector writes; the truth is the guest's counts, checked
+# against QEMU's own ide_sector_read/ide_sector_write trace events.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/qemu_lib.sh"
+require_kvm "vm.disk_ops on QEMU"
+require_qemu "vm.disk_ops on QEMU"
+command -v qemu-img >/dev/null || { skip "vm.disk_ops on QEMU: qemu-img is not installed (make deps)"; tap_done; }
+
+READS=24 WRITES=16
+qemu_guest ide.asm "$TMPD/ide.img" -DREADS=$READS -DWRITES=$WRITES
+truncate -s 1M "$TMPD/threads.raw" "$TMPD/native.raw" "$TMPD/uring.raw" "$TMPD/loop.raw"
+qemu-img create -q -f qcow2 "$TMPD/q.qcow2" 1M
+LOOP=$(losetup -f --show "$TMPD/loop.raw") || { not_ok "losetup"; tap_done; }
+ZRAM=
+modprobe zram 2>/dev/null  # built in on some kernels: then modprobe fails and zram is there
+if [ -e /sys/class/zram-control/hot_add ]; then
+	z=$(cat /sys/class/zram-control/hot_add) && echo 1M > /sys/block/zram$z/disksize && ZRAM=$z
+fi
+cleanup_disks() {
+	losetup -d "$LOOP" 2>/dev/null
+	[ -n "$ZRAM" ] && { echo 1 > /sys/block/zram$ZRAM/reset; echo $ZRAM > /sys/class/zram-control/hot_remove; } 2>/dev/null
+	qemu_cleanup
+}
+trap cleanup_disks EXIT
+
+T=qk$$
+cases=(
+	"${T}thr file=$TMPD/threads.raw,format=raw,aio=threads"
+	"${T}nat file=$TMPD/native.raw,format=raw,aio=native,cache.direct=on"
+	"${T}uri file=$TMPD/uring.raw,format=raw,aio=io_uring"
+	"${T}qc2 file=$TMPD/q.qcow2,format=qcow2,aio=threads"
+	"${T}lwb file=$LOOP,format=raw,cache=writeback,aio=threads"
+	"${T}lcn file=$LOOP,format=raw,cache=none,aio=native"
+)
+if [ -n "$ZRAM" ]; then
+	cases+=("${T}zrm file=/dev/zram$ZRAM,format=raw,cache=none,aio=io_uring")
+else
+	not_ok "zram: no zram device could be added (modprobe zram)"
+fi
+
+"$KVMSCOPE" watch vm.disk_ops -d vm,optype -j -n 120 > "$TMPD/ops.json" 2> "$TMPD/ops.err" &
+W1=$!; cleanup_pids+=("$W1")
+"$KVMSCOPE" watch vm.disk_bytes -d vm,optype -j -n 120 > "$TMPD/bytes.json" 2> "$TMPD/bytes.err" &
+W2=$!; cleanup_pids+=("$W2")
+sleep 2
+QEMU_TRACE="ide_sector_read ide_sector_write"
+ran=()
+for c in "${cases[@]}"; do
+	n=${c%% *} d=${c#* }
+	qemu_run "$n" "" -name "$n,debug-threads=on" -kernel "$TMPD/ide.img" -drive "$d,if=ide" && ran+=("$c")
+done
+sleep 2; kill -INT $W1 $W2 2>/dev/null; wait $W1 $W2
+
+total() { jq -s --arg k "$2" '[.[].value[$k] // 0] | add' "$1"; }
+for c in "${ran[@]}"; do
+	n=${c%% *} d=${c#* }
+	r=$(grep -c '^ide_sector_read' "$TMPD/$n.trace") w=$(grep -c '^ide_sector_write' "$TMPD/$n.trace")
+	expect_eq "truth $n: QEMU ide_sector_read = the guest's reads" "$r" $READS
+	expect_eq "truth $n: QEMU ide_sector_write = the guest's writes" "$w" $WRITES
+	expect_eq "$n ($d): vm.disk_ops read" "$(total "$TMPD/ops.json" "$n,read")" $READS
+	expect_eq "$n ($d): vm.disk_ops write" "$(total "$TMPD/ops.json" "$n,write")" $WRITES
+	expect_eq "$n: vm.disk_bytes read" "$(total "$TMPD/bytes.json" "$n,read")" $((READS * 512))
+	expect_eq "$n: vm.disk_bytes write" "$(total "$TMPD/bytes.json" "$n,write")" $((WRITES * 512))
+	other=$(jq -s --arg p "$n," '[.[].value | to_entries[] | select((.key | startswith($p)) and .key != ($p + "read") and .key != ($p + "write")) | .value] | add // 0' "$TMPD/ops.json")
+	expect_eq "$n: no other disk ops" "$other" 0
+done
+for f in "$TMPD"/ops.err "$TMPD"/bytes.err; do
+	grep -q 'level=error' "$f" && not_ok "$(basename "$f"): $(grep level=error "$f" | head -2)"
+done
+tap_done
