@@ -161,7 +161,9 @@ static __always_inline void exit__reentry(void)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
-	struct exit_pending *p = pending_lookup();
+	/* created here, on the thread's first KVM_RUN, so that its vCPU is known
+	 * before an exit that is seen only after vcpu_put (kvm_userspace_exit) */
+	struct exit_pending *p = pending_of(tid);
 	__u64 now;
 
 	if (!p)
@@ -175,6 +177,20 @@ static __always_inline void exit__reentry(void)
 	}
 	now = bpf_ktime_get_tai_ns();
 	exit__finish(p, tgid, tid, now, now > p->tai ? now - p->tai : 0);
+}
+
+/* A vCPU thread that ends inside an exit (the VMM shuts the VM down on that
+ * exit and never re-enters) still made that exit: book it, latency unknown,
+ * before the thread's task storage goes. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(exit_thread_exit)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct exit_pending *p = pending_lookup();
+
+	if (p)
+		exit__finish(p, id >> 32, (__u32)id, p->tai, EXIT_LATENCY_UNKNOWN);
+	return 0;
 }
 
 /* ---- hardware path ----------------------------------------------------

@@ -209,10 +209,29 @@ static int add_disk(struct vm_build *b, const char *path, int fd, const struct s
 	return 0;
 }
 
-static int is_disk_stat(const struct stat *st)
+/* A raw image is a whole number of sectors; an image in a format with its
+ * own header (qcow2 grows by clusters and metadata, so its size is any
+ * number) is known by its magic. */
+static int is_disk_stat(int fddir, const char *fd, const struct stat *st)
 {
-	return S_ISBLK(st->st_mode) ||
-	       (S_ISREG(st->st_mode) && st->st_size > 0 && st->st_size % 512 == 0);
+	static const char qcow2_magic[4] = { 'Q', 'F', 'I', '\xfb' };
+	char magic[4];
+	int f, is_image = 0;
+
+	if (S_ISBLK(st->st_mode))
+		return 1;
+	if (!S_ISREG(st->st_mode) || st->st_size <= 0)
+		return 0;
+	if (st->st_size % 512 == 0)
+		return 1;
+	/* /proc/<pid>/fd/N is a magic link: opening it reopens the VMM's file */
+	f = openat(fddir, fd, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (f < 0)
+		return 0;
+	is_image = pread(f, magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
+		   !memcmp(magic, qcow2_magic, sizeof(magic));
+	close(f);
+	return is_image;
 }
 
 /* One pass over /proc/<pid>/fd (it, still owned by the caller): vCPU fds,
@@ -243,7 +262,7 @@ static void scan_fds(struct vm_build *b, struct dir_iter *it)
 			if (if_indextoname((unsigned)atoi(link + 8), ifname) && add_nic(b, ifname))
 				b->err = -ENOMEM;
 		} else if (discovery__path_may_be_disk(link) &&
-			   !fstatat(it->fd, fd, &st, 0) && is_disk_stat(&st)) {
+			   !fstatat(it->fd, fd, &st, 0) && is_disk_stat(it->fd, fd, &st)) {
 			if (add_disk(b, link, atoi(fd), &st))
 				b->err = -ENOMEM;
 		}
