@@ -1,10 +1,10 @@
 #!/bin/bash
 # vm.disk_ops and vm.disk_bytes on real QEMU IDE disks, one QEMU per backend:
-# image files with aio=threads, aio=native (cache.direct=on) and aio=io_uring,
-# a qcow2 image, a loop device buffered (cache=writeback) and with cache=none,
-# and a bio-based block device (zram). The guest does READS one-sector PIO
-# reads and WRITES one-sector writes; the truth is the guest's counts, checked
-# against QEMU's own ide_sector_read/ide_sector_write trace events.
+# raw image files with aio=threads and aio=io_uring, and a loop device with
+# cache=writeback (the page cache's readahead must not be what is counted).
+# The guest does READS one-sector PIO reads and WRITES one-sector writes; the
+# truth is the guest's counts, checked against QEMU's own
+# ide_sector_read/ide_sector_write trace events.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/qemu_lib.sh"
 require_kvm "vm.disk_ops on QEMU"
