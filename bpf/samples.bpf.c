@@ -40,12 +40,20 @@ struct {
 	__type(value, __u64);
 } samples SEC(".maps");
 
-/* The vCPU this CPU last saw in a KVM tracepoint. */
+/* The vCPU this CPU last saw in a KVM tracepoint, and the thread that ran
+ * it: a vCPU's memory is reused by the next VM's vCPU once its VM is gone,
+ * so the pointer alone does not tell a new thread from the old one. */
+struct last_seen {
+	__u64 vcpu;
+	__u32 tid;
+	__u32 pad;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct last_seen);
 } last_vcpu SEC(".maps");
 
 /* kvm_emulate_insn fires on every emulated instruction on PVM hosts (over a
@@ -58,14 +66,15 @@ struct {
 static __always_inline void remember(struct kvm_vcpu *vcpu)
 {
 	__u32 zero = 0, tid;
-	__u64 *last = bpf_map_lookup_elem(&last_vcpu, &zero), id;
+	struct last_seen *last = bpf_map_lookup_elem(&last_vcpu, &zero);
+	__u64 id = bpf_get_current_pid_tgid();
 	struct samples_thread *t, n;
 
-	if (!last || *last == (__u64)vcpu)
-		return;
-	*last = (__u64)vcpu;
-	id = bpf_get_current_pid_tgid();
 	tid = (__u32)id;
+	if (!last || (last->vcpu == (__u64)vcpu && last->tid == tid))
+		return;
+	last->vcpu = (__u64)vcpu;
+	last->tid = tid;
 	t = bpf_map_lookup_elem(&vcpu_threads, &tid);
 	if (t && t->vcpu == (__u64)vcpu && t->tgid == id >> 32)
 		return;
