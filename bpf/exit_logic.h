@@ -83,6 +83,26 @@ static __always_inline int fallback_ignored(__u32 tgid)
 	return bpf_map_lookup_elem(&hw_exit_seen, &tgid) != NULL;
 }
 
+/* The thread whose kvm_pio(OUT) this CPU saw last, until its exit is
+ * resolved: kvm_userspace_exit(IO) then knows that exit is that OUT without
+ * a task-storage lookup (an array lookup is inlined by the verifier; a
+ * task-storage one costs about a tenth of an exit's BPF time here). A thread
+ * that migrated in between, or an IN, finds no mark and takes the exact path
+ * through its task storage. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);			/* tid, 0 for none */
+} pio_out_cpu SEC(".maps");
+
+static __always_inline __u32 *pio_out_mark(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&pio_out_cpu, &zero);
+}
+
 /* Close the thread's pending exit (if any) with `latency`. */
 static __always_inline void exit__finish(struct exit_pending *p, __u32 tgid, __u32 tid,
 					 __u64 now, __u64 latency)
@@ -137,6 +157,7 @@ static __always_inline struct exit_pending *exit__begin(__u8 isa, __u32 reason, 
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
 	struct exit_pending *p = pending_of(tid);
+	__u32 *mark;
 
 	if (!p)
 		return NULL;
@@ -153,6 +174,9 @@ static __always_inline struct exit_pending *exit__begin(__u8 isa, __u32 reason, 
 	p->mmio_read_pending = 0;
 	p->pio_in_booked = 0;
 	p->pio_out_to_user = 0;
+	mark = pio_out_mark();
+	if (mark && *mark == tid)
+		*mark = 0;	/* a new exit: the thread's OUT, if any, is over */
 	return p;
 }
 
@@ -181,15 +205,20 @@ static __always_inline void exit__reentry(void)
 
 /* A vCPU thread that ends inside an exit (the VMM shuts the VM down on that
  * exit and never re-enters) still made that exit: book it, latency unknown,
- * before the thread's task storage goes. */
+ * before the thread's task storage goes. It is booked in the second the
+ * thread ends: a VMM's teardown (QEMU flushing its trace file, say) can
+ * outlast the drain of the second the exit began in, and a record for a
+ * second already drained would be lost. */
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(exit_thread_exit)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct exit_pending *p = pending_lookup();
 
-	if (p)
+	if (p && p->active) {
+		p->tai = bpf_ktime_get_tai_ns();
 		exit__finish(p, id >> 32, (__u32)id, p->tai, EXIT_LATENCY_UNKNOWN);
+	}
 	return 0;
 }
 
@@ -247,8 +276,13 @@ int BPF_PROG(tp_kvm_pio, unsigned int rw)
 	}
 	p = exit__begin(EXIT_ISA_FALLBACK, FALLBACK_REASON_IO, EXIT_CLASS_IO, -1,
 			bpf_ktime_get_tai_ns());
-	if (p && rw == 1)		/* KVM_PIO_OUT */
+	if (p && rw == 1) {		/* KVM_PIO_OUT */
+		__u32 *mark = pio_out_mark();
+
 		p->pio_out_to_user = 1;
+		if (mark)
+			*mark = (__u32)bpf_get_current_pid_tgid();
+	}
 	return 0;
 }
 
@@ -310,6 +344,12 @@ int BPF_PROG(tp_kvm_userspace_exit, __u32 reason, int err)
 	if (reason == FALLBACK_REASON_IO) {
 		/* An OUT's kvm_pio just began the pending exit; an IN's kvm_pio
 		 * comes only after re-entry, so the IN is booked here, at its exit. */
+		__u32 *mark = pio_out_mark();
+
+		if (mark && *mark == (__u32)bpf_get_current_pid_tgid()) {
+			*mark = 0;	/* the common case: this thread's OUT */
+			return 0;
+		}
 		p = pending_lookup();
 		if (p && p->active && p->reason == FALLBACK_REASON_IO && p->pio_out_to_user) {
 			p->pio_out_to_user = 0;
