@@ -71,7 +71,8 @@ static void remember_gone(struct vmcache *vc, const struct vm_info *vm)
 	snprintf(g->uuid, sizeof(g->uuid), "%s", vm->uuid);
 	snprintf(g->vmid, sizeof(g->vmid), "%s", vm->vmid);
 	g->nvcpus = vm->nvcpus < 64 ? (int)vm->nvcpus : 64;
-	memcpy(g->vcpus, vm->vcpus, (size_t)g->nvcpus * sizeof(struct vm_vcpu));
+	if (g->nvcpus)	/* a VM may have no vCPU yet: vcpus is NULL then */
+		memcpy(g->vcpus, vm->vcpus, (size_t)g->nvcpus * sizeof(struct vm_vcpu));
 	g->gone_at = now;
 }
 
