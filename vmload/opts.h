@@ -11,7 +11,7 @@
 #define MAX_DISKS     8
 #define MAX_NICS      8
 
-enum wl_kind { WL_PIO, WL_MMIO, WL_HLT, WL_IRQ, WL_CR3, WL_DISK, WL_NIC };
+enum wl_kind { WL_PIO, WL_MMIO, WL_HLT, WL_IRQ, WL_CR3, WL_DISK, WL_NIC, WL_PIT };
 enum irq_via { VIA_PIC, VIA_IOAPIC, VIA_MSI };
 
 struct workload {
@@ -38,6 +38,8 @@ struct workload {
 	char *tap;
 	uint64_t tx, rx;
 	int index;		/* n-th disk / n-th nic */
+	/* pit: KVM's in-kernel PIT, channel 0 at hz (count and vector above) */
+	uint64_t hz;
 };
 
 struct config {
