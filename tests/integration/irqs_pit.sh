@@ -107,4 +107,22 @@ if [ "$API" = 1 ]; then
 else
 	not_ok "agent starts (API check)"; sed 's/^/# /' "$TMPD/agent.log"
 fi
+
+# bad --pit specs: exit 2 and a message naming the problem, no VM started
+bad() {	# bad DESC GREP ARGS...
+	local desc=$1 pat=$2; shift 2
+	"$VMLOAD" "$@" --duration 2 > /dev/null 2> "$TMPD/bad.err"; local rc=$?
+	if [ "$rc" = 2 ] && grep -q -- "$pat" "$TMPD/bad.err"; then ok "$desc"
+	else not_ok "$desc: exit $rc, $(head -1 "$TMPD/bad.err")"; fi
+}
+bad "--pit hz below the 16-bit divisor's range" "hz must be" --pit hz=5,count=3
+bad "--pit vector not a multiple of 8" "multiple of 8" --pit hz=100,count=3,vector=0x21
+bad "--pit vector in the exception range" "multiple of 8" --pit hz=100,count=3,vector=0x08
+bad "--pit without count" "missing key 'count'" --pit hz=100
+bad "--pit takes no vcpu" "unknown key 'vcpu'" --pit hz=100,count=3,vcpu=1
+bad "two --pit" "one PIT" --pit hz=100,count=3 --pit hz=50,count=3
+bad "--pit with --irq via=pic" "owns the PIC" --pit hz=100,count=3 \
+	--irq vcpu=0,vector=0x31,via=pic,period_ms=100,phase_ms=0,count=1
+bad "--pit with --irq via=ioapic on pin 2" "owns the PIC" --pit hz=100,count=3 \
+	--irq vcpu=0,vector=0x31,via=ioapic,period_ms=100,phase_ms=0,count=1,line=2
 tap_done
