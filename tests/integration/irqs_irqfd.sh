@@ -9,8 +9,8 @@
 . "$(dirname "$0")/lib.sh"
 require_kvm "vm.irqs from the irqfd worker"
 DRIVER=$TMPD/irqfd_driver
-if ! ${CC:-cc} ${SANITIZE_FLAGS:-} -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Ivmload \
-	tests/integration/irqfd_driver.c vmload/vm.c -o "$DRIVER" 2> "$TMPD/cc.err"; then
+if ! ${CC:-cc} ${SANITIZE_FLAGS:-} -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -I"$_root/vmload" \
+	"$_root/tests/integration/irqfd_driver.c" "$_root/vmload/vm.c" -o "$DRIVER" 2> "$TMPD/cc.err"; then
 	not_ok "building irqfd_driver: $(head -3 "$TMPD/cc.err")"; tap_done
 fi
 if ! grep -qw irqfd_inject /proc/kallsyms; then
