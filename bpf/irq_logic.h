@@ -110,7 +110,8 @@ static __always_inline void irq__vm_of_current(struct irq_line *line)
 
 	line->vm_tgid = bpf_get_current_pid_tgid() >> 32;
 	line->kvm = 0;
-	if (!(BPF_CORE_READ(task, flags) & PF_KTHREAD_))
+	/* a trusted BTF pointer: a plain load, no helper call, for every VMM thread */
+	if (!(task->flags & PF_KTHREAD_))
 		return;
 	kt = (struct kthread *)BPF_CORE_READ(task, worker_private);
 	data = (unsigned long)BPF_CORE_READ(kt, data);
@@ -193,10 +194,16 @@ SEC("tp_btf/kvm_set_irq")
 int BPF_PROG(tp_kvm_set_irq, unsigned int gsi, int level, int irq_source_id)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct irq_line line = { .level = level };
+	struct irq_line line = { .level = level }, *cur;
 
 	irq__vm_of_current(&line);
-	bpf_map_update_elem(&irq_level, &tid, &line, BPF_ANY);
+	/* only this thread reads or writes its entry: overwrite it in place,
+	 * cheaper than a hash update */
+	cur = bpf_map_lookup_elem(&irq_level, &tid);
+	if (cur)
+		*cur = line;
+	else
+		bpf_map_update_elem(&irq_level, &tid, &line, BPF_ANY);
 	return 0;
 }
 
