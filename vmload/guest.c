@@ -53,6 +53,17 @@ static void mov_mem_imm(struct emit *e, uint32_t a, uint32_t v)
 {
 	b(e, 0xc7); b(e, 0x04); b(e, 0x25); d32(e, a); d32(e, v);
 }
+/* mov al, val; out port, al */
+static void out_imm(struct emit *e, uint8_t port, uint8_t val)
+{
+	b(e, 0xb0); b(e, val);
+	b(e, 0xe6); b(e, port);
+}
+/* cmp dword [abs32], imm32 */
+static void cmp_mem_imm(struct emit *e, uint32_t a, uint32_t v)
+{
+	b(e, 0x81); b(e, 0x3c); b(e, 0x25); d32(e, a); d32(e, v);
+}
 /* mov dword [rax], imm32 */
 static void mov_at_rax_imm(struct emit *e, uint32_t v) { b(e, 0xc7); b(e, 0x00); d32(e, v); }
 
@@ -140,7 +151,7 @@ int guest__build_program(uint8_t *mem, int vcpu, const struct guest_op *ops, int
 	uint32_t data = DATA_BASE + vcpu * GUEST_DATA_SIZE;
 	struct emit e = { mem, PROG_BASE + vcpu * PROG_SIZE, PROG_BASE + (vcpu + 1) * PROG_SIZE, 0 };
 	uint32_t top, outer;
-	int k, j;
+	int k, j, pit = -1;
 
 	boot->rip = e.pc;
 	boot->rsp = STACK_BASE + (vcpu + 1) * 0x1000;
@@ -209,6 +220,32 @@ int guest__build_program(uint8_t *mem, int vcpu, const struct guest_op *ops, int
 			mov_eax(&e, guest__root(0));
 			b(&e, 0x0f); b(&e, 0x22); b(&e, 0xd8);
 			break;
+		case GOP_PIT:
+			/* The guest, not vmload, sets the PIC up, as a BIOS or OS
+			 * does: ICW1 (edge, cascade, ICW4), ICW2 = vector base,
+			 * ICW3 (slave on IR2), ICW4 (8086, normal EOI), then OCW1
+			 * unmasking IRQ0 only. */
+			pit = k;
+			out_imm(&e, 0x20, 0x11);
+			out_imm(&e, 0x21, op->vector);
+			out_imm(&e, 0x21, 0x04);
+			out_imm(&e, 0x21, 0x01);
+			out_imm(&e, 0x21, 0xfe);
+			/* channel 0, lobyte/hibyte, mode 2 (rate generator) */
+			out_imm(&e, 0x43, 0x34);
+			out_imm(&e, 0x40, op->pit_divisor & 0xff);
+			out_imm(&e, 0x40, op->pit_divisor >> 8);
+			/* wait for count interrupts: cli; cmp; jae out; sti; hlt;
+			 * jmp top (STI's shadow keeps the wake-up until HLT) */
+			top = e.pc;
+			b(&e, 0xfa);
+			cmp_mem_imm(&e, data + GD_IRQ + op->vector * 4u, op->count);
+			b(&e, 0x73); b(&e, 7);			/* jae +7 */
+			b(&e, 0xfb);
+			b(&e, 0xf4);
+			b(&e, 0xe9); d32(&e, top - (e.pc + 4));
+			b(&e, 0xfb);				/* sti: later work takes interrupts */
+			break;
 		}
 	}
 	mov_mem_imm(&e, data + GD_DONE, 1);
@@ -218,5 +255,31 @@ int guest__build_program(uint8_t *mem, int vcpu, const struct guest_op *ops, int
 	b(&e, 0xfb);				/* sti */
 	b(&e, 0xf4);				/* hlt */
 	b(&e, 0xe9); d32(&e, top - (e.pc + 4));	/* jmp top */
+	if (pit >= 0) {
+		/* IRQ0's handler: count, and EOI the PIC for all but the
+		 * count-th. KVM's PIT (reinject mode) raises IRQ0 again only
+		 * after an EOI, so it raises exactly count interrupts, and every
+		 * one it raised is one this handler took. The count-th also
+		 * masks IRQ0 and stops the PIT (mode 5 waits for a gate edge
+		 * that never comes: KVM drops the timer): tearing the VM down
+		 * turns reinject off, which would let a pending tick raise one
+		 * more, never delivered. */
+		uint32_t counter = data + GD_IRQ + ops[pit].vector * 4u;
+
+		set_gate(mem + IDT_BASE + vcpu * 0x1000, ops[pit].vector, e.pc);
+		b(&e, 0x50);				/* push rax */
+		inc_mem(&e, counter);
+		cmp_mem_imm(&e, counter, ops[pit].count);
+		b(&e, 0x73); b(&e, 7);			/* jae last */
+		out_imm(&e, 0x20, 0x20);		/* OCW2: non-specific EOI */
+		b(&e, 0x58);				/* pop rax */
+		b(&e, 0x48); b(&e, 0xcf);		/* iretq */
+		out_imm(&e, 0x21, 0xff);		/* last: mask every line */
+		out_imm(&e, 0x43, 0x3a);		/* channel 0, lo/hi, mode 5 */
+		out_imm(&e, 0x40, 0);
+		out_imm(&e, 0x40, 0);
+		b(&e, 0x58);
+		b(&e, 0x48); b(&e, 0xcf);
+	}
 	return e.overflow ? -E2BIG : 0;
 }

@@ -41,6 +41,7 @@ enum guest_op_kind {
 	GOP_MMIO,	/* count x MOV [rbx=addr], eax */
 	GOP_HLT,	/* count x (CLI; INC hlt; STI; HLT) */
 	GOP_CR3,	/* switch roots round-robin with weighted spins until stopped */
+	GOP_PIT,	/* program PIC (ICW2 = vector) and PIT, take count timer interrupts */
 };
 
 struct guest_op {
@@ -50,6 +51,8 @@ struct guest_op {
 	uint32_t addr;
 	int nr_roots;
 	uint32_t spin[GUEST_MAX_ROOTS];	/* spin iterations after switching to root j */
+	uint8_t vector;			/* pit: the PIC's vector base (IRQ0) */
+	uint16_t pit_divisor;		/* pit: channel 0 reload value */
 };
 
 /* GDT, page directories and per-vCPU IDTs/stubs for nr_vcpus. */

@@ -31,6 +31,7 @@ static const struct kind_spec kinds[] = {
 	  " file reads writes size offset pattern span rate seed vcpu io cache ", " file size " },
 	{ "--nic", WL_NIC, "tap=NAME,tx=K,size=L[,rate=R][,rx=J][,vcpu=V]",
 	  " tap tx size rate rx vcpu ", " tap " },
+	{ "--pit", WL_PIT, "hz=H,count=N[,vector=0xNN]", " hz count vector ", " hz count " },
 };
 
 const char *opts__via_name(enum irq_via via)
@@ -100,10 +101,18 @@ void opts__usage(FILE *out)
 "        included: broadcast dst, 02:6b:76:6d:00:xx src, type 0x88b5) via\n"
 "        doorbell port 0x530+n; vmload counts every frame read from the tap as\n"
 "        guest rx and the workload ends after J (send them with --inject)\n"
+"  --pit hz=H,count=N[,vector=0xNN]\n"
+"        KVM's in-kernel PIT (KVM_CREATE_PIT2): vCPU 0's guest sets the PIC's\n"
+"        vector base with ICW2 (vector, default 0x20, a multiple of 8), unmasks\n"
+"        IRQ0 only, programs PIT channel 0 (ports 0x43/0x40) as a rate\n"
+"        generator at H Hz (19..2000) and waits for N timer interrupts; it EOIs\n"
+"        all but the last, so the PIT (which re-raises only after an EOI)\n"
+"        raises exactly N. Not with --irq via=pic, or via=ioapic line 0 or 2\n"
 "\n"
 "truth JSON: pid, name, completed, vcpus[] (index, tid, pio, mmio, hlt,\n"
 "idle_hlt, irqs, irq_vectors, cr3_switches, io_exits, mmio_exits), irqs[]\n"
-"(vcpu, vector, via, line, count, subsecond_ms[]), disk/disks, nic/nics, cr3.\n"
+"(vcpu, vector, via, line, count, subsecond_ms[]), disk/disks, nic/nics, cr3,\n"
+"pit (vcpu, hz, divisor, vector, source, count asked, received by the guest).\n"
 "pio/mmio are userspace exits counted by vmload per port/address; hlt, irqs\n"
 "and cr3_switches are counted by the guest itself.\n"
 "\n"
@@ -177,6 +186,7 @@ static int set_key(struct workload *w, const char *key, const char *val)
 	if (!strcmp(key, "seed")) return parse_u64(val, &w->seed);
 	if (!strcmp(key, "tx")) return parse_u64(val, &w->tx);
 	if (!strcmp(key, "rx")) return parse_u64(val, &w->rx);
+	if (!strcmp(key, "hz")) return parse_u64(val, &w->hz);
 	if (!strcmp(key, "line")) {
 		uint64_t v;
 
@@ -266,7 +276,7 @@ static int parse_workload(const struct kind_spec *k, const char *spec, struct wo
 	w->seed = 1;
 	w->port = 0x3f0;
 	w->addr = 0xd0000000;
-	w->vector = k->kind == WL_HLT ? 0x40 : 0;
+	w->vector = k->kind == WL_HLT ? 0x40 : k->kind == WL_PIT ? 0x20 : 0;
 	if (strlen(spec) >= sizeof(buf))
 		return fail(k, "spec too long: '%.40s...'", spec);
 	strcpy(buf, spec);
@@ -372,6 +382,14 @@ static int parse_workload(const struct kind_spec *k, const char *spec, struct wo
 			return fail(k, "size must be 60..1514 bytes (an Ethernet frame without FCS)%s", "");
 		if (!w->tx && !w->rx)
 			return fail(k, "need tx >= 1 or rx >= 1%s", "");
+		break;
+	case WL_PIT:
+		if (w->hz < 19 || w->hz > 2000)
+			return fail(k, "hz must be 19..2000 (a 16-bit PIT divisor; an emulated guest)%s", "");
+		if (w->count < 1 || w->count > 0xffffffffull)
+			return fail(k, "count must be 1..4294967295%s", "");
+		if (w->vector < 0x20 || w->vector > 0xf8 || (w->vector & 7))
+			return fail(k, "vector must be a multiple of 8 in 0x20..0xf8 (the PIC's ICW2 base, IRQ0)%s", "");
 		break;
 	}
 	return 0;
@@ -582,6 +600,19 @@ int opts__parse(int argc, char **argv, struct config *cfg)
 		for (int j = 0; j < i; j++) {
 			const struct workload *o = &cfg->wl[j];
 
+			if (w->kind == WL_PIT || o->kind == WL_PIT) {
+				const struct workload *irq = w->kind == WL_IRQ ? w : o->kind == WL_IRQ ? o : NULL;
+
+				if (w->kind == o->kind) {
+					fprintf(stderr, "vmload: --pit: a VM has one PIT\n");
+					return -EINVAL;
+				}
+				if (irq && (irq->via == VIA_PIC ||
+					    (irq->via == VIA_IOAPIC && (irq->line == 0 || irq->line == 2)))) {
+					fprintf(stderr, "vmload: --pit owns the PIC (and IOAPIC pins 0 and 2): not with --irq via=pic or via=ioapic,line=0|2\n");
+					return -EINVAL;
+				}
+			}
 			if (w->kind == WL_CR3 && o->kind == WL_CR3 && o->vcpu == w->vcpu) {
 				fprintf(stderr, "vmload: --cr3: vCPU %d already has a --cr3 workload\n", w->vcpu);
 				return -EINVAL;

@@ -14,7 +14,7 @@
 /* how a disk submits its I/O, the ways QEMU's aio= does */
 enum disk_io { DISK_IO_SYNC, DISK_IO_AIO, DISK_IO_URING, DISK_IO_URING_WQ };
 
-enum wl_kind { WL_PIO, WL_MMIO, WL_HLT, WL_IRQ, WL_CR3, WL_DISK, WL_NIC };
+enum wl_kind { WL_PIO, WL_MMIO, WL_HLT, WL_IRQ, WL_CR3, WL_DISK, WL_NIC, WL_PIT };
 enum irq_via { VIA_PIC, VIA_IOAPIC, VIA_MSI };
 
 struct workload {
@@ -44,6 +44,8 @@ struct workload {
 	char *tap;
 	uint64_t tx, rx;
 	int index;		/* n-th disk / n-th nic */
+	/* pit: KVM's in-kernel PIT, channel 0 at hz (count and vector above) */
+	uint64_t hz;
 };
 
 struct config {

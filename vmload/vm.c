@@ -208,6 +208,15 @@ int vm__vcpu_boot(struct vm *vm, int index, const struct vm_boot *boot)
 	return 0;
 }
 
+int vm__create_pit(struct vm *vm)
+{
+	struct kvm_pit_config pit = { .flags = 0 };
+
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		return -errno;
+	return 0;
+}
+
 int vm__pic_program(struct vm *vm, uint8_t base, uint8_t unmask_lines)
 {
 	struct kvm_irqchip chip;

@@ -45,6 +45,9 @@ void vm__close(struct vm *vm);
  * application processors are made runnable (no INIT/SIPI dance). */
 int vm__vcpu_boot(struct vm *vm, int index, const struct vm_boot *boot);
 
+/* KVM's in-kernel PIT (KVM_CREATE_PIT2), in reinject mode: after a raise
+ * it raises IRQ0 again only once the guest EOIs it. */
+int vm__create_pit(struct vm *vm);
 /* PIC master: vectors base..base+7, lines in unmask_lines unmasked, auto-EOI
  * so the guest handler needs no PIC EOI. The slave stays fully masked. */
 int vm__pic_program(struct vm *vm, uint8_t base, uint8_t unmask_lines);

@@ -82,6 +82,7 @@ static struct disk disks[MAX_DISKS];
 static struct nic nics[MAX_NICS];
 static struct cr3_run cr3s[MAX_WORKLOADS];
 static int nr_cr3s;
+static const struct workload *pit_wl;	/* the --pit workload, if any */
 static pthread_t rx_threads[MAX_NICS];
 static int rx_thread_ok[MAX_NICS];
 static atomic_int rx_done[MAX_NICS];
@@ -496,6 +497,17 @@ static int plan(void)
 			cr3s[nr_cr3s++].wl = w;
 			r = 0;
 			break;
+		case WL_PIT:
+			op->kind = GOP_PIT;
+			op->count = (uint32_t)w->count;
+			op->vector = (uint8_t)w->vector;
+			op->pit_divisor = (uint16_t)((1193182u + w->hz / 2) / w->hz);
+			nr_ops[w->vcpu]++;
+			pit_wl = w;
+			r = vm__create_pit(&vm);
+			if (r)
+				fprintf(stderr, "vmload: --pit: KVM_CREATE_PIT2: %s\n", strerror(-r));
+			break;
 		case WL_HLT:
 		case WL_IRQ:
 			q = &irqs[nr_irqs++];
@@ -702,6 +714,26 @@ static json_t *truth(int completed, uint64_t start_rt, uint64_t end_rt)
 		json_array_append_new(a, o);
 	}
 	json_object_set_new(t, "irqs", a);
+
+	if (pit_wl) {
+		uint32_t divisor = (1193182u + pit_wl->hz / 2) / pit_wl->hz;
+		json_t *o = json_object();
+
+		json_object_set_new(o, "vcpu", json_integer(pit_wl->vcpu));
+		json_object_set_new(o, "hz", json_integer(pit_wl->hz));
+		json_object_set_new(o, "divisor", json_integer(divisor));
+		json_object_set_new(o, "vector", json_string(hex(h, pit_wl->vector)));
+		json_object_set_new(o, "source", json_string("pic"));
+		json_object_set_new(o, "count", json_integer(pit_wl->count));
+		/* counted by the guest's IRQ0 handler; the PIT raised exactly
+		 * as many (see guest__build_program) */
+		json_object_set_new(o, "received",
+				    json_integer(*guest__counter(vm.mem, pit_wl->vcpu,
+								 GD_IRQ + pit_wl->vector * 4)));
+		json_object_set_new(t, "pit", o);
+	} else {
+		json_object_set_new(t, "pit", json_null());
+	}
 
 	disk_a = json_array();
 	nic_a = json_array();

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -17,6 +18,14 @@
 struct irqs_priv {
 	struct irqs_bpf *skel;
 };
+
+/* Hardware virtualization (VMX/SVM) fires kvm_inj_virq at every injection:
+ * knowing it before attaching keeps even a VM's first interrupt from being
+ * counted at the irqchip as well (bpf/irq_rules.h). */
+static int host_injects_in_hardware(void)
+{
+	return access("/sys/module/kvm_intel", F_OK) == 0 || access("/sys/module/kvm_amd", F_OK) == 0;
+}
 
 static void set_config(struct irqs_bpf *skel, const uint64_t fields[METRIC__COUNT])
 {
@@ -50,14 +59,17 @@ static int irqs_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
 		goto err_destroy;
 	}
 	set_config(p->skel, fields);
+	p->skel->bss->hw_irqs_host = host_injects_in_hardware();
 	err = irqs_bpf__attach(p->skel);
 	if (err) {
 		log_error("collector", "vm.irqs: cannot attach to KVM tracepoints: %s", strerror(-err));
 		goto err_destroy;
 	}
 	c->priv = p;
-	c->source = "kvm_inj_virq where it fires, else kvm_set_irq, kvm_pic_set_irq, "
-		    "kvm_ioapic_set_irq, kvm_msi_set_irq";
+	c->source = p->skel->bss->hw_irqs_host
+		? "kvm_inj_virq (hardware virtualization)"
+		: "kvm_inj_virq where it fires, else kvm_set_irq, kvm_pic_set_irq, "
+		  "kvm_ioapic_set_irq, kvm_msi_set_irq (KVM's kernel workers booked to their VM)";
 	return 0;
 err_destroy:
 	irqs_bpf__destroy(p->skel);
