@@ -26,12 +26,16 @@ struct {
 static __always_inline void exit_complete(const struct exit_pending *p, __u32 tgid, __u32 tid,
 					  __u64 now)
 {
-	struct exits_key key = {
-		.sec = p->tai / NSEC_PER_SEC,
-		.tgid = tgid,
-	};
+	__u64 at = p->tai;
+	struct exits_key key = { .tgid = tgid };
 	struct llq_params lat = LLQ_LATENCY;
 	unsigned long long hi;
+
+	/* rare: its second is already drained (and shown); counting it late in
+	 * the second it completes beats losing it */
+	if (at / NSEC_PER_SEC < exits_cfg.drained_before)
+		at = bpf_ktime_get_tai_ns();
+	key.sec = at / NSEC_PER_SEC;
 
 	if (exits_cfg.want_thread) {
 		key.tid = tid;
@@ -50,7 +54,7 @@ static __always_inline void exit_complete(const struct exit_pending *p, __u32 tg
 				      : llq__bucket(p->latency, lat.base, lat.lo_mag, lat.hi_mag,
 						    lat.nsteps, &hi);
 	if (exits_cfg.want_subsecond)
-		key.subsecond = subsecond__bucket_ms(p->tai % NSEC_PER_SEC);
+		key.subsecond = subsecond__bucket_ms(at % NSEC_PER_SEC);
 	aggregate__add(&exits, &key, 1);
 }
 

@@ -20,6 +20,11 @@ struct exits_config {
 	__u32 want_reason;
 	__u32 want_latency;
 	__u32 want_subsecond;
+	/* TAI second before which user space has drained the map: an exit that
+	 * began in a drained second and completes only now (a VMM slow to
+	 * re-enter, or an in-kernel exit closed by the next exit long after) is
+	 * booked in the second it completes instead of being lost */
+	__u32 drained_before;
 };
 
 #endif

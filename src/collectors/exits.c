@@ -96,7 +96,13 @@ static int exits_drain(struct collector *c, int64_t before, const struct collect
 {
 	struct exits_priv *p = c->priv;
 	struct drain_emit e = { p, env, sink, ctx, 0 };
+	int64_t before_tai = before + env->tai_offset;
 
+	/* set before the walk: from here on an exit completing late is booked
+	 * in its completion second, which this drain does not take */
+	if (before_tai > 0 && before_tai <= UINT32_MAX &&
+	    (uint32_t)before_tai > p->skel->bss->exits_cfg.drained_before)
+		p->skel->bss->exits_cfg.drained_before = (uint32_t)before_tai;
 	return collector__drain_records(bpf_map__fd(p->skel->maps.exits), sizeof(struct exits_key),
 					1, before, &e, exits_entry);
 }

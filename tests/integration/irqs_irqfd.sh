@@ -21,7 +21,7 @@ N=40
 "$KVMSCOPE" watch vm.irqs -d vm,vcpu,vector,source -j -n 5 > "$TMPD/w.json" 2> "$TMPD/w.err" &
 cleanup_pids+=($!)
 W=$!
-sleep 1.5
+wait_counting "$TMPD/w.json"
 "$DRIVER" --name irqfd$$ $N > "$TMPD/truth.json" 2> "$TMPD/driver.err"
 rc=$?
 expect_eq "irqfd_driver exit status $(head -1 "$TMPD/driver.err")" "$rc" 0

@@ -17,6 +17,22 @@ check()  { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; 
 expect_eq() { if [ "$2" = "$3" ]; then ok "$1 ($2)"; else not_ok "$1: got '$2', want '$3'"; fi; }
 tap_done() { echo "1..$TAP_N"; exit $TAP_FAILED; }
 
+# wait_counting FILE...: block until each `watch -j` writing to FILE has
+# printed its first second, so that everything done afterwards is counted.
+# A fixed sleep is not enough: loading and attaching the BPF programs takes
+# seconds on a loaded 2-core CI machine, and counting starts only at the
+# next whole second after that.
+wait_counting() {
+	local f i
+	for f in "$@"; do
+		for ((i = 0; i < 300; i++)); do
+			[ -s "$f" ] && break
+			sleep 0.1
+		done
+		[ -s "$f" ] || { not_ok "watch writing $f printed nothing in 30 s: $(tail -2 "${f%.json}.err" 2>/dev/null)"; tap_done; }
+	done
+}
+
 require_kvm() {
 	if [ "$(id -u)" != 0 ]; then skip "$1: needs root (CI runs as root)"; tap_done; fi
 	if [ ! -c /dev/kvm ]; then skip "$1: /dev/kvm is absent on this host"; tap_done; fi

@@ -49,7 +49,7 @@ cases=(
 W1=$!; cleanup_pids+=("$W1")
 "$KVMSCOPE" watch vm.disk_bytes -d vm,optype -j -n 120 > "$TMPD/bytes.json" 2> "$TMPD/bytes.err" &
 W2=$!; cleanup_pids+=("$W2")
-sleep 2
+wait_counting "$TMPD/ops.json" "$TMPD/bytes.json"
 QEMU_TRACE="ide_sector_read ide_sector_write"
 ran=()
 for c in "${cases[@]}"; do

@@ -11,7 +11,7 @@ A=qsa$$ B=qsb$$
 qemu_guest spin.asm "$TMPD/spin.img" -DLOOPS=1000000
 "$KVMSCOPE" watch vm.samples -d vm,vcpu -j -n 60 > "$TMPD/s.json" 2> "$TMPD/s.err" &
 W=$!; cleanup_pids+=("$W")
-sleep 2
+wait_counting "$TMPD/s.json"
 s=$(date +%s.%N)
 qemu_run "$A" "" -name "$A,debug-threads=on" -kernel "$TMPD/spin.img"
 qemu_run "$B" "" -name "$B" -kernel "$TMPD/spin.img"
