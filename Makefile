@@ -90,7 +90,7 @@ $(OUT)/tests/%: $(OUT)/tests/unit/%.o $(OUT)/libkvmscope.a
 DEB_PKGS := make clang llvm gcc libbpf-dev bpftool libelf-dev zlib1g-dev \
             libmicrohttpd-dev libjansson-dev libspng-dev libpng-dev libcmocka-dev \
             iproute2 util-linux jq curl bpftrace python3 chromium libcurl4-openssl-dev prometheus wrk \
-            linux-perf valgrind hyperfine \
+            linux-perf valgrind hyperfine strace \
             qemu-system-x86 qemu-utils nasm seabios liburing-dev \
             libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 deps:

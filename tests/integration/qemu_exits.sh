@@ -25,13 +25,16 @@ P='{"or": [{"eq": ["vm", "'$A'"]}, {"eq": ["vm", "'$B'"]}, {"eq": ["vm", "'$C'"]
 W1=$!; cleanup_pids+=("$W1")
 "$KVMSCOPE" watch vm.exits -d vm,reason -P "$P" -j -n 60 > "$W/reason.json" 2> "$W/reason.err" &
 W2=$!; cleanup_pids+=("$W2")
-wait_counting "$W/class.json" "$W/reason.json"
+# kvmstat's view: the same kernel-side exit logic, per vCPU, JSON per second
+"$KVMSCOPE" stat -j 1 90 > "$W/stat.json" 2> "$W/stat.err" &
+W3=$!; cleanup_pids+=("$W3")
+wait_counting "$W/class.json" "$W/reason.json" "$W/stat.json"
 # one after the other: two emulated guests at once on two cores crawl
 qemu_run "$A" "$A" -name "$A,debug-threads=on" -kernel "$TMPD/a.img"; ra=$?
 qemu_run "$B" "$B" -name "$B" -kernel "$TMPD/b.img"; rb=$?
 qemu_run "$C" "$C" -name "$C" -kernel "$TMPD/c.img"; rc=$?
 # the watches end on their own: stop them early once both guests are done
-sleep 2; kill -INT $W1 $W2 2>/dev/null; wait $W1 $W2
+sleep 2; kill -INT $W1 $W2 $W3 2>/dev/null; wait $W1 $W2 $W3
 [ $ra -eq 0 ] && [ $rb -eq 0 ] && [ $rc -eq 0 ] || tap_done
 
 # the truth side, checked on its own: the guest's port accesses are all there
@@ -59,6 +62,10 @@ for v in A B C; do
 	expect_eq "$label: vm,reason $n,IO = tracefs kvm_pio" "$(total "$W/reason.json" "$n,IO")" "$pio"
 	keys=$(jq -r -s --arg p "$n," '[.[].value | keys[] | select(startswith($p))] | unique | map(split(",")[1]) | unique | join(" ")' "$W/class.json")
 	expect_eq "$label: exits attributed to vCPU 0 only (1 vCPU)" "$keys" "0"
+	expect_eq "$label: kvmscope stat -j vCPU 0 iox = tracefs kvm_pio" \
+		"$(jq -s --arg vm "$n" '[.[].vcpus[] | select(.vm == $vm and .vcpu == 0) | .iox // 0] | add // 0' "$W/stat.json")" "$pio"
+	expect_eq "$label: kvmscope stat -j has no other vCPU" \
+		"$(jq -s -r --arg vm "$n" '[.[].vcpus[] | select(.vm == $vm) | .vcpu] | unique | join(" ")' "$W/stat.json")" "0"
 done
 for f in "$W"/*.err; do
 	grep -q 'level=error' "$f" && not_ok "$(basename "$f"): $(grep level=error "$f" | head -2)"

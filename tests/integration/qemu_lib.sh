@@ -32,11 +32,13 @@ qemu_tracefs_open() {
 	qemu_instances+=("$d")
 }
 qemu_instances=()
+QEMU_WRAP=()
 
 # qemu_run NAME TRACEFS ARGS...: (TRACEFS may be "": no instance) run QEMU in the foreground until the guest
 # stops it (isa-debug-exit) or 60 s pass; its pid in $TMPD/NAME.pid, its
 # -trace events (QEMU_TRACE, default kvm_run_exit) in $TMPD/NAME.trace. The shell writes its own pid into the
 # tracefs instance and then execs QEMU, so every QEMU thread is recorded.
+# QEMU_WRAP (an array, default empty): a command QEMU runs under, e.g. strace.
 qemu_run() {
 	local name=$1 inst=$2; shift 2
 	local dir=/sys/kernel/tracing/instances/$inst
@@ -44,7 +46,7 @@ qemu_run() {
 	[ -n "$inst" ] || dir=
 	timeout 60 bash -c '[ -z "$0" ] || { echo $$ > "$0/set_event_pid" && echo 1 > "$0/tracing_on"; } && exec "$@"' \
 		"$dir" \
-		"$QEMU" -enable-kvm -display none -nic none -m 16 \
+		"${QEMU_WRAP[@]}" "$QEMU" -enable-kvm -display none -nic none -m 16 \
 		-device isa-debug-exit,iobase=0xf4,iosize=1 \
 		-pidfile "$TMPD/$name.pid" -trace "events=$TMPD/$name.events,file=$TMPD/$name.trace" "$@" \
 		> "$TMPD/$name.out" 2>&1
