@@ -26,7 +26,7 @@ qemu_tracefs_open() {
 	echo 0 > "$d/tracing_on"
 	echo 1 > "$d/options/event-fork"
 	echo 16384 > "$d/buffer_size_kb"
-	for e in kvm_pio kvm_userspace_exit kvm_mmio kvm_pic_set_irq kvm_set_irq; do
+	for e in kvm_pio kvm_userspace_exit kvm_mmio kvm_pic_set_irq kvm_set_irq kvm_vcpu_wakeup; do
 		echo 1 > "$d/events/kvm/$e/enable"
 	done
 	qemu_instances+=("$d")
