@@ -97,10 +97,11 @@ qemu_guest ide.asm "$TMPD/ide.img" -DREADS=$READS -DWRITES=$WRITES
 truncate -s 1M "$TMPD/thr.raw" "$TMPD/nat.raw" "$TMPD/uri.raw"
 # io='native' needs cache='none' (O_DIRECT). A file here sits on a disk with
 # 4 KiB physical sectors, and QEMU aligns its O_DIRECT requests on it to
-# 4 KiB: each 512-byte guest write becomes a 4 KiB read-modify-write, and
-# the guest's counts are no longer QEMU's operations. A loop device (in its
-# default buffered mode) has 512-byte logical sectors whatever lies below,
-# so QEMU does one 512-byte operation per guest sector on it.
+# 4 KiB: each 512-byte guest write becomes a 4 KiB read-modify-write (on
+# such a file this guest's 24 reads and 16 writes are 40 reads and 16 writes
+# of 4 KiB), and the guest's counts are no longer QEMU's operations. A loop
+# device in its default buffered mode has 512-byte logical sectors whatever
+# lies below, so QEMU does one 512-byte operation per guest sector on it.
 LOOP=$(losetup -f --show --sector-size 512 "$TMPD/nat.raw") || { not_ok "losetup"; tap_done; }
 expect_eq "loop device $LOOP has 512-byte logical sectors" "$(blockdev --getss "$LOOP")" 512
 
@@ -157,14 +158,18 @@ lv_xml() {
 # at least 0.9 s after the last: after 3 more drains a domain created
 # before is watched, so its guest's first operation is counted.
 wait_drains() {
-	local n=$1 f i; shift
-	for f in "$@"; do
-		local want=$(($(wc -l < "$f") + n))
-		for ((i = 0; i < 100; i++)); do
-			[ "$(wc -l < "$f")" -ge $want ] && break
-			sleep 0.1
+	local n=$1 f i want=(); shift
+	for f in "$@"; do want+=($(($(wc -l < "$f") + n))); done
+	for ((i = 0; i < 100; i++)); do
+		local all=1 j=0
+		for f in "$@"; do
+			[ "$(wc -l < "$f")" -ge "${want[j]}" ] || all=0
+			j=$((j + 1))
 		done
+		[ $all = 1 ] && return 0
+		sleep 0.1
 	done
+	not_ok "watch printed no $n more seconds in 10 s"
 }
 
 
