@@ -59,7 +59,7 @@ lv_cleanup() {
 trap lv_cleanup EXIT
 
 lv_fail() { # lv_fail WHAT: libvirt could not be started here; show why
-	not_ok "$1: $(grep -h ' error : ' "$TMPD"/libvirtd.log "$TMPD"/virtlogd.log 2>/dev/null | tail -3)"
+	not_ok "$1: $(cat "$TMPD"/start.err 2>/dev/null; grep -h ' error : ' "$TMPD"/libvirtd.log "$TMPD"/virtlogd.log 2>/dev/null | tail -3)"
 	tap_done
 }
 
@@ -67,9 +67,11 @@ if ! virsh_ uri >/dev/null 2>&1; then
 	# Debian builds libvirt's QEMU driver with user and group libvirt-qemu
 	# as its defaults and looks both up before it reads qemu.conf: without
 	# them the driver does not start ("Failed to parse user 'libvirt-qemu'").
-	# The package that creates them (libvirt-daemon-system) is made for
-	# systemd hosts, so create them as it does. Each domain below runs QEMU
-	# as root anyway (its <seclabel>), so this user never runs anything.
+	# The package that creates them, libvirt-daemon-system, also brings
+	# init scripts or units, polkit, iptables/firewalld and a default
+	# network, none of which these tests need: create them as its postinst
+	# does. Each domain below runs QEMU as root anyway (its <seclabel>), so
+	# this user never runs anything.
 	getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu || lv_fail "groupadd libvirt-qemu"
 	getent passwd libvirt-qemu >/dev/null ||
 		useradd --system --gid libvirt-qemu --groups kvm --home-dir /var/lib/libvirt --no-create-home \
@@ -78,17 +80,17 @@ if ! virsh_ uri >/dev/null 2>&1; then
 	# package-less install does not have: they would not start).
 	echo "log_outputs=\"3:file:$TMPD/virtlogd.log\"" > "$TMPD/virtlogd.conf"
 	echo "log_outputs=\"3:file:$TMPD/libvirtd.log\"" > "$TMPD/libvirtd.conf"
-	# `-d` returns once the daemon is up (its pid file taken) or has failed
+	# `-d` returns 0 once the daemon is up (its pid file taken), else 1:
+	# then it failed, or another one got there first (its pid file is
+	# locked), which the connection below tells apart
 	if ! daemon_alive $RUN/virtlogd.pid; then
-		virtlogd -d -f "$TMPD/virtlogd.conf" || lv_fail "virtlogd -d"
-		virtlogd_pid=$(cat $RUN/virtlogd.pid)
+		virtlogd -d -f "$TMPD/virtlogd.conf" 2>> "$TMPD/start.err" && virtlogd_pid=$(cat $RUN/virtlogd.pid)
 	fi
 	if ! daemon_alive $RUN/libvirtd.pid; then
-		libvirtd -d -f "$TMPD/libvirtd.conf" || lv_fail "libvirtd -d"
-		libvirtd_pid=$(cat $RUN/libvirtd.pid)
+		libvirtd -d -f "$TMPD/libvirtd.conf" 2>> "$TMPD/start.err" && libvirtd_pid=$(cat $RUN/libvirtd.pid)
 	fi
 	for ((i = 0; i < 100; i++)); do virsh_ uri >/dev/null 2>&1 && break; sleep 0.1; done
-	virsh_ uri >/dev/null 2>&1 || lv_fail "virsh -c $LV: $(virsh_ uri 2>&1 | tail -1)"
+	virsh_ uri >/dev/null 2>&1 || lv_fail "virtlogd -d, libvirtd -d, virsh -c $LV: $(virsh_ uri 2>&1 | tail -1)"
 fi
 ok "libvirt answers on $LV (libvirtd ${libvirtd_pid:-already running}, virtlogd ${virtlogd_pid:-already running})"
 
