@@ -77,3 +77,23 @@ qemu_cleanup() {
 	cleanup
 }
 trap qemu_cleanup EXIT
+
+# qemu_tracefs_follow NAME PID: start recording into instance NAME (from
+# qemu_tracefs_open) the KVM events of every thread PID has now, and of those
+# they start: for a QEMU that another program started (libvirt) and that has
+# not run its guest yet (created paused)
+qemu_tracefs_follow() {
+	local d=/sys/kernel/tracing/instances/$1 t tids=
+	for t in /proc/"$2"/task/*; do tids+="${t##*/} "; done
+	[ -n "$tids" ] && echo "$tids" > "$d/set_event_pid" && echo 1 > "$d/tracing_on"
+}
+
+# qemu_tracefs_save NAME FILE: stop instance NAME and move its records to FILE
+qemu_tracefs_save() {
+	local d=/sys/kernel/tracing/instances/$1
+	echo 0 > "$d/tracing_on" && cat "$d/trace" > "$2" && echo > "$d/trace"
+}
+
+# watch_total FILE KEY: the sum over every second of `watch -j` output FILE
+# of decomposition key KEY ("vm,read"), 0 where it never appears
+watch_total() { jq -s --arg k "$2" '[.[].value[$k] // 0] | add' "$1"; }
