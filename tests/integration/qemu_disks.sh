@@ -76,14 +76,13 @@ done
 QEMU_WRAP=()
 sleep 2; kill -INT $W1 $W2 2>/dev/null; wait $W1 $W2
 
-total() { jq -s --arg k "$2" '[.[].value[$k] // 0] | add' "$1"; }
 for c in "${ran[@]}"; do
 	read -r n truth d <<< "$c"
 	r=$(grep -c '^ide_sector_read' "$TMPD/$n.trace") w=$(grep -c '^ide_sector_write' "$TMPD/$n.trace")
 	expect_eq "truth $n: QEMU ide_sector_read = the guest's reads" "$r" $READS
 	expect_eq "truth $n: QEMU ide_sector_write = the guest's writes" "$w" $WRITES
-	ops() { total "$TMPD/ops.json" "$n,$1"; }
-	bytes() { total "$TMPD/bytes.json" "$n,$1"; }
+	ops() { watch_total "$TMPD/ops.json" "$n,$1"; }
+	bytes() { watch_total "$TMPD/bytes.json" "$n,$1"; }
 	case $truth in *guest*)
 		expect_eq "$n ($d): vm.disk_ops read = the guest's" "$(ops read)" $READS
 		expect_eq "$n: vm.disk_ops write = the guest's" "$(ops write)" $WRITES

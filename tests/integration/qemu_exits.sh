@@ -52,14 +52,13 @@ done
 expect_eq "truth C: tracefs kvm_pio has the guest's one write to the PIC's 0x21" \
 	"$(grep -c 'pio_write at 0x21 size 1 count 1 val 0xff' "$TMPD/$C.kvm")" 1
 
-total() { jq -s --arg k "$2" '[.[].value[$k] // 0] | add' "$1"; }
 for v in A B C; do
 	n=${!v}
 	pio=$(grep -c ' kvm_pio: ' "$TMPD/$n.kvm")
 	case $v in A) label="$n (debug-threads=on)";; B) label="$n (no debug-threads)";;
 	C) label="$n (in-kernel exit open across a drain)";; esac
-	expect_eq "$label: vm,vcpu,class $n,0,iox = tracefs kvm_pio" "$(total "$W/class.json" "$n,0,iox")" "$pio"
-	expect_eq "$label: vm,reason $n,IO = tracefs kvm_pio" "$(total "$W/reason.json" "$n,IO")" "$pio"
+	expect_eq "$label: vm,vcpu,class $n,0,iox = tracefs kvm_pio" "$(watch_total "$W/class.json" "$n,0,iox")" "$pio"
+	expect_eq "$label: vm,reason $n,IO = tracefs kvm_pio" "$(watch_total "$W/reason.json" "$n,IO")" "$pio"
 	keys=$(jq -r -s --arg p "$n," '[.[].value | keys[] | select(startswith($p))] | unique | map(split(",")[1]) | unique | join(" ")' "$W/class.json")
 	expect_eq "$label: exits attributed to vCPU 0 only (1 vCPU)" "$keys" "0"
 	expect_eq "$label: kvmscope stat -j vCPU 0 iox = tracefs kvm_pio" \

@@ -34,11 +34,10 @@ sleep 2; kill -INT $W1 $W2 $W3 2>/dev/null; wait $W1 $W2 $W3
 check "$A's guest took its $COUNT_A PIT interrupts and stopped QEMU" test $ra -eq 0
 check "$B's guest took its $COUNT_B PIT interrupts and stopped QEMU" test $rb -eq 0
 
-total() { jq -s --arg k "$2" '[.[].value[$k] // 0] | add' "$1"; }
 for v in A B; do
 	n=${!v} vec=VEC_$v hz=HZ_$v cnt=COUNT_$v
 	vec=${!vec} hz=${!hz} cnt=${!cnt}
-	expect_eq "$n: vm.irqs $n,$vec,pic = the guest's count" "$(total "$TMPD/vec.json" "$n,$vec,pic")" "$cnt"
+	expect_eq "$n: vm.irqs $n,$vec,pic = the guest's count" "$(watch_total "$TMPD/vec.json" "$n,$vec,pic")" "$cnt"
 	# SeaBIOS takes a few interrupts of its own (its PIT at vector 0x08)
 	# before the guest runs; nothing else of the guest's vector
 	keys=$(jq -r -s --arg p "$n,$vec," '[.[].value | keys[] | select(startswith($p))] | unique | join(" ")' "$TMPD/vec.json")
@@ -51,7 +50,7 @@ for v in A B; do
 	# not one per interrupt: a tick already pending when the guest halts
 	# ends the halt without a wake-up
 	check "truth $n: the kernel's tracefs has halts of this guest ($wk)" test "$wk" -gt 0
-	expect_eq "$n: vm.exits $n,haltx = tracefs kvm_vcpu_wakeup" "$(total "$TMPD/exits.json" "$n,haltx")" "$wk"
+	expect_eq "$n: vm.exits $n,haltx = tracefs kvm_vcpu_wakeup" "$(watch_total "$TMPD/exits.json" "$n,haltx")" "$wk"
 done
 # the kvm-pit threads that raised them have no interrupts of their own
 stray=$(jq -s -r '[.[].value | keys[]] | unique | .[]' "$TMPD/vcpu.json" | cut -d, -f1 | sed -n 's/^pid://p' |
