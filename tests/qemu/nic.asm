@@ -1,17 +1,20 @@
 ; A guest whose NIC traffic is known, on an ISA NE2000 driven by port I/O
 ; only (no interrupts, no DMA of the host's): it starts the NIC, says
 ; "ready" on the debug console (isa-debugcon, port 0xe9), and waits for a
-; byte on COM1 (the harness writes it once kvmscope watches the tap). On 'g'
-; it sends TX frames of SIZE bytes, one at a time, each polled to
-; transmit-complete; then it counts every frame it receives until 'q'
-; arrives on COM1, prints "tx FRAMES BYTES" and "rx FRAMES BYTES" (what the
-; NIC reported: sent frames whose TSR says PTX, received frames by their
-; ring headers' lengths) on the debug console and stops QEMU.
+; byte on COM1 from the harness. Each 'g' sends TX frames of SIZE bytes, one
+; at a time, each polled to transmit-complete; all along it counts every
+; frame it receives; on 'q' it prints "tx FRAMES BYTES" and "rx FRAMES
+; BYTES" (what the NIC reported: sent frames whose TSR says PTX, received
+; frames by their ring headers' lengths) on the debug console and stops
+; QEMU.
 ; Frames sent: broadcast dst, src 02:6b:76:6d:01:00, type 0x88b5 (local
 ; experimental), then a 0x5a fill.
 ; Parameters: nasm -DTX=N -DSIZE=L -DNE=0x300 -f bin nic.asm (60 <= L <= 1514)
 %ifndef TX
 %define TX 10
+%endif
+%if TX < 1
+%error "TX must be at least 1"
 %endif
 %ifndef SIZE
 %define SIZE 200
@@ -114,24 +117,18 @@ mb_start:
 	mov esi, s_ready
 	call con_str
 
-.wait_go:
-	call rx_poll
-	call com_byte
-	cmp al, 'g'
-	jne .wait_go
-
-	mov ebx, TX
-.tx:	test ebx, ebx
-	jz .rx
-	call tx_frame
-	dec ebx
-	jmp .tx
-
-.rx:	call rx_poll
+.wait:	call rx_poll
 	call com_byte
 	cmp al, 'q'
-	jne .rx
-	call rx_poll		; all the harness sent had arrived before 'q'
+	je .quit
+	cmp al, 'g'
+	jne .wait
+	mov ebx, TX
+.tx:	call tx_frame
+	dec ebx
+	jnz .tx
+	jmp .wait
+.quit:	call rx_poll		; all the harness sent had arrived before 'q'
 
 	mov esi, s_tx
 	call con_str
