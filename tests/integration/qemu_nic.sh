@@ -61,6 +61,7 @@ after_two_drains() {
 }
 # ctl NAME BYTE: to the guest's COM1; a fifo with no reader (QEMU gone)
 # would block the writer, so it is timed out
+# shellcheck disable=SC2016 # expanded by the inner shell
 ctl() {
 	timeout 10 bash -c 'echo "$1" > "$0"' "$TMPD/$1.ctl" "$2" ||
 		not_ok "$1: COM1 '$2' to the guest: QEMU is not reading"
@@ -77,6 +78,7 @@ WATCHES=("$TMPD/packets.json" "$TMPD/bytes.json")
 # what each case's steps leave: frames the guest was asked to send and sent
 # to it, the tap's counters (since before QEMU), the NIC vms -j listed
 declare -A want_tx want_rx got listed ran
+# shellcheck disable=SC2034 # read by qemu_run
 QEMU_TRACE=ne2000_ioport_write
 for n in $A $B $C; do
 	t=${tap_of[$n]}
@@ -86,8 +88,8 @@ for n in $A $B $C; do
 	set -- ${plan[$n]}
 	kind=$1; shift
 	if [ "$kind" = persistent ]; then
-		ip tuntap add dev "$t" mode tap && tap_up "$t" || { not_ok "$n: tap $t"; continue; }
-		for c in "${!base[@]}"; do base[$c]=$(stat_of "$t" $c); done
+		if ! { ip tuntap add dev "$t" mode tap && tap_up "$t"; }; then not_ok "$n: tap $t"; continue; fi
+		for c in "${!base[@]}"; do base[$c]=$(stat_of "$t" "$c"); done
 	fi
 	mkfifo "$TMPD/$n.ctl"
 	qemu_run "$n" "" -name "$n" -kernel "$TMPD/nic.img" \
@@ -104,7 +106,9 @@ for n in $A $B $C; do
 				grep -q '^ready' "$TMPD/$n.con" 2>/dev/null && break
 				kill -0 $q 2>/dev/null || break
 				sleep 0.1
-			done;;
+			done
+			grep -q '^ready' "$TMPD/$n.con" 2>/dev/null ||
+				not_ok "$n: the guest never said ready: $(tail -2 "$TMPD/$n.out")";;
 		drains)	after_two_drains "${WATCHES[@]}";;
 		g)	ctl "$n" g; want_tx[$n]=$((want_tx[$n] + TX));;
 		inject)	"$VMLOAD" --inject "tap=$t,count=$RX,size=$RXSIZE" > "$TMPD/inject.out" 2>&1 ||
@@ -113,17 +117,16 @@ for n in $A $B $C; do
 		wait)	# everything has gone through the tap: QEMU wrote the
 			# guest's frames and read the injected ones
 			for ((i = 0; i < 300; i++)); do
-				[ $(($(stat_of "$t" rx_packets) - base[rx_packets])) -ge ${want_tx[$n]} ] &&
-					[ $(($(stat_of "$t" tx_packets) - base[tx_packets])) -ge ${want_rx[$n]} ] && break
+				[ $(($(stat_of "$t" rx_packets) - base[rx_packets])) -ge "${want_tx[$n]}" ] &&
+					[ $(($(stat_of "$t" tx_packets) - base[tx_packets])) -ge "${want_rx[$n]}" ] && break
 				kill -0 $q 2>/dev/null || break
 				sleep 0.1
 			done;;
 		list)	"$KVMSCOPE" vms -j > "$TMPD/vms.json" 2> "$TMPD/vms.err"
 			listed[$n]=$(jq -r --arg n "$n" '[.[] | select(.name == $n) | .nics[].ifname] | join(" ")' "$TMPD/vms.json");;
-		snap)	for c in "${!base[@]}"; do got[$n,$c]=$(($(stat_of "$t" $c) - base[$c])); done;;
+		snap)	for c in "${!base[@]}"; do got[$n,$c]=$(($(stat_of "$t" "$c") - base[$c])); done;;
 		q)	ctl "$n" q
-			wait $q
-			if [ $? -eq 0 ]; then ran[$n]=1; else not_ok "$(sed 's/^not ok [0-9]* - //' "$TMPD/$n.run")"; fi;;
+			if wait $q; then ran[$n]=1; else not_ok "$(sed 's/^not ok [0-9]* - //' "$TMPD/$n.run")"; fi;;
 		esac
 	done
 	unset base
@@ -138,9 +141,9 @@ for n in $A $B $C; do
 	# the truth, checked on its own: the guest, the tap and QEMU agree
 	read -r _ gtx gtxb <<< "$(grep '^tx ' "$TMPD/$n.con")"
 	read -r _ grx grxb <<< "$(grep '^rx ' "$TMPD/$n.con")"
-	expect_eq "truth $n: the guest sent the ${want_tx[$n]} frames asked" "${gtx:-}" ${want_tx[$n]}
+	expect_eq "truth $n: the guest sent the ${want_tx[$n]} frames asked" "${gtx:-}" "${want_tx[$n]}"
 	expect_eq "truth $n: the guest sent frames*SIZE bytes" "${gtxb:-}" $((want_tx[$n] * SIZE))
-	expect_eq "truth $n: the guest received the ${want_rx[$n]} injected frames" "${grx:-}" ${want_rx[$n]}
+	expect_eq "truth $n: the guest received the ${want_rx[$n]} injected frames" "${grx:-}" "${want_rx[$n]}"
 	expect_eq "truth $n: the guest received frames*RXSIZE bytes" "${grxb:-}" $((want_rx[$n] * RXSIZE))
 	expect_eq "truth $n: $t rx_packets (host side) = the guest's sent frames" "${got[$n,rx_packets]}" "$gtx"
 	expect_eq "truth $n: $t rx_bytes = the guest's sent bytes" "${got[$n,rx_bytes]}" "$gtxb"
