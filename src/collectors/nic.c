@@ -2,16 +2,27 @@
  *
  * The kernel already counts every packet on a tap, so sampling
  * /sys/class/net/<tap>/statistics once a second costs nothing per packet and
- * needs no BPF. Each drain that starts a new second samples every tap of
- * every VM and emits the deltas since the previous sample as the second that
- * just ended. Directions are the guest's: host rx on a tap is what the guest
- * sent, host tx is what it received.
+ * needs no BPF. Each drain that starts a new second samples every tap on the
+ * host (tun/tap and macvtap interfaces, and any interface a VM is found to
+ * hold) and books the deltas since the previous sample as the second that
+ * just ended, to the VM holding the tap now or, if none does, to the VM that
+ * held it at the previous sample: a VM that exited (or let go of its tap)
+ * since then did that traffic. Taps without a holder are sampled too, so a
+ * VM that opens a tap made before it counts from its first frame, and a tap
+ * that did not exist at the previous sample counts from zero (everything it
+ * counted happened since). What a tap counted between the last sample and
+ * its removal is lost: its counters are gone with it. Directions are the
+ * guest's: host rx on a tap is what the guest sent, host tx is what it
+ * received.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "collectors/collector.h"
 #include "common/log.h"
@@ -26,8 +37,9 @@ static const char *const counter_files[C__COUNT] = {
 };
 
 struct tap_state {
-	char ifname[32];
-	char vm[VM_NAME_MAX];
+	char ifname[IF_NAMESIZE];
+	int ifindex;
+	char vm[VM_NAME_MAX];		/* holder at the latest sample, "" if none */
 	uint64_t last[C__COUNT];
 	int seen;			/* present in the latest sample */
 };
@@ -36,6 +48,7 @@ struct nic_priv {
 	struct tap_state *taps;
 	size_t ntaps, cap;
 	int64_t last_before;		/* the `before` of the latest sample */
+	int sampled;			/* a sample has been taken: later taps are new */
 };
 
 static int read_u64(const char *path, uint64_t *v)
@@ -64,23 +77,68 @@ static int read_counters(const char *ifname, uint64_t out[C__COUNT])
 	return 0;
 }
 
-static struct tap_state *find_tap(struct nic_priv *p, const char *ifname)
+/* By ifindex: a tap renamed keeps its counters, one made again under the
+ * same name is another tap. */
+static struct tap_state *find_tap(struct nic_priv *p, int ifindex)
 {
 	for (size_t i = 0; i < p->ntaps; i++)
-		if (!strcmp(p->taps[i].ifname, ifname))
+		if (p->taps[i].ifindex == ifindex)
 			return &p->taps[i];
 	return NULL;
 }
 
-/* Counters only grow; a smaller value means the tap was recreated under the
- * same name, and everything it counted since is new traffic. */
+/* On success the new entry is p's (freed by nic_stop). */
+static struct tap_state *add_tap(struct nic_priv *p, const char *ifname, int ifindex)
+{
+	struct tap_state *tap;
+
+	if (p->ntaps == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 8;
+		struct tap_state *bigger = realloc(p->taps, cap * sizeof(*bigger));
+
+		if (!bigger)
+			return NULL;
+		p->taps = bigger;
+		p->cap = cap;
+	}
+	tap = &p->taps[p->ntaps++];
+	memset(tap, 0, sizeof(*tap));
+	snprintf(tap->ifname, sizeof(tap->ifname), "%s", ifname);
+	tap->ifindex = ifindex;
+	return tap;
+}
+
+/* The VM of `list` (may be NULL) holding interface ifname, or NULL. */
+static const struct vm_info *holder_of(const struct vm_list *list, const char *ifname)
+{
+	for (size_t v = 0; list && v < list->nvms; v++)
+		for (size_t n = 0; n < list->vms[v].nnics; n++)
+			if (!strcmp(list->vms[v].nics[n].ifname, ifname))
+				return &list->vms[v];
+	return NULL;
+}
+
+/* A VMM holds a tun/tap through /dev/net/tun and a macvtap through /dev/tapN. */
+static int is_tap(const char *ifname)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), SYSFS_NET "/%s/tun_flags", ifname);
+	if (!access(path, F_OK))
+		return 1;
+	snprintf(path, sizeof(path), SYSFS_NET "/%s/macvtap", ifname);
+	return !access(path, F_OK);
+}
+
+/* Counters only grow; a smaller value (another tap got the ifindex of one
+ * removed since the previous sample) means everything it counted is new. */
 static uint64_t delta(uint64_t now, uint64_t last)
 {
 	return now >= last ? now - last : now;
 }
 
 static int emit(const struct collector_env *env, int64_t t, const struct tap_state *tap,
-		enum metric_id metric, const char *direction, uint64_t value,
+		const char *vm, enum metric_id metric, const char *direction, uint64_t value,
 		record_sink_fn sink, void *ctx, int *emitted)
 {
 	struct record rec;
@@ -93,7 +151,7 @@ static int emit(const struct collector_env *env, int64_t t, const struct tap_sta
 	rec.time = t;
 	rec.value = value;
 	rec.str[F_HOSTNAME] = env->hostname;
-	rec.str[F_VM] = tap->vm;
+	rec.str[F_VM] = vm;
 	rec.str[F_NIC_NIC] = tap->ifname;
 	rec.str[F_NIC_DIRECTION] = direction;
 	err = sink(&rec, ctx);
@@ -102,66 +160,90 @@ static int emit(const struct collector_env *env, int64_t t, const struct tap_sta
 	return err;
 }
 
-/* Sample every tap of `list`: taps seen for the first time become a baseline,
- * known ones emit their deltas (when sink is set) as second t, and taps no
- * longer present are forgotten. Returns records emitted or -errno. */
+static int emit_deltas(const struct collector_env *env, int64_t t, const struct tap_state *tap,
+		       const char *vm, const uint64_t now[C__COUNT],
+		       record_sink_fn sink, void *ctx, int *emitted)
+{
+	static const struct {
+		enum metric_id metric;
+		const char *direction;
+		int counter;
+	} out[] = {
+		{ METRIC_VM_NIC_BYTES, "sent", C_RX_BYTES },
+		{ METRIC_VM_NIC_BYTES, "received", C_TX_BYTES },
+		{ METRIC_VM_NIC_PACKETS, "sent", C_RX_PACKETS },
+		{ METRIC_VM_NIC_PACKETS, "received", C_TX_PACKETS },
+	};
+	int err = 0;
+
+	for (size_t i = 0; i < sizeof(out) / sizeof(out[0]) && !err; i++)
+		err = emit(env, t, tap, vm, out[i].metric, out[i].direction,
+			   delta(now[out[i].counter], tap->last[out[i].counter]), sink, ctx, emitted);
+	return err;
+}
+
+/* Sample every tap on the host. The first sample is a baseline; later ones
+ * emit (when sink is set) each tap's deltas as second t, booked to its
+ * holder in `list` (may be NULL), else to its holder at the previous
+ * sample. Taps no longer present are forgotten. Returns records emitted or
+ * -errno. */
 static int sample(struct nic_priv *p, const struct vm_list *list, const struct collector_env *env,
 		  int64_t t, record_sink_fn sink, void *ctx)
 {
+	char path[128];
+	struct dirent *e;
 	int emitted = 0, err = 0;
+	DIR *d = opendir(SYSFS_NET);
 
+	if (!d)
+		return -errno;
 	for (size_t i = 0; i < p->ntaps; i++)
 		p->taps[i].seen = 0;
-	for (size_t v = 0; v < list->nvms && !err; v++) {
-		const struct vm_info *vm = &list->vms[v];
+	while (!err && (e = readdir(d))) {
+		const struct vm_info *holder;
+		struct tap_state *tap;
+		uint64_t now[C__COUNT], ifindex;
 
-		for (size_t n = 0; n < vm->nnics && !err; n++) {
-			const char *ifname = vm->nics[n].ifname;
-			struct tap_state *tap = find_tap(p, ifname);
-			uint64_t now[C__COUNT];
-
-			if (!ifname[0] || (tap && tap->seen))
-				continue;	/* listed twice (e.g. multiqueue fds) */
-			if (read_counters(ifname, now))
-				continue;	/* vanished since the scan: forgotten below */
+		if (e->d_name[0] == '.' || strlen(e->d_name) >= IF_NAMESIZE)
+			continue;
+		holder = holder_of(list, e->d_name);
+		if (!holder && !is_tap(e->d_name))
+			continue;
+		snprintf(path, sizeof(path), SYSFS_NET "/%s/ifindex", e->d_name);
+		if (read_u64(path, &ifindex) || read_counters(e->d_name, now))
+			continue;	/* vanished since readdir: forgotten below */
+		tap = find_tap(p, (int)ifindex);
+		if (!tap) {
+			tap = add_tap(p, e->d_name, (int)ifindex);
 			if (!tap) {
-				if (p->ntaps == p->cap) {
-					size_t cap = p->cap ? 2 * p->cap : 8;
-					struct tap_state *bigger = realloc(p->taps, cap * sizeof(*bigger));
-
-					if (!bigger)
-						return -ENOMEM;
-					p->taps = bigger;
-					p->cap = cap;
-				}
-				tap = &p->taps[p->ntaps++];
-				snprintf(tap->ifname, sizeof(tap->ifname), "%s", ifname);
-				memcpy(tap->last, now, sizeof(now));	/* baseline */
-			} else if (sink) {
-				snprintf(tap->vm, sizeof(tap->vm), "%s", vm->name);
-				err = emit(env, t, tap, METRIC_VM_NIC_BYTES, "sent",
-					   delta(now[C_RX_BYTES], tap->last[C_RX_BYTES]), sink, ctx, &emitted);
-				if (!err)
-					err = emit(env, t, tap, METRIC_VM_NIC_BYTES, "received",
-						   delta(now[C_TX_BYTES], tap->last[C_TX_BYTES]), sink, ctx, &emitted);
-				if (!err)
-					err = emit(env, t, tap, METRIC_VM_NIC_PACKETS, "sent",
-						   delta(now[C_RX_PACKETS], tap->last[C_RX_PACKETS]), sink, ctx, &emitted);
-				if (!err)
-					err = emit(env, t, tap, METRIC_VM_NIC_PACKETS, "received",
-						   delta(now[C_TX_PACKETS], tap->last[C_TX_PACKETS]), sink, ctx, &emitted);
-				memcpy(tap->last, now, sizeof(now));
+				err = -ENOMEM;
+				break;
 			}
-			snprintf(tap->vm, sizeof(tap->vm), "%s", vm->name);
-			tap->seen = 1;
+			/* the first sample is the baseline; a tap new since the
+			 * previous one counts from zero (add_tap zeroed last) */
+			if (!p->sampled)
+				memcpy(tap->last, now, sizeof(now));
 		}
+		snprintf(tap->ifname, sizeof(tap->ifname), "%s", e->d_name);	/* renamed? */
+		if (sink) {
+			const char *vm = holder ? holder->name : tap->vm;
+
+			if (vm[0])
+				err = emit_deltas(env, t, tap, vm, now, sink, ctx, &emitted);
+		}
+		memcpy(tap->last, now, sizeof(now));
+		snprintf(tap->vm, sizeof(tap->vm), "%s", holder ? holder->name : "");
+		tap->seen = 1;
 	}
-	/* forget taps that disappeared: a tap that comes back starts a new baseline */
+	closedir(d);
+	/* forget taps that disappeared: a tap that comes back is a new one */
 	for (size_t i = 0; i < p->ntaps;)
 		if (!p->taps[i].seen)
 			p->taps[i] = p->taps[--p->ntaps];
 		else
 			i++;
+	if (!err)
+		p->sampled = 1;
 	return err ? err : emitted;
 }
 
@@ -170,14 +252,17 @@ static int nic_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
 {
 	struct nic_priv *p = calloc(1, sizeof(*p));
 	struct vm_list list = { 0 };
+	int err;
 
 	if (!p)
 		return -ENOMEM;
-	/* baseline now (start has no vmcache), so the first drained second counts */
-	if (!discovery__scan("/proc", &list)) {
-		sample(p, &list, NULL, 0, NULL, NULL);
+	/* baseline now (start has no vmcache), so the first drained second
+	 * counts; the holders are known where the scan works, so a VM that
+	 * exits before that drain is still booked its traffic */
+	err = discovery__scan("/proc", &list);
+	sample(p, err ? NULL : &list, NULL, 0, NULL, NULL);
+	if (!err)
 		discovery__free(&list);
-	}
 	c->priv = p;
 	c->source = SYSFS_NET "/<tap>/statistics";
 	return 0;

@@ -398,6 +398,139 @@ static void test_tap_counters(void **state)
 	vmcache__free(vc);
 }
 
+/* Opens the existing tap `ifname` again (TUNSETIFF by its name). */
+static int tap_attach(const char *ifname)
+{
+	struct ifreq ifr = { 0 };
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	if (ioctl(fd, TUNSETIFF, &ifr)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void send_frames(int fd, int n, size_t len)
+{
+	unsigned char frame[1514];
+
+	memset(frame, 0, len);
+	memset(frame, 0xff, 6);
+	frame[6] = 0x02;
+	frame[12] = 0x88;
+	frame[13] = 0xb5;
+	for (int i = 0; i < n; i++)
+		assert_int_equal(write(fd, frame, len), (ssize_t)len);
+}
+
+/* A tap made after the collector started (QEMU making its own tap) and
+ * used at once: counted from its first frame, not from its first sample. */
+static void test_tap_made_after_start(void **state)
+{
+	struct collector c = { .ops = &collector_nic_ops };
+	uint64_t fields[METRIC__COUNT];
+	char ifname[IFNAMSIZ];
+	struct vmcache *vc;
+	int fd;
+
+	REQUIRE_VM();
+	all_fields(fields);
+	assert_int_equal(c.ops->start(&c, fields), 0);
+	vc = vmcache__new("/proc");
+	fd = tap_open(ifname, sizeof(ifname));
+	if (fd < 0) {
+		c.ops->stop(&c);
+		vmcache__free(vc);
+		print_message("# SKIP cannot create a tap (/dev/net/tun)\n");
+		skip();
+	}
+	send_frames(fd, 5, 120);
+	drain_all(&c, vc);
+	assert_int_equal(sum(METRIC_VM_NIC_PACKETS, F_NIC_NIC, ifname), 5);
+	assert_int_equal(sum(METRIC_VM_NIC_BYTES, F_NIC_DIRECTION, "sent"), 5 * 120);
+	close(fd);
+	c.ops->stop(&c);
+	vmcache__free(vc);
+}
+
+static char persistent_tap[IFNAMSIZ];
+static int persistent_fd = -1;	/* the test's fd on it: held, the tap cannot be opened */
+
+/* Removes the persistent tap of test_persistent_tap_edges, failed or not. */
+static int remove_persistent_tap(void **state)
+{
+	int fd;
+
+	if (persistent_fd >= 0)
+		close(persistent_fd);
+	persistent_fd = -1;
+	if (!persistent_tap[0])
+		return 0;
+	fd = tap_attach(persistent_tap);
+	if (fd >= 0) {
+		ioctl(fd, TUNSETPERSIST, 0);
+		close(fd);
+	}
+	persistent_tap[0] = 0;
+	return 0;
+}
+
+/* A persistent tap made before the VM holds it, opened and used between two
+ * samples, then let go (the VM exits) right after its last frames: both
+ * ends of its traffic are the VM's, though no sample saw the VM hold the
+ * tap while it moved them. */
+static void test_persistent_tap_edges(void **state)
+{
+	struct collector c = { .ops = &collector_nic_ops };
+	uint64_t fields[METRIC__COUNT];
+	char ifname[IFNAMSIZ];
+	struct vmcache *vc;
+	int fd;
+
+	REQUIRE_VM();
+	fd = tap_open(ifname, sizeof(ifname));
+	if (fd < 0 || ioctl(fd, TUNSETPERSIST, 1)) {
+		if (fd >= 0)
+			close(fd);
+		print_message("# SKIP cannot create a persistent tap (/dev/net/tun)\n");
+		skip();
+	}
+	snprintf(persistent_tap, sizeof(persistent_tap), "%s", ifname);
+	close(fd);	/* the tap stays, held by no one */
+	all_fields(fields);
+	assert_int_equal(c.ops->start(&c, fields), 0);
+	vc = vmcache__new("/proc");
+	drain_all(&c, vc);
+	assert_int_equal(sum(METRIC_VM_NIC_PACKETS, F_NIC_NIC, ifname), 0);
+
+	fd = persistent_fd = tap_attach(ifname);
+	assert_true(fd >= 0);
+	send_frames(fd, 3, 90);
+	drain_all(&c, vc);
+	assert_int_equal(sum(METRIC_VM_NIC_PACKETS, F_NIC_NIC, ifname), 3);
+	assert_int_equal(sum(METRIC_VM_NIC_BYTES, F_NIC_NIC, ifname), 3 * 90);
+
+	send_frames(fd, 4, 70);
+	close(fd);
+	persistent_fd = -1;
+	drain_all(&c, vc);
+	assert_int_equal(sum(METRIC_VM_NIC_PACKETS, F_NIC_NIC, ifname), 4);
+	assert_int_equal(sum(METRIC_VM_NIC_BYTES, F_NIC_DIRECTION, "sent"), 4 * 70);
+
+	/* held by no one and quiet: nothing more, booked to no one */
+	drain_all(&c, vc);
+	for (size_t i = 0; i < nrecs; i++)
+		assert_string_not_equal(recs[i].str[F_NIC_NIC], ifname);
+
+	c.ops->stop(&c);
+	vmcache__free(vc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -405,6 +538,8 @@ int main(void)
 		cmocka_unit_test(test_loop_device_block),
 		cmocka_unit_test(test_reconfigure_key_fields),
 		cmocka_unit_test(test_tap_counters),
+		cmocka_unit_test(test_tap_made_after_start),
+		cmocka_unit_test_teardown(test_persistent_tap_edges, remove_persistent_tap),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
