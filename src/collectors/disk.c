@@ -54,8 +54,18 @@ struct disk_slot {
 	int64_t last_seen;	/* second of its newest drained key */
 };
 
+/* What sync_watched pushes into the kernel's filters, MAX_WATCHED of each
+ * kind: too big for a stack frame, so the collector keeps one. */
+struct watch_lists {
+	uint32_t devs[MAX_WATCHED], dev_slots[MAX_WATCHED], fd_slots[MAX_WATCHED];
+	uint32_t bio_devs[MAX_WATCHED], bio_slots[MAX_WATCHED];
+	struct disk_fd_key fds[MAX_WATCHED];
+	unsigned char stale[MAX_WATCHED][16];	/* sync_map's keys to delete */
+};
+
 struct disk_priv {
 	struct disk_bpf *skel;
+	struct watch_lists *lists;
 	uint32_t want;
 	enum slot_mode mode;
 	uint64_t fields[METRIC__COUNT];
@@ -145,10 +155,11 @@ static int64_t slot_of(struct disk_priv *p, const struct vm_info *vm, const stru
 	return (int64_t)p->nslots++;
 }
 
-/* Make map_fd hold exactly the n (key, slot) pairs in keys/slots. */
-static int sync_map(int map_fd, const void *keys, const uint32_t *slots, size_t n, size_t ksz)
+/* Make map_fd hold exactly the n (key, slot) pairs in keys/slots; `stale`
+ * is scratch space for MAX_WATCHED keys. */
+static int sync_map(int map_fd, const void *keys, const uint32_t *slots, size_t n, size_t ksz,
+		    unsigned char (*stale)[16])
 {
-	static unsigned char stale[MAX_WATCHED][16];
 	unsigned char cur[16], next[16];
 	size_t nstale = 0;
 	int have = 0, err = 0;
@@ -234,9 +245,10 @@ static void describe_sources(struct disk_priv *p, struct collector *c, int64_t n
 /* Push the disks of `list` into the kernel's filters. */
 static int sync_watched(struct disk_priv *p, const struct vm_list *list)
 {
-	static uint32_t devs[MAX_WATCHED], dev_slots[MAX_WATCHED], fd_slots[MAX_WATCHED];
-	static uint32_t bio_devs[MAX_WATCHED], bio_slots[MAX_WATCHED];
-	static struct disk_fd_key fds[MAX_WATCHED];
+	struct watch_lists *w = p->lists;
+	uint32_t *devs = w->devs, *dev_slots = w->dev_slots, *fd_slots = w->fd_slots;
+	uint32_t *bio_devs = w->bio_devs, *bio_slots = w->bio_slots;
+	struct disk_fd_key *fds = w->fds;
 	size_t ndevs = 0, nbio = 0, nfds = 0;
 	int err;
 
@@ -279,12 +291,14 @@ static int sync_watched(struct disk_priv *p, const struct vm_list *list)
 			}
 		}
 	}
-	err = sync_map(bpf_map__fd(p->skel->maps.watched_devs), devs, dev_slots, ndevs, sizeof(devs[0]));
+	err = sync_map(bpf_map__fd(p->skel->maps.watched_devs), devs, dev_slots, ndevs, sizeof(devs[0]),
+		       w->stale);
 	if (!err)
 		err = sync_map(bpf_map__fd(p->skel->maps.watched_bio_devs), bio_devs, bio_slots, nbio,
-			       sizeof(bio_devs[0]));
+			       sizeof(bio_devs[0]), w->stale);
 	if (!err)
-		err = sync_map(bpf_map__fd(p->skel->maps.watched_fds), fds, fd_slots, nfds, sizeof(fds[0]));
+		err = sync_map(bpf_map__fd(p->skel->maps.watched_fds), fds, fd_slots, nfds, sizeof(fds[0]),
+			       w->stale);
 	if (err)
 		log_warn(SUB, "updating the watched disk maps failed: %s", strerror(-err));
 	clock_gettime(CLOCK_MONOTONIC, &p->last_sync);
@@ -297,6 +311,7 @@ static void priv_free(struct disk_priv *p)
 		return;
 	disk_bpf__destroy(p->skel);
 	free(p->slots);
+	free(p->lists);
 	free(p);
 }
 
@@ -311,6 +326,11 @@ static int disk_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
 
 	if (!p)
 		return -ENOMEM;
+	p->lists = malloc(sizeof(*p->lists));
+	if (!p->lists) {
+		err = -ENOMEM;
+		goto err_free;
+	}
 	err = collector__check_bpf(msg, sizeof(msg));
 	if (err) {
 		log_error(SUB, "%s", msg);

@@ -208,6 +208,7 @@ static int dispatch(const struct record *rec, void *ctx)
 {
 	struct hub *hub = ctx;
 	struct record with_ident;
+	int err = 0;
 
 	if (rec->metric >= METRIC__COUNT)
 		return 0;
@@ -223,11 +224,17 @@ static int dispatch(const struct record *rec, void *ctx)
 	for (int i = 0; i < hub->nby_metric[rec->metric]; i++) {
 		const struct hub_slot *slot = &hub->consumers[hub->by_metric[rec->metric][i]];
 
+		int e;
+
 		if (rec->num_absent & slot->c.fields)
 			continue;	/* e.g. a latency decomposition of exits whose latency is unknown */
-		slot->c.sink(rec, slot->c.ctx);
+		/* every consumer gets the record; the first error then stops the
+		 * drain (record.h), which hub__drain reports */
+		e = slot->c.sink(rec, slot->c.ctx);
+		if (e && !err)
+			err = e;
 	}
-	return 0;
+	return err;
 }
 
 int hub__drain(struct hub *hub, int64_t before)

@@ -118,7 +118,7 @@ static int online_cpus(unsigned char *online, size_t n)
  * On success p->links owns the links (and through them the perf fds). */
 static int attach_perf(struct samples_priv *p)
 {
-	static unsigned char online[MAX_CPUS];
+	unsigned char *online = calloc(MAX_CPUS, 1);
 	struct perf_event_attr attr = {
 		.type = PERF_TYPE_SOFTWARE,
 		.size = sizeof(attr),
@@ -126,15 +126,20 @@ static int attach_perf(struct samples_priv *p)
 		.freq = 1,
 		.sample_freq = SAMPLES_HZ,
 	};
-	int n, err;
+	int n, err = 0;
 
-	memset(online, 0, sizeof(online));
-	n = online_cpus(online, MAX_CPUS);
-	if (n < 0)
-		return n;
-	p->links = calloc((size_t)n, sizeof(*p->links));
-	if (!p->links)
+	if (!online)
 		return -ENOMEM;
+	n = online_cpus(online, MAX_CPUS);
+	if (n < 0) {
+		err = n;
+		goto out;
+	}
+	p->links = calloc((size_t)n, sizeof(*p->links));
+	if (!p->links) {
+		err = -ENOMEM;
+		goto out;
+	}
 	for (int cpu = 0; cpu < MAX_CPUS && p->nlinks < (size_t)n; cpu++) {
 		struct bpf_link *link;
 		int fd;
@@ -145,13 +150,15 @@ static int attach_perf(struct samples_priv *p)
 		if (fd < 0) {
 			err = -errno;
 			/* went offline since we read the list: nothing runs there */
-			if (err == -ENODEV)
+			if (err == -ENODEV) {
+				err = 0;
 				continue;
+			}
 			log_error(SUB, "perf_event_open(cpu-clock, %d Hz) on CPU %d failed: %s%s", SAMPLES_HZ,
 				  cpu, strerror(-err),
 				  err == -EACCES || err == -EPERM ? " (needs CAP_PERFMON; check kernel.perf_event_paranoid)"
 								  : "");
-			return err;
+			goto out;
 		}
 		link = bpf_program__attach_perf_event(p->skel->progs.samples_tick, fd);
 		if (!link) {
@@ -159,11 +166,13 @@ static int attach_perf(struct samples_priv *p)
 			close(fd);
 			log_error(SUB, "attaching the sampler to the cpu-clock event of CPU %d failed: %s", cpu,
 				  strerror(-err));
-			return err;
+			goto out;
 		}
 		p->links[p->nlinks++] = link;
 	}
-	return 0;
+out:
+	free(online);
+	return err;
 }
 
 /* Seed the vCPU threads of `list` (keeping what the kernel side already
