@@ -191,6 +191,7 @@ static __always_inline void account(const struct inflight *op, __u16 err, __u64 
 {
 	struct disk_key key = {};
 	struct disk_val zero = {}, *val;
+	struct llq_params lat_p = LLQ_LATENCY, size_p = LLQ_SIZE, off_p = LLQ_OFFSET;
 	__u64 now = bpf_ktime_get_tai_ns(), hi;
 	__u64 lat = bpf_ktime_get_ns() - op->ts;
 
@@ -204,11 +205,13 @@ static __always_inline void account(const struct inflight *op, __u16 err, __u64 
 	if (disk_want & DISK_WANT_SUBSEC)
 		key.subsec = subsecond__bucket_ms(now % NSEC_PER_SEC);
 	if (disk_want & DISK_WANT_LATENCY)
-		key.latency = llq__bucket(lat, 10, 1, 10, 20, &hi);
+		key.latency = llq__bucket(lat, lat_p.base, lat_p.lo_mag, lat_p.hi_mag, lat_p.nsteps, &hi);
 	if (disk_want & DISK_WANT_SIZE)
-		key.size = llq__bucket(size, 10, 0, 9, 20, &hi);
+		key.size = llq__bucket(size, size_p.base, size_p.lo_mag, size_p.hi_mag,
+				       size_p.nsteps, &hi);
 	if (disk_want & DISK_WANT_OFFSET)
-		key.offset = llq__bucket(op->offset, 10, 3, 13, 20, &hi);
+		key.offset = llq__bucket(op->offset, off_p.base, off_p.lo_mag, off_p.hi_mag,
+					 off_p.nsteps, &hi);
 
 	val = bpf_map_lookup_elem(&aggr, &key);
 	if (!val) {
