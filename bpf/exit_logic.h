@@ -131,6 +131,12 @@ static __always_inline void vcpu__learn(struct exit_pending *p)
 
 	if (p->vcpu_known)
 		return;
+	/* CO-RE guards: a kernel without them leaves vCPUs to thread names
+	 * instead of failing to load every exit program */
+	if (!bpf_core_field_exists(struct task_struct, preempt_notifiers) ||
+	    !bpf_core_field_exists(struct kvm_vcpu, preempt_notifier) ||
+	    !bpf_core_field_exists(struct kvm_vcpu, vcpu_idx))
+		return;
 	task = bpf_get_current_task_btf();
 	first = BPF_CORE_READ(task, preempt_notifiers.first);
 	if (!first)

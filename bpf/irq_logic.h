@@ -113,6 +113,10 @@ static __always_inline void irq__vm_of_current(struct irq_line *line)
 	/* a trusted BTF pointer: a plain load, no helper call, for every VMM thread */
 	if (!(task->flags & PF_KTHREAD_))
 		return;
+	/* kernels before 5.17 keep a kthread's data elsewhere: their workers'
+	 * interrupts stay with the worker rather than failing the object */
+	if (!bpf_core_field_exists(struct task_struct, worker_private))
+		return;
 	kt = (struct kthread *)BPF_CORE_READ(task, worker_private);
 	data = (unsigned long)BPF_CORE_READ(kt, data);
 	if (!data)

@@ -80,7 +80,7 @@ static __always_inline void remember(struct kvm_vcpu *vcpu)
 		return;
 	n.vcpu = (__u64)vcpu;
 	n.tgid = id >> 32;
-	n.idx = BPF_CORE_READ(vcpu, vcpu_idx);
+	n.idx = bpf_core_field_exists(struct kvm_vcpu, vcpu_idx) ? BPF_CORE_READ(vcpu, vcpu_idx) : -1;
 	if (t)
 		*t = n;
 	else
@@ -126,11 +126,17 @@ int BPF_PROG(samples_kvm_emulate_insn, struct kvm_vcpu *vcpu)
 static __always_inline __u64 guest_cr3(struct kvm_vcpu *vcpu)
 {
 	__u32 avail = BPF_CORE_READ(vcpu, arch.regs_avail);
-	__u32 bit = bpf_core_enum_value(enum kvm_reg, VCPU_EXREG_CR3);
+	__u32 bit = 32;
 	struct kvm_mmu *mmu;
 
+	if (bpf_core_enum_value_exists(enum kvm_reg, VCPU_EXREG_CR3))
+		bit = bpf_core_enum_value(enum kvm_reg, VCPU_EXREG_CR3);
 	if (bit < 32 && (avail >> bit) & 1)
 		return BPF_CORE_READ(vcpu, arch.cr3);
+	/* root_role is 6.0's name for the MMU's role: older kernels report
+	 * "unavailable" for these ticks rather than failing the sampler */
+	if (!bpf_core_field_exists(struct kvm_mmu, root_role))
+		return SAMPLES_CR3_UNAVAILABLE;
 	mmu = BPF_CORE_READ(vcpu, arch.mmu);
 	if (mmu && !BPF_CORE_READ_BITFIELD_PROBED(mmu, root_role.direct) &&
 	    !BPF_CORE_READ_BITFIELD_PROBED(mmu, root_role.guest_mode))
