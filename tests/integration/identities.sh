@@ -37,23 +37,22 @@ expect_eq "vms -j: a VM without them has null" \
 wait $A $B
 wait 2>/dev/null
 
-total() { jq -s --arg k "$2" '[.[].value[$k] // 0] | add' "$1"; }
 io_a=$(jq '[.vcpus[].io_exits] | add' "$TMPD/a.json")
 io_b=$(jq '[.vcpus[].io_exits] | add' "$TMPD/b.json")
 # every exit of idvm is an I/O exit of its pio workload, the rest its start-up
 all_a=$(jq -s '[.[].value["'"$UUID"',105"] // 0] | add' "$W/by_uuid.json")
 check "decomposed by uuid,vmid: idvm's key holds its $io_a I/O exits ($all_a)" test "$all_a" -ge "$io_a"
 expect_eq "decomposed by uuid,vmid: idvm's key = its vm key in the same seconds" "$all_a" \
-	"$(total "$W/by_vm.json" idvm)"
-unk=$(total "$W/by_uuid.json" "unknown,unknown")
+	"$(watch_total "$W/by_vm.json" idvm)"
+unk=$(watch_total "$W/by_uuid.json" "unknown,unknown")
 check "decomposed by uuid,vmid: plainvm's exits are under unknown,unknown ($unk >= $io_b)" test "$unk" -ge "$io_b"
 expect_eq "decomposed by uuid,vmid: unknown,unknown = plainvm's vm key" "$unk" \
-	"$(total "$W/by_vm.json" plainvm)"
+	"$(watch_total "$W/by_vm.json" plainvm)"
 keys=$(jq -s -r '[.[].value | keys[]] | unique | join(" ")' "$W/by_uuid.json")
 expect_eq "decomposed by uuid,vmid: only these two keys" "$keys" "$UUID,105 unknown,unknown"
 expect_eq "predicate vmid=105 keeps idvm only" \
 	"$(jq -s -r '[.[].value | keys[]] | unique | join(" ")' "$W/by_vmid_pred.json")" idvm
-expect_eq "predicate vmid=105: the same count as its uuid key" "$(total "$W/by_vmid_pred.json" idvm)" "$all_a"
+expect_eq "predicate vmid=105: the same count as its uuid key" "$(watch_total "$W/by_vmid_pred.json" idvm)" "$all_a"
 expect_eq "predicate uuid=$UUID: the same count" "$(jq -s '[.[].value] | add' "$W/by_uuid_pred.json")" "$all_a"
 "$KVMSCOPE" watch vm.exits -d uuidx -n 1 -j > /dev/null 2> "$TMPD/bad.err"
 check "an unknown field is refused by name" grep -q 'uuidx' "$TMPD/bad.err"

@@ -53,9 +53,7 @@ wait $VA; RA=$?
 wait $VB; RB=$?
 T1=$(date +%s)
 wait $WV $WC $WS
-for f in "$W"/*.err; do
-	grep -q 'level=error' "$f" && not_ok "$(basename "$f"): $(grep level=error "$f" | head -2)"
-done
+no_logged_errors "$W"/*.err
 
 expect_eq "vmload $A exit status" "$RA" 0
 expect_eq "vmload $B exit status" "$RB" 0
@@ -66,17 +64,16 @@ expect_eq "$B's guest took every PIT interrupt it asked for" "$RECV_B" $NB
 expect_eq "$A's guest programmed the vector it was given" "$(jq -r .pit.vector "$TMPD/a.json")" 0x48
 expect_eq "$B's guest used the default vector base" "$(jq -r .pit.vector "$TMPD/b.json")" 0x20
 
-total() { jq -s --arg k "$2" '[.[].value[$k] // 0] | add' "$1"; }
 # every key of a VM, whatever its vector or source
 vm_total() { jq -s --arg v "$2," '[.[].value | to_entries[] | select(.key | startswith($v)) | .value] | add // 0' "$1"; }
 expect_eq "$A: PIT interrupts booked to $A, vector 0x48, source pic = the guest's count" \
-	"$(total "$W/vec.json" "$A,0x48,pic")" "$RECV_A"
+	"$(watch_total "$W/vec.json" "$A,0x48,pic")" "$RECV_A"
 expect_eq "$B: PIT interrupts booked to $B, vector 0x20, source pic = the guest's count" \
-	"$(total "$W/vec.json" "$B,0x20,pic")" "$RECV_B"
+	"$(watch_total "$W/vec.json" "$B,0x20,pic")" "$RECV_B"
 expect_eq "$A has no other interrupts (no other vector, no unknown)" "$(vm_total "$W/vec.json" "$A")" "$RECV_A"
 expect_eq "$B has no other interrupts (no other vector, no unknown)" "$(vm_total "$W/vec.json" "$B")" "$RECV_B"
-expect_eq "$A's PIT interrupts go to vCPU 0" "$(total "$W/vcpu.json" "$A,0")" "$RECV_A"
-expect_eq "$B's PIT interrupts go to vCPU 0" "$(total "$W/vcpu.json" "$B,0")" "$RECV_B"
+expect_eq "$A's PIT interrupts go to vCPU 0" "$(watch_total "$W/vcpu.json" "$A,0")" "$RECV_A"
+expect_eq "$B's PIT interrupts go to vCPU 0" "$(watch_total "$W/vcpu.json" "$B,0")" "$RECV_B"
 stat_irqs() { jq -s --arg vm "$1" '[.[].vcpus[] | select(.vm == $vm and .vcpu == 0) | .irqs // 0] | add // 0' "$W/stat.json"; }
 expect_eq "kvmscope stat: $A vCPU 0 irqs = the guest's count" "$(stat_irqs "$A")" "$RECV_A"
 expect_eq "kvmscope stat: $B vCPU 0 irqs = the guest's count" "$(stat_irqs "$B")" "$RECV_B"

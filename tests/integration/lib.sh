@@ -17,6 +17,20 @@ check()  { local desc=$1; shift; if "$@"; then ok "$desc"; else not_ok "$desc"; 
 expect_eq() { if [ "$2" = "$3" ]; then ok "$1 ($2)"; else not_ok "$1: got '$2', want '$3'"; fi; }
 tap_done() { echo "1..$TAP_N"; exit $TAP_FAILED; }
 
+# watch_total FILE KEY: the sum over every second of `watch -j` output FILE
+# of decomposition key KEY ("vm,read"), 0 where it never appears
+watch_total() { jq -s --arg k "$2" '[.[].value[$k] // 0] | add' "$1"; }
+
+# no_logged_errors FILE...: a failed check for each kvmscope log (stderr) that
+# has a level=error line, quoting it
+no_logged_errors() {
+	local f
+	for f in "$@"; do
+		grep -q 'level=error' "$f" && not_ok "$(basename "$f"): $(grep level=error "$f" | head -2)"
+	done
+	return 0
+}
+
 # wait_counting FILE...: block until each `watch -j` writing to FILE has
 # printed its first second, so that everything done afterwards is counted.
 # A fixed sleep is not enough: loading and attaching the BPF programs takes

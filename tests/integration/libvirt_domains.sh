@@ -249,7 +249,5 @@ for c in "${ran[@]}"; do
 	vcpus=$(jq -r -s --arg p "$n," '[.[].value | keys[] | select(startswith($p)) | split(",")[1]] | unique | join(" ")' "$W/exits.json")
 	expect_eq "$label: exits attributed to vCPU 0 only (1 vCPU)" "$vcpus" "0"
 done
-for f in "$W"/*.err; do
-	grep -q 'level=error' "$f" && not_ok "$(basename "$f"): $(grep level=error "$f" | head -2)"
-done
+no_logged_errors "$W"/*.err
 tap_done

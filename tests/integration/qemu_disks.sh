@@ -102,7 +102,5 @@ for c in "${ran[@]}"; do
 		echo "# $n host ops (count, bytes): $h"
 	esac
 done
-for f in "$TMPD"/ops.err "$TMPD"/bytes.err; do
-	grep -q 'level=error' "$f" && not_ok "$(basename "$f"): $(grep level=error "$f" | head -2)"
-done
+no_logged_errors "$TMPD"/ops.err "$TMPD"/bytes.err
 tap_done

@@ -66,7 +66,5 @@ for v in A B C; do
 	expect_eq "$label: kvmscope stat -j has no other vCPU" \
 		"$(jq -s -r --arg vm "$n" '[.[].vcpus[] | select(.vm == $vm) | .vcpu] | unique | join(" ")' "$W/stat.json")" "0"
 done
-for f in "$W"/*.err; do
-	grep -q 'level=error' "$f" && not_ok "$(basename "$f"): $(grep level=error "$f" | head -2)"
-done
+no_logged_errors "$W"/*.err
 tap_done

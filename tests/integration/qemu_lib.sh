@@ -94,6 +94,3 @@ qemu_tracefs_save() {
 	echo 0 > "$d/tracing_on" && cat "$d/trace" > "$2" && echo > "$d/trace"
 }
 
-# watch_total FILE KEY: the sum over every second of `watch -j` output FILE
-# of decomposition key KEY ("vm,read"), 0 where it never appears
-watch_total() { jq -s --arg k "$2" '[.[].value[$k] // 0] | add' "$1"; }

@@ -42,21 +42,18 @@ A=$!
 B=$!
 wait $A $B
 wait 2>/dev/null
-for f in "$W"/*.err; do
-	grep -q 'level=error' "$f" && not_ok "$(basename "$f"): $(grep level=error "$f" | head -2)"
-done
+no_logged_errors "$W"/*.err
 
-# sum of a key over all seconds: total FILE KEY
-total() { jq -s --arg k "$2" '[.[].value[$k] // 0] | add' "$1"; }
+
 truth() { jq --argjson v "$2" --arg f "$3" '.vcpus[] | select(.index == $v) | .[$f]' "$1"; }
 
-expect_eq "exits wa,0,iox = pio" "$(total "$W/exits_class.json" wa,0,iox)" "$(truth "$TMPD/wa.json" 0 io_exits)"
-expect_eq "exits wa,1,iox = pio" "$(total "$W/exits_class.json" wa,1,iox)" "$(truth "$TMPD/wa.json" 1 io_exits)"
-expect_eq "exits wb,0,iox = pio" "$(total "$W/exits_class.json" wb,0,iox)" "$(truth "$TMPD/wb.json" 0 io_exits)"
+expect_eq "exits wa,0,iox = pio" "$(watch_total "$W/exits_class.json" wa,0,iox)" "$(truth "$TMPD/wa.json" 0 io_exits)"
+expect_eq "exits wa,1,iox = pio" "$(watch_total "$W/exits_class.json" wa,1,iox)" "$(truth "$TMPD/wa.json" 1 io_exits)"
+expect_eq "exits wb,0,iox = pio" "$(watch_total "$W/exits_class.json" wb,0,iox)" "$(truth "$TMPD/wb.json" 0 io_exits)"
 want=$(( $(truth "$TMPD/wa.json" 1 mmio_exits) + 1 + $(truth "$TMPD/wa.json" 1 irqs) ))
-expect_eq "exits wa,1,mmiox = MMIO + in-kernel LAPIC writes" "$(total "$W/exits_class.json" wa,1,mmiox)" "$want"
+expect_eq "exits wa,1,mmiox = MMIO + in-kernel LAPIC writes" "$(watch_total "$W/exits_class.json" wa,1,mmiox)" "$want"
 want=$(( $(truth "$TMPD/wa.json" 0 hlt) + $(truth "$TMPD/wa.json" 0 idle_hlt) ))
-expect_eq "exits wa,0,haltx = guest HLTs" "$(total "$W/exits_class.json" wa,0,haltx)" "$want"
+expect_eq "exits wa,0,haltx = guest HLTs" "$(watch_total "$W/exits_class.json" wa,0,haltx)" "$want"
 
 # reason x latency: IO exits all have a latency (they go to the VMM), > 0
 io_lat=$(jq -s '[.[].value.IO // [] | .[] | .[1]] | add' "$W/exits_reason_lat.json")
@@ -69,12 +66,12 @@ check "IO exit latencies are > 0 (lowest bucket starts at $lo ns)" test "$lo" -g
 all_a=$(jq -s '[.[].value] | add' "$W/exits_pred_a.json")
 want_a=$(jq -s '[.[].value | to_entries[] | select(.key | startswith("wa,")) | .value] | add' "$W/exits_class.json")
 expect_eq 'eq vm "wa": exactly wa'"'"'s exits' "$all_a" "$want_a"
-and0=$(total "$W/exits_pred_and.json" 0); and1=$(total "$W/exits_pred_and.json" 1)
+and0=$(watch_total "$W/exits_pred_and.json" 0); and1=$(watch_total "$W/exits_pred_and.json" 1)
 expect_eq "and(vm=wa, class=iox) vCPU 0" "$and0" "$(truth "$TMPD/wa.json" 0 io_exits)"
 expect_eq "and(vm=wa, class=iox) vCPU 1" "$and1" "$(truth "$TMPD/wa.json" 1 io_exits)"
 or_keys=$(jq -r -s '[.[].value | keys[]] | unique | join(",")' "$W/exits_pred_or.json")
 expect_eq "or(vm=wa, vm=wb) keys" "$or_keys" "wa,wb"
-lat_io=$(total "$W/exits_pred_lat.json" iox)
+lat_io=$(watch_total "$W/exits_pred_lat.json" iox)
 check "numeric predicate latency >= 1000 ns keeps IO exits ($lat_io of $want)" test "$lat_io" -gt 0 -a "$lat_io" -le "$want"
 
 # irqs: vector, source, vCPU as programmed, subsecond in [250, 260)
