@@ -21,6 +21,10 @@
 #include "render/png.h"
 
 #define HEATMAP_DURATION_DEFAULT 600
+/* slots copied per hold of the agent's lock (about a millisecond for 10
+ * keys x 20 buckets a slot): a long window is copied in pieces so that the
+ * drain and other requests are not kept waiting */
+#define HEATMAP_COPY_SLOTS 600
 
 /* ---- parameters ---- */
 
@@ -626,7 +630,10 @@ static bool heatmap_request(const struct agent *a, struct agent_instr *ai,
 	h->start = start;
 	h->duration = dur;
 	h->nslots = (size_t)(dur / h->g);
-	if (a->fleet ? merged_window(a, ai, h) : instr__window(ai->in, start, h->nslots, &h->w)) {
+	/* the fleet's merged values are gathered here, local ones in pieces
+	 * by heatmap_gather */
+	dist_window__init(&h->w, start, h->g);
+	if (a->fleet && merged_window(a, ai, h)) {
 		api__error(r, 500, "InternalError", "out of memory");
 		return false;
 	}
@@ -635,22 +642,44 @@ static bool heatmap_request(const struct agent *a, struct agent_instr *ai,
 }
 
 /* The locked part of a heatmap request: find the instrumentation and copy
- * its slots into h (owned values), so drawing can run without the lock.
+ * its slots into h (a typed window h owns), HEATMAP_COPY_SLOTS at a time, so
+ * that drawing runs without the lock and no hold of it grows with the
+ * window.
  * false with r set (and nothing in h to free) on failure. */
 static bool heatmap_gather(struct agent *a, const struct api_request *rq, struct api_response *r,
 			   struct hm_req *h)
 {
 	struct agent_instr *ai;
-	bool ok = false;
+	bool ok = false, parsed = false;
+	size_t copied = 0, n;
 
 	pthread_mutex_lock(&a->lock);
 	ai = find_or_404(a, rq, r);
 	if (ai) {
 		ok = heatmap_request(a, ai, rq, r, h);
-		if (!ok)
-			hm_req_free(h);
+		parsed = true;
+	}
+	while (ok && !a->fleet && copied < h->nslots) {
+		if (copied) {
+			pthread_mutex_unlock(&a->lock);
+			pthread_mutex_lock(&a->lock);
+			/* deleted meanwhile: 404, as if it had gone before */
+			ai = find_or_404(a, rq, r);
+			if (!ai) {
+				ok = false;
+				break;
+			}
+		}
+		n = h->nslots - copied < HEATMAP_COPY_SLOTS ? h->nslots - copied : HEATMAP_COPY_SLOTS;
+		if (instr__window_append(ai->in, h->start + (int64_t)copied * h->g, n, &h->w)) {
+			api__error(r, 500, "InternalError", "out of memory");
+			ok = false;
+		}
+		copied += n;
 	}
 	pthread_mutex_unlock(&a->lock);
+	if (parsed && !ok)
+		hm_req_free(h);
 	/* the sorting part of the copy: outside the lock */
 	if (ok && dist_window__finish(&h->w)) {
 		api__error(r, 500, "InternalError", "out of memory");

@@ -972,6 +972,13 @@ static bool slot_current(const struct instr *in, const struct slot *s, int64_t t
 /* The caller owns w (dist_window__free), whatever the result. */
 int instr__window(const struct instr *in, int64_t start, size_t nslots, struct dist_window *w)
 {
+	dist_window__init(w, align(in, start), in->gran);
+	return instr__window_append(in, start, nslots, w);
+}
+
+int instr__window_append(const struct instr *in, int64_t start, size_t nslots,
+			 struct dist_window *w)
+{
 	struct dist_bucket *buckets = NULL;
 	uint32_t *dense = NULL, nb, i;
 	size_t n, ncells = 0;
@@ -980,13 +987,15 @@ int instr__window(const struct instr *in, int64_t start, size_t nslots, struct d
 	int rc = -ENOMEM;
 
 	start = align(in, start);
-	dist_window__init(w, start, in->gran);
-	if (!in->numf)
+	if (!in->numf || w->granularity != in->gran ||
+	    start != w->start + (int64_t)w->nslots * in->gran)
 		return -EINVAL;
 	w->decomposed = in->arity == INSTR_DISCRETE_NUMERIC;
 	nb = metric__nbuckets(in->numf);
 	buckets = malloc((nb ? nb : 1) * sizeof(*buckets));
-	/* decomposition key id -> index in w's key table, + 1 */
+	/* decomposition key id -> index in w's key table, + 1 (ids are this
+	 * piece's: between pieces a key may go and its id be reused; the
+	 * duplicate names this leaves are merged by dist_window__finish) */
 	dense = calloc(in->keys.idcap ? in->keys.idcap : 1, sizeof(*dense));
 	if (!buckets || !dense)
 		goto out;

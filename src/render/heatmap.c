@@ -508,8 +508,13 @@ struct distinct {
 
 static inline size_t distinct__slot(const struct distinct *d, uint64_t bits)
 {
-	uint64_t h = bits * 0x9e3779b97f4a7c15ULL;
-	size_t i = (size_t)(h >> 20) & (d->cap - 1);
+	/* whole numbers have all-zero low mantissa bits: mix them all in */
+	uint64_t h = bits ^ (bits >> 33);
+	size_t i;
+
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	i = (size_t)h & (d->cap - 1);
 
 	while (d->bits[i] && d->bits[i] != bits)
 		i = (i + 1) & (d->cap - 1);
@@ -687,14 +692,13 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	hm->cells = calloc(ncells * (hm->nkeys ? hm->nkeys : 1), sizeof(*hm->cells));
 	hm->level = calloc(ncells, sizeof(*hm->level));
 	hm->rgb = malloc((size_t)hm->width * hm->height * 3);
-	lv = nl > 1 ? calloc(ncells * nl, sizeof(*lv)) : NULL;
 	cellrgb = malloc(ncells * 3);
 	ht = calloc(nl, sizeof(*ht));
 	xcol = malloc((size_t)hm->width * sizeof(*xcol));
 	dv.cap = 64;
 	dv.bits = calloc(dv.cap, sizeof(*dv.bits));
 	if (!hm->col_start || !hm->col_nslots || !hm->cells || !hm->level || !hm->rgb ||
-	    (nl > 1 && !lv) || !cellrgb || !ht || !xcol || !dv.bits)
+	    !cellrgb || !ht || !xcol || !dv.bits)
 		goto err_nomem;
 
 	/* columns: when there are more slots than pixels, neighbours merge */
@@ -707,16 +711,21 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 			     hm->cells + c * (size_t)hm->nbuckets * hm->nkeys);
 	}
 
-	/* per-layer cell values (with one layer: the cells themselves, summed
-	 * over keys in place when there are several) and the set they are
-	 * normalised against */
-	if (nl == 1 && hm->nkeys > 1) {
-		lv = calloc(ncells, sizeof(*lv));
+	/* per-layer cell values and the set they are normalised against; when
+	 * every key is a layer of its own (decompose_all, or one key) they are
+	 * the cells themselves */
+	for (k = 0; k < hm->nkeys && hm->key_layer[k] == k; k++)
+		;
+	if (k == hm->nkeys && hm->nkeys == nl) {
+		free(lv);
+		lv = NULL;
+	} else if (!lv) {
+		lv = calloc(ncells * nl, sizeof(*lv));
 		if (!lv)
 			goto err_nomem;
 	}
 	for (c = 0; c < ncells; c++) {
-		double total = 0, *cl = lv ? lv + c * nl : hm->cells + c;
+		double total = 0, *cl = lv ? lv + c * nl : hm->cells + c * nl;
 
 		if (lv)
 			for (k = 0; k < hm->nkeys; k++)
@@ -742,7 +751,7 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 
 	for (c = 0; c < ncells; c++) {
 		double total = 0, rgb[3] = { 0, 0, 0 }, one[3], level = 0;
-		const double *cl = lv ? lv + c * nl : hm->cells + c;
+		const double *cl = lv ? lv + c * nl : hm->cells + c * nl;
 
 		for (l = 0; l < hm->nlayers; l++)
 			total += cl[l];
