@@ -321,27 +321,37 @@ static bool is_identity(const uint32_t *remap, size_t n)
 static size_t sort_slot(struct dist_window *w, struct dist_cell *c, size_t n,
 			struct dist_cell *tmp, size_t *cnt)
 {
-	size_t i, m, nk = w->nkeys ? w->nkeys : 1;
+	size_t i, m;
 	bool sorted = true;
 
 	for (i = 1; i < n && sorted; i++)
 		sorted = c[i - 1].key < c[i].key ||
 			 (c[i - 1].key == c[i].key && c[i - 1].bucket < c[i].bucket);
 	if (!sorted) {
-		memset(cnt, 0, (w->nbuckets + 1) * sizeof(*cnt));
+		/* counting over the range this slot uses (a few dozen buckets
+		 * of the hundreds a field has) */
+		uint32_t blo = UINT32_MAX, bhi = 0, klo = UINT32_MAX, khi = 0;
+
+		for (i = 0; i < n; i++) {
+			blo = c[i].bucket < blo ? c[i].bucket : blo;
+			bhi = c[i].bucket > bhi ? c[i].bucket : bhi;
+			klo = c[i].key < klo ? c[i].key : klo;
+			khi = c[i].key > khi ? c[i].key : khi;
+		}
+		memset(cnt, 0, (bhi - blo + 2) * sizeof(*cnt));
 		for (i = 0; i < n; i++)
-			cnt[c[i].bucket + 1]++;
-		for (i = 1; i <= w->nbuckets; i++)
+			cnt[c[i].bucket - blo + 1]++;
+		for (i = 1; i <= bhi - blo; i++)
 			cnt[i] += cnt[i - 1];
 		for (i = 0; i < n; i++)
-			tmp[cnt[c[i].bucket]++] = c[i];
-		memset(cnt, 0, (nk + 1) * sizeof(*cnt));
+			tmp[cnt[c[i].bucket - blo]++] = c[i];
+		memset(cnt, 0, (khi - klo + 2) * sizeof(*cnt));
 		for (i = 0; i < n; i++)
-			cnt[tmp[i].key + 1]++;
-		for (i = 1; i <= nk; i++)
+			cnt[tmp[i].key - klo + 1]++;
+		for (i = 1; i <= khi - klo; i++)
 			cnt[i] += cnt[i - 1];
 		for (i = 0; i < n; i++)
-			c[cnt[tmp[i].key]++] = tmp[i];
+			c[cnt[tmp[i].key - klo]++] = tmp[i];
 	}
 	for (i = 0, m = 0; i < n; i++) {
 		if (m && c[m - 1].key == c[i].key && c[m - 1].bucket == c[i].bucket)

@@ -656,6 +656,7 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	struct heatmap *hm = NULL;
 	struct distinct dv = { 0 };
 	struct hue_tab *ht = NULL;
+	struct { double v, in; } *memo = NULL;	/* per layer: the last value seen */
 	size_t c, b, k, l, ncells, nl, *xcol = NULL;
 	double *lv = NULL;
 	uint8_t *cellrgb = NULL;
@@ -694,11 +695,12 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	hm->rgb = malloc((size_t)hm->width * hm->height * 3);
 	cellrgb = malloc(ncells * 3);
 	ht = calloc(nl, sizeof(*ht));
+	memo = calloc(nl, sizeof(*memo));
 	xcol = malloc((size_t)hm->width * sizeof(*xcol));
 	dv.cap = 64;
 	dv.bits = calloc(dv.cap, sizeof(*dv.bits));
 	if (!hm->col_start || !hm->col_nslots || !hm->cells || !hm->level || !hm->rgb ||
-	    !cellrgb || !ht || !xcol || !dv.bits)
+	    !cellrgb || !ht || !memo || !xcol || !dv.bits)
 		goto err_nomem;
 
 	/* columns: when there are more slots than pixels, neighbours merge */
@@ -734,8 +736,13 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 			double v = cl[l];
 
 			if (v > 0) {
-				if (p->coloring == COLORING_RANK && distinct__add(&dv, v))
-					goto err_nomem;
+				/* a source bucket spread over several rows gives
+				 * them one value: look it up once */
+				if (p->coloring == COLORING_RANK && v != memo[l].v) {
+					if (distinct__add(&dv, v))
+						goto err_nomem;
+					memo[l].v = v;
+				}
 				if (v > hm->max)
 					hm->max = v;
 				total += v;
@@ -746,6 +753,8 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	}
 	if (p->coloring == COLORING_RANK && distinct__rank(&dv))
 		goto err_nomem;
+	for (l = 0; l < nl; l++)
+		memo[l].v = 0;
 	for (l = 0; l < hm->nlayers; l++)
 		hue_tab__init(&ht[l], hm->layers[l].hue);
 
@@ -765,8 +774,15 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 			if (v <= 0)
 				continue;
 			share = v / total;
-			in_ = p->coloring == COLORING_LINEAR ? (hm->max > 0 ? v / hm->max : 0)
-							     : distinct__intensity(&dv, v);
+			if (p->coloring == COLORING_LINEAR) {
+				in_ = hm->max > 0 ? v / hm->max : 0;
+			} else if (v == memo[l].v) {
+				in_ = memo[l].in;
+			} else {
+				in_ = distinct__intensity(&dv, v);
+				memo[l].v = v;
+				memo[l].in = in_;
+			}
 			hue_tab__rgb(&ht[l], in_, 1, one);
 			for (b = 0; b < 3; b++)
 				rgb[b] += share * one[b];
@@ -805,6 +821,7 @@ out:
 	free(dv.bits);
 	free(dv.rank);
 	free(ht);
+	free(memo);
 	free(xcol);
 	free(cellrgb);
 	free(lv);
