@@ -268,17 +268,19 @@ int dist_window__add_json(struct dist_window *w, const json_t *v, char *err, siz
 
 /* ---- finishing: sorted tables and cells -------------------------------- */
 
-static const struct dist_window *sort_w;	/* qsort has no context argument */
-
-static int cmp_key_ix(const void *a, const void *b)
+/* qsort_r comparators: several request threads sort at once */
+static int cmp_key_ix(const void *a, const void *b, void *ctx)
 {
-	return strcmp(sort_w->keys[*(const uint32_t *)a], sort_w->keys[*(const uint32_t *)b]);
+	const struct dist_window *w = ctx;
+
+	return strcmp(w->keys[*(const uint32_t *)a], w->keys[*(const uint32_t *)b]);
 }
 
-static int cmp_bucket_ix(const void *a, const void *b)
+static int cmp_bucket_ix(const void *a, const void *b, void *ctx)
 {
-	const struct dist_bucket *x = &sort_w->buckets[*(const uint32_t *)a],
-				 *y = &sort_w->buckets[*(const uint32_t *)b];
+	const struct dist_window *w = ctx;
+	const struct dist_bucket *x = &w->buckets[*(const uint32_t *)a],
+				 *y = &w->buckets[*(const uint32_t *)b];
 
 	if (x->lo != y->lo)
 		return x->lo < y->lo ? -1 : 1;
@@ -287,23 +289,22 @@ static int cmp_bucket_ix(const void *a, const void *b)
 
 /* Sorts n table entries through a permutation; remap[old] = new index, with
  * entries equal under cmp merged. Returns the new count. */
-static size_t sort_table(struct dist_window *w, size_t n, int (*cmp)(const void *, const void *),
-			 uint32_t *perm, uint32_t *remap)
+static size_t sort_table(struct dist_window *w, size_t n,
+			 int (*cmp)(const void *, const void *, void *), uint32_t *perm,
+			 uint32_t *remap)
 {
 	size_t i, m = 0;
 
 	for (i = 0; i < n; i++)
 		perm[i] = (uint32_t)i;
-	sort_w = w;
-	qsort(perm, n, sizeof(*perm), cmp);
+	qsort_r(perm, n, sizeof(*perm), cmp, w);
 	for (i = 0; i < n; i++) {
-		if (i && !cmp(&perm[i - 1], &perm[i])) {
+		if (i && !cmp(&perm[i - 1], &perm[i], w)) {
 			remap[perm[i]] = remap[perm[i - 1]];
 			continue;
 		}
 		remap[perm[i]] = (uint32_t)m++;
 	}
-	sort_w = NULL;
 	return m;
 }
 
