@@ -388,6 +388,37 @@ int main(int argc, char **argv)
 	for (int i = 0; i < rounds; i++)
 		v[i] = floor_image(in, 600);
 	report("floor_10m", v, rounds);
+	{
+		/* the PNG alone, with and without libspng's adaptive filtering */
+		struct heatmap_params p;
+		struct heatmap *hm;
+		struct copy c;
+		unsigned char *png;
+		size_t len, flen = 0;
+
+		memset(&c, 0, sizeof(c));
+		params(&p);
+		if (copy_out(in, clock_now - 600, 600, &c) || copy_finish(&c) ||
+		    heatmap__build(&c.in, &p, &hm))
+			return 1;
+		for (int f = 0; f < 2; f++) {
+			for (int i = 0; i < rounds; i++) {
+				double t0 = now_ms();
+
+				if ((f ? png__encode_rgb_filtered : png__encode_rgb)(hm->rgb, hm->width,
+										  hm->height, &png, &len))
+					return 1;
+				v[i] = now_ms() - t0;
+				free(png);
+			}
+			report(f ? "png_filtered" : "png", v, rounds);
+			if (f)
+				flen = len;
+		}
+		printf("png_filtered_bytes %zu\n", flen);
+		heatmap__free(hm);
+		copy_free(&c);
+	}
 #endif
 	printf("png_bytes %zu\n", png_bytes);
 	instr__free(in);
