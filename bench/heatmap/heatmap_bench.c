@@ -14,7 +14,7 @@
  *   average, percentile   the overlays (10 minutes)
  *   refresh      the 10-minute image again after one more second came in
  *   lock_*       the longest hold of the agent's lock by each (the copy; the
- *                agent copies 600 slots per hold)
+ *                agent copies up to 100000 cells per hold)
  *   floor_10m    a tight C loop drawing the same image from the same typed
  *                cells (bucket spread precomputed, linear colour, no key
  *                table, PNG as the agent writes it): what the machine can
@@ -145,23 +145,24 @@ struct copy {
 	struct heatmap_input in;
 };
 
-/* in pieces of 600 slots, as the agent does (HEATMAP_COPY_SLOTS); the
+/* in pieces of 100000 cells, as the agent does (HEATMAP_COPY_CELLS); the
  * lock time reported is the longest piece */
 static double piece_ms;
 
 static int copy_out(struct instr *in, int64_t start, size_t n, struct copy *c)
 {
-	size_t done = 0, k;
+	size_t done = 0;
+	long k;
 
 	dist_window__init(&c->w, start, 1);
 	piece_ms = 0;
 	while (done < n) {
 		double t0 = now_ms();
 
-		k = n - done < 600 ? n - done : 600;
-		if (instr__window_append(in, start + (int64_t)done, k, &c->w))
+		k = instr__window_append(in, start + (int64_t)done, n - done, 100000, &c->w);
+		if (k <= 0)
 			return -ENOMEM;
-		done += k;
+		done += (size_t)k;
 		if (now_ms() - t0 > piece_ms)
 			piece_ms = now_ms() - t0;
 	}

@@ -21,10 +21,10 @@
 #include "render/png.h"
 
 #define HEATMAP_DURATION_DEFAULT 600
-/* slots copied per hold of the agent's lock (about a millisecond for 10
- * keys x 20 buckets a slot): a long window is copied in pieces so that the
- * drain and other requests are not kept waiting */
-#define HEATMAP_COPY_SLOTS 600
+/* cells copied per hold of the agent's lock (about a millisecond here): a
+ * long or wide window is copied in pieces so that the drain and other
+ * requests are not kept waiting */
+#define HEATMAP_COPY_CELLS 100000
 
 /* ---- parameters ---- */
 
@@ -642,7 +642,7 @@ static bool heatmap_request(const struct agent *a, struct agent_instr *ai,
 }
 
 /* The locked part of a heatmap request: find the instrumentation and copy
- * its slots into h (a typed window h owns), HEATMAP_COPY_SLOTS at a time, so
+ * its slots into h (a typed window h owns), HEATMAP_COPY_CELLS at a time, so
  * that drawing runs without the lock and no hold of it grows with the
  * window.
  * false with r set (and nothing in h to free) on failure. */
@@ -651,7 +651,8 @@ static bool heatmap_gather(struct agent *a, const struct api_request *rq, struct
 {
 	struct agent_instr *ai;
 	bool ok = false, parsed = false;
-	size_t copied = 0, n;
+	size_t copied = 0;
+	long got;
 
 	pthread_mutex_lock(&a->lock);
 	ai = find_or_404(a, rq, r);
@@ -670,12 +671,14 @@ static bool heatmap_gather(struct agent *a, const struct api_request *rq, struct
 				break;
 			}
 		}
-		n = h->nslots - copied < HEATMAP_COPY_SLOTS ? h->nslots - copied : HEATMAP_COPY_SLOTS;
-		if (instr__window_append(ai->in, h->start + (int64_t)copied * h->g, n, &h->w)) {
+		got = instr__window_append(ai->in, h->start + (int64_t)copied * h->g,
+					   h->nslots - copied, HEATMAP_COPY_CELLS, &h->w);
+		if (got <= 0) {
 			api__error(r, 500, "InternalError", "out of memory");
 			ok = false;
+			break;
 		}
-		copied += n;
+		copied += (size_t)got;
 	}
 	pthread_mutex_unlock(&a->lock);
 	if (parsed && !ok)

@@ -972,19 +972,22 @@ static bool slot_current(const struct instr *in, const struct slot *s, int64_t t
 /* The caller owns w (dist_window__free), whatever the result. */
 int instr__window(const struct instr *in, int64_t start, size_t nslots, struct dist_window *w)
 {
+	long n;
+
 	dist_window__init(w, align(in, start), in->gran);
-	return instr__window_append(in, start, nslots, w);
+	n = instr__window_append(in, start, nslots, 0, w);
+	return n < 0 ? (int)n : 0;
 }
 
-int instr__window_append(const struct instr *in, int64_t start, size_t nslots,
-			 struct dist_window *w)
+long instr__window_append(const struct instr *in, int64_t start, size_t nslots,
+			  size_t max_cells, struct dist_window *w)
 {
 	struct dist_bucket *buckets = NULL;
 	uint32_t *dense = NULL, nb, i;
 	size_t n, ncells = 0;
 	const struct slot *s;
 	int64_t t;
-	int rc = -ENOMEM;
+	long rc = -ENOMEM;
 
 	start = align(in, start);
 	if (!in->numf || w->granularity != in->gran ||
@@ -1009,9 +1012,13 @@ int instr__window_append(const struct instr *in, int64_t start, size_t nslots,
 		goto out;
 	for (n = 0, t = start; n < nslots; n++, t += in->gran) {
 		s = slot_of(in, t);
-		if (slot_current(in, s, t))
-			ncells += s->used;
+		if (!slot_current(in, s, t))
+			continue;
+		if (n && max_cells && ncells + s->used > max_cells)
+			break;
+		ncells += s->used;
 	}
+	nslots = n;
 	if (dist_window__reserve(w, nslots, ncells, 0, 0))
 		goto out;
 	for (n = 0, t = start; n < nslots; n++, t += in->gran) {
@@ -1039,7 +1046,7 @@ int instr__window_append(const struct instr *in, int64_t start, size_t nslots,
 				goto out;
 		}
 	}
-	rc = 0;
+	rc = (long)nslots;
 out:
 	free(buckets);
 	free(dense);

@@ -117,11 +117,13 @@ json_t *instr__value(const struct instr *in, int64_t slot_start);
  * order: call dist_window__finish() on w (outside the lock) before use.
  * Numeric arities only: -EINVAL for scalar and discrete ones; -ENOMEM. */
 int instr__window(const struct instr *in, int64_t start, size_t nslots, struct dist_window *w);
-/* The same, appending nslots slots from start to w, whose slots must end
- * where start begins: a caller copying a long window lets go of its lock
- * between pieces. Same results. */
-int instr__window_append(const struct instr *in, int64_t start, size_t nslots,
-			 struct dist_window *w);
+/* The same, appending to w (whose slots must end where start begins) the
+ * slots from start on, at most nslots of them and, when max_cells is not 0,
+ * no more than max_cells cells unless the first slot alone has more: a
+ * caller copying a long window lets go of its lock between pieces of a
+ * bounded cost. Returns the slots appended, -EINVAL, -ENOMEM. */
+long instr__window_append(const struct instr *in, int64_t start, size_t nslots,
+			  size_t max_cells, struct dist_window *w);
 
 /* CA GET .../value/raw. start_time < 0: the last complete slot before now
  * (with ndatapoints > 1, the last ndatapoints ending there); duration <= 0:

@@ -624,6 +624,24 @@ static void test_window_matches_value(void **state)
 			assert_true(typed.buckets[a->bucket].hi == viajson.buckets[b->bucket].hi);
 			assert_true(a->count == b->count);
 		}
+		/* in pieces of at most 2 cells (a slot with more still comes
+		 * whole): the same window */
+		dist_window__free(&viajson);
+		dist_window__init(&viajson, T0 - 1, 1);
+		for (i = 0; i < 6;) {
+			long got = instr__window_append(both[k], T0 - 1 + (int64_t)i, 6 - i, 2, &viajson);
+
+			assert_true(got >= 1);
+			i += (size_t)got;
+		}
+		assert_int_equal(viajson.nslots, 6);
+		assert_int_equal(dist_window__finish(&viajson), 0);
+		assert_int_equal(viajson.ncells, typed.ncells);
+		assert_int_equal(viajson.nkeys, typed.nkeys);
+		assert_memory_equal(viajson.slot_off, typed.slot_off, 7 * sizeof(size_t));
+		assert_memory_equal(viajson.cells, typed.cells, typed.ncells * sizeof(*typed.cells));
+		/* a piece must start where the window ends */
+		assert_int_equal(instr__window_append(both[k], T0, 1, 0, &viajson), -EINVAL);
 		dist_window__free(&typed);
 		dist_window__free(&viajson);
 	}
