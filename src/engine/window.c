@@ -1,4 +1,5 @@
-/* Typed time windows: see window.h. */
+/* Typed time windows: see window.h. Every array allocated here belongs to
+ * the window and is released by dist_window__free(). */
 #include "engine/window.h"
 
 #include <errno.h>
@@ -27,6 +28,7 @@ void dist_window__free(struct dist_window *w)
 	dist_window__init(w, w->start, w->granularity);
 }
 
+/* Grows *p (owned by the window) to hold need elements. */
 static int grow(void **p, size_t *cap, size_t need, size_t size)
 {
 	size_t n = *cap ? *cap : 16;
@@ -126,7 +128,8 @@ static uint64_t hash_bucket(double lo, double hi)
 	return a ^ (a >> 33);
 }
 
-/* Index of bucket [lo, hi), added if new; -ENOMEM. */
+/* Index of bucket [lo, hi), added if new (the lookup table is the
+ * window's); -ENOMEM. */
 static long bucket_index(struct dist_window *w, double lo, double hi)
 {
 	size_t i, mask;
@@ -363,6 +366,7 @@ static size_t sort_slot(struct dist_window *w, struct dist_cell *c, size_t n,
 	return m;
 }
 
+/* The scratch arrays are this function's and freed before it returns. */
 int dist_window__finish(struct dist_window *w)
 {
 	size_t nt = w->nkeys > w->nbuckets ? w->nkeys : w->nbuckets, i, s, maxslot = 0, out;

@@ -325,6 +325,7 @@ static void prep__free(struct prep *pr)
 	free(pr->ov);
 }
 
+/* Fills pr (the caller's, released with prep__free() whatever the result). */
 static int prep__build(const struct heatmap_input *in, const struct heatmap_params *p,
 		       struct prep *pr)
 {
@@ -521,6 +522,7 @@ static inline size_t distinct__slot(const struct distinct *d, uint64_t bits)
 	return i;
 }
 
+/* d's table (its own) grows as needed; the caller frees d->bits, d->rank. */
 static int distinct__add(struct distinct *d, double v)
 {
 	uint64_t bits;
@@ -554,7 +556,7 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Sorts the distinct values and records each one's rank. */
+/* Sorts the distinct values and records each one's rank (d->rank, d's). */
 static int distinct__rank(struct distinct *d)
 {
 	double *v = malloc((d->n ? d->n : 1) * sizeof(*v));
