@@ -21,6 +21,10 @@
 #include "render/png.h"
 
 #define HEATMAP_DURATION_DEFAULT 600
+/* cells copied per hold of the agent's lock (about a millisecond here): a
+ * long or wide window is copied in pieces so that the drain and other
+ * requests are not kept waiting */
+#define HEATMAP_COPY_CELLS 100000
 
 /* ---- parameters ---- */
 
@@ -442,7 +446,7 @@ static void get_peers(struct agent *a, const struct api_request *rq, struct api_
 
 struct hm_req {
 	struct heatmap_params p;
-	struct heatmap_slot *slots;
+	struct dist_window w;		/* the slots, copied out under the lock */
 	size_t nslots;
 	int64_t start, duration, g;
 	const char *selected[64];
@@ -452,9 +456,7 @@ struct hm_req {
 
 static void hm_req_free(struct hm_req *h)
 {
-	for (size_t i = 0; h->slots && i < h->nslots; i++)
-		json_decref((json_t *)h->slots[i].value);
-	free(h->slots);
+	dist_window__free(&h->w);
 	json_decref(h->args);
 }
 
@@ -479,6 +481,32 @@ static int list_arg(struct hm_req *h, const char *name, const char **out, size_t
 		out[(*n)++] = json_string_value(e);
 	}
 	return 0;
+}
+
+/* An aggregator's heatmap is drawn from the values merged with its peers'
+ * (which come as CA JSON). 0 or -errno. */
+static int merged_window(const struct agent *a, struct agent_instr *ai, struct hm_req *h)
+{
+	char err[256];
+	json_t *v;
+	int rc = 0;
+
+	dist_window__init(&h->w, h->start, h->g);
+	for (size_t i = 0; !rc && i < h->nslots; i++) {
+		int64_t t = h->start + (int64_t)i * h->g;
+
+		v = instr__value(ai->in, t);
+		if (!v)
+			return -ENOMEM;
+		fleet__merge_slot(a->fleet, ai->id, t, v);
+		rc = dist_window__add_json(&h->w, v, err, sizeof(err));
+		if (rc == -EINVAL)
+			log_warn("api", "instrumentation %lu: merged slot left out: %s", ai->id, err);
+		if (rc == -EINVAL)
+			rc = 0;
+		json_decref(v);
+	}
+	return rc;
 }
 
 /* Parses the heatmap parameters and gathers the slots. false with r set on
@@ -602,40 +630,65 @@ static bool heatmap_request(const struct agent *a, struct agent_instr *ai,
 	h->start = start;
 	h->duration = dur;
 	h->nslots = (size_t)(dur / h->g);
-	h->slots = calloc(h->nslots, sizeof(*h->slots));
-	if (!h->slots) {
+	/* the fleet's merged values are gathered here, local ones in pieces
+	 * by heatmap_gather */
+	dist_window__init(&h->w, start, h->g);
+	if (a->fleet && merged_window(a, ai, h)) {
 		api__error(r, 500, "InternalError", "out of memory");
 		return false;
-	}
-	for (size_t i = 0; i < h->nslots; i++) {
-		h->slots[i].start_time = start + (int64_t)i * h->g;
-		h->slots[i].value = instr__value(ai->in, h->slots[i].start_time);
-		/* an aggregator's heatmap is drawn from the merged values */
-		if (a->fleet && h->slots[i].value)
-			fleet__merge_slot(a->fleet, ai->id, h->slots[i].start_time,
-					  (json_t *)h->slots[i].value);
 	}
 	ai->last_read = now;
 	return true;
 }
 
 /* The locked part of a heatmap request: find the instrumentation and copy
- * its slots into h (owned values), so drawing can run without the lock.
+ * its slots into h (a typed window h owns), HEATMAP_COPY_CELLS at a time, so
+ * that drawing runs without the lock and no hold of it grows with the
+ * window.
  * false with r set (and nothing in h to free) on failure. */
 static bool heatmap_gather(struct agent *a, const struct api_request *rq, struct api_response *r,
 			   struct hm_req *h)
 {
 	struct agent_instr *ai;
-	bool ok = false;
+	bool ok = false, parsed = false;
+	size_t copied = 0;
+	long got;
 
 	pthread_mutex_lock(&a->lock);
 	ai = find_or_404(a, rq, r);
 	if (ai) {
 		ok = heatmap_request(a, ai, rq, r, h);
-		if (!ok)
-			hm_req_free(h);
+		parsed = true;
+	}
+	while (ok && !a->fleet && copied < h->nslots) {
+		if (copied) {
+			pthread_mutex_unlock(&a->lock);
+			pthread_mutex_lock(&a->lock);
+			/* deleted meanwhile: 404, as if it had gone before */
+			ai = find_or_404(a, rq, r);
+			if (!ai) {
+				ok = false;
+				break;
+			}
+		}
+		got = instr__window_append(ai->in, h->start + (int64_t)copied * h->g,
+					   h->nslots - copied, HEATMAP_COPY_CELLS, &h->w);
+		if (got <= 0) {
+			api__error(r, 500, "InternalError", "out of memory");
+			ok = false;
+			break;
+		}
+		copied += (size_t)got;
 	}
 	pthread_mutex_unlock(&a->lock);
+	if (parsed && !ok)
+		hm_req_free(h);
+	/* the sorting part of the copy: outside the lock */
+	if (ok && dist_window__finish(&h->w)) {
+		api__error(r, 500, "InternalError", "out of memory");
+		hm_req_free(h);
+		ok = false;
+	}
 	return ok;
 }
 
@@ -659,7 +712,7 @@ static void heatmap_image(struct agent *a, const struct api_request *rq, struct 
 
 	if (!heatmap_gather(a, rq, r, &h))
 		return;
-	in = (struct heatmap_input){ h.slots, h.nslots, h.g };
+	in = (struct heatmap_input){ &h.w, 0, h.w.nslots };
 	rc = heatmap__build(&in, &h.p, &hm);
 	if (rc) {
 		heatmap_failed(r, rc);
@@ -702,7 +755,7 @@ static void heatmap_details(struct agent *a, const struct api_request *rq, struc
 		api__error(r, 400, "InvalidArgument", "parameter \"%s\" is required", gx ? "y" : "x");
 		goto out;
 	}
-	in = (struct heatmap_input){ h.slots, h.nslots, h.g };
+	in = (struct heatmap_input){ &h.w, 0, h.w.nslots };
 	rc = heatmap__details(&in, &h.p, (int)x, (int)y, &r->json);
 	if (rc == -ERANGE)
 		api__error(r, 400, "InvalidArgument", "pixel (%lld, %lld) is outside the image", x, y);
@@ -731,7 +784,7 @@ static void heatmap_summary(struct agent *a, const struct api_request *rq, struc
 			goto out;
 		}
 	}
-	in = (struct heatmap_input){ h.slots, h.nslots, h.g };
+	in = (struct heatmap_input){ &h.w, 0, h.w.nslots };
 	rc = percentile ? heatmap__percentile(&in, &h.p, pct * 100, &r->json)
 			: heatmap__average(&in, &h.p, &r->json);
 	if (rc)

@@ -129,21 +129,19 @@ static int draw_heatmap(struct instr *in, int64_t first, int64_t last, const str
 {
 	const struct field_desc *nf = instr__numeric_field(in);
 	int64_t g = instr__granularity(in), n = (last - first) / g + 1;
-	struct heatmap_slot *slots;
 	struct heatmap_params params;
 	struct heatmap_input input;
+	struct dist_window w;
 	int err;
 
 	if (n > v->width)
 		n = v->width;
-	slots = calloc((size_t)n, sizeof(*slots));
-	if (!slots)
-		return -ENOMEM;
-	for (int64_t i = 0; i < n; i++) {
-		slots[i].start_time = last - (n - 1 - i) * g;
-		slots[i].value = instr__value(in, slots[i].start_time);
-	}
-	input = (struct heatmap_input){ slots, (size_t)n, g };
+	err = instr__window(in, last - (n - 1) * g, (size_t)n, &w);
+	if (!err)
+		err = dist_window__finish(&w);
+	if (err)
+		goto out;
+	input = (struct heatmap_input){ &w, 0, w.nslots };
 	heatmap_params__init(&params);
 	params.width = v->width;
 	params.height = v->rows;
@@ -159,9 +157,8 @@ static int draw_heatmap(struct instr *in, int64_t first, int64_t last, const str
 	params.decompose_all = instr__arity(in) == INSTR_DISCRETE_NUMERIC;
 	params.nbuckets = v->rows * 2;
 	err = term_heatmap__draw(stdout, &input, &params, title, nf->unit, v->color);
-	for (int64_t i = 0; i < n; i++)
-		json_decref((json_t *)slots[i].value);
-	free(slots);
+out:
+	dist_window__free(&w);
 	return err;
 }
 

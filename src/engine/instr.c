@@ -963,6 +963,96 @@ err:
 	return NULL;
 }
 
+static bool slot_current(const struct instr *in, const struct slot *s, int64_t t)
+{
+	return s->start == t && in->newest != INT64_MIN &&
+	       t > in->newest - (int64_t)in->nslots * in->gran;
+}
+
+/* The caller owns w (dist_window__free), whatever the result. */
+int instr__window(const struct instr *in, int64_t start, size_t nslots, struct dist_window *w)
+{
+	long n;
+
+	dist_window__init(w, align(in, start), in->gran);
+	n = instr__window_append(in, start, nslots, 0, w);
+	return n < 0 ? (int)n : 0;
+}
+
+long instr__window_append(const struct instr *in, int64_t start, size_t nslots,
+			  size_t max_cells, struct dist_window *w)
+{
+	struct dist_bucket *buckets = NULL;
+	uint32_t *dense = NULL, nb, i;
+	size_t n, ncells = 0;
+	const struct slot *s;
+	int64_t t;
+	long rc = -ENOMEM;
+
+	start = align(in, start);
+	if (!in->numf || w->granularity != in->gran ||
+	    start != w->start + (int64_t)w->nslots * in->gran)
+		return -EINVAL;
+	w->decomposed = in->arity == INSTR_DISCRETE_NUMERIC;
+	nb = metric__nbuckets(in->numf);
+	buckets = malloc((nb ? nb : 1) * sizeof(*buckets));
+	/* decomposition key id -> index in w's key table, + 1 (ids are this
+	 * piece's: between pieces a key may go and its id be reused; the
+	 * duplicate names this leaves are merged by dist_window__finish) */
+	dense = calloc(in->keys.idcap ? in->keys.idcap : 1, sizeof(*dense));
+	if (!buckets || !dense)
+		goto out;
+	for (i = 0; i < nb; i++) {
+		uint64_t hi, lo = metric__bucket_lo(in->numf, i, &hi);
+
+		buckets[i].lo = (double)lo;
+		buckets[i].hi = (double)metric__json_hi(in->numf, lo, hi);
+	}
+	if (dist_window__set_buckets(w, buckets, nb))
+		goto out;
+	for (n = 0, t = start; n < nslots; n++, t += in->gran) {
+		s = slot_of(in, t);
+		if (!slot_current(in, s, t))
+			continue;
+		if (n && max_cells && ncells + s->used > max_cells)
+			break;
+		ncells += s->used;
+	}
+	nslots = n;
+	if (dist_window__reserve(w, nslots, ncells, 0, 0))
+		goto out;
+	for (n = 0, t = start; n < nslots; n++, t += in->gran) {
+		if (dist_window__begin_slot(w))
+			goto out;
+		s = slot_of(in, t);
+		if (!slot_current(in, s, t) || !s->used)
+			continue;
+		for (i = 0; i < s->cap; i++) {
+			const struct cell *c = &s->cells[i];
+			uint32_t id = (uint32_t)(c->key >> BIDX_BITS);
+
+			if (!c->count)
+				continue;
+			if (id && !dense[id]) {
+				const struct ikey *k = in->keys.byid[id];
+				long ix = dist_window__add_key(w, k->s, k->len);
+
+				if (ix < 0)
+					goto out;
+				dense[id] = (uint32_t)ix + 1;
+			}
+			if (dist_window__add_cell(w, id ? dense[id] - 1 : 0,
+						  (uint32_t)(c->key & BIDX_MASK), (double)c->count))
+				goto out;
+		}
+	}
+	rc = (long)nslots;
+out:
+	free(buckets);
+	free(dense);
+	return rc;
+}
+
 static json_t *raw_point(const struct instr *in, int64_t start, int64_t duration)
 {
 	json_t *v = empty_value(in), *sv;

@@ -35,6 +35,7 @@
 #include "engine/metric.h"
 #include "engine/predicate.h"
 #include "engine/record.h"
+#include "engine/window.h"
 
 #define INSTR_GRANULARITY_MAX	3600
 #define INSTR_RETENTION_DEFAULT	600
@@ -107,6 +108,22 @@ int instr__ingest(struct instr *in, const struct record *rec);
  * {"k": [[[lo,hi],n],...]}. A slot without data (or outside the ring) gives
  * 0, {} or [] as fits the arity. New reference owned by the caller. */
 json_t *instr__value(const struct instr *in, int64_t slot_start);
+
+/* Copies the nslots slots from start (aligned down to the granularity) into
+ * w (initialised here; the caller's, released with dist_window__free) in
+ * O(cells held) with a few allocations for the whole window, none per cell:
+ * the copy a heatmap is drawn from, made under the owner's lock. Slots
+ * without data (or outside the ring) are empty. Cells come in the engine's
+ * order: call dist_window__finish() on w (outside the lock) before use.
+ * Numeric arities only: -EINVAL for scalar and discrete ones; -ENOMEM. */
+int instr__window(const struct instr *in, int64_t start, size_t nslots, struct dist_window *w);
+/* The same, appending to w (whose slots must end where start begins) the
+ * slots from start on, at most nslots of them and, when max_cells is not 0,
+ * no more than max_cells cells unless the first slot alone has more: a
+ * caller copying a long window lets go of its lock between pieces of a
+ * bounded cost. Returns the slots appended, -EINVAL, -ENOMEM. */
+long instr__window_append(const struct instr *in, int64_t start, size_t nslots,
+			  size_t max_cells, struct dist_window *w);
 
 /* CA GET .../value/raw. start_time < 0: the last complete slot before now
  * (with ndatapoints > 1, the last ndatapoints ending there); duration <= 0:

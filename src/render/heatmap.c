@@ -2,7 +2,13 @@
  * model. The pipeline is: find the keys and decide which are drawn and in
  * which hue (layers); pick ymax; spread every source bucket over the linear
  * y-buckets it overlaps; normalise cell values (rank or linear); blend the
- * layers' colours by their share of each cell; scale cells to pixels. */
+ * layers' colours by their share of each cell; scale cells to pixels.
+ *
+ * The input is typed (engine/window.h), so the work per cell is a few
+ * array reads: how a source bucket spreads over the y-buckets is worked out
+ * once per bucket of the window (struct span), rank colouring looks values
+ * up in a hash of the distinct ones (a few dozen, typically) rather than
+ * sorting every cell value, and each hue's HSV sextant is worked out once. */
 #include "render/heatmap.h"
 
 #include <errno.h>
@@ -85,82 +91,7 @@ static int hue_of(const struct heatmap_params *p, size_t i)
 	return heatmap__default_hue(i);
 }
 
-/* ---- input validation -------------------------------------------------- */
-
-struct src_bucket {
-	double lo, hi, count;
-};
-
-/* Reads one [[lo, hi], count] entry. */
-static int read_bucket(const json_t *e, size_t slot, const char *key, size_t i,
-		       struct src_bucket *b)
-{
-	const json_t *range = json_array_get(e, 0), *cnt = json_array_get(e, 1);
-
-	if (!json_is_array(e) || json_array_size(e) != 2 || !json_is_array(range) ||
-	    json_array_size(range) != 2 || !json_is_number(json_array_get(range, 0)) ||
-	    !json_is_number(json_array_get(range, 1)) || !json_is_number(cnt))
-		goto bad;
-	b->lo = json_number_value(json_array_get(range, 0));
-	b->hi = json_number_value(json_array_get(range, 1));
-	b->count = json_number_value(cnt);
-	if (!isfinite(b->lo) || !isfinite(b->hi) || b->hi < b->lo || !(b->count >= 0))
-		goto bad;
-	return 0;
-bad:
-	set_error("slot %zu%s%s%s: bucket %zu is not [[lo, hi], count] with lo <= hi and count >= 0",
-		  slot, key ? " key \"" : "", key ? key : "", key ? "\"" : "", i);
-	return -EINVAL;
-}
-
-static int check_dist(const json_t *d, size_t slot, const char *key)
-{
-	struct src_bucket b;
-	size_t i;
-
-	if (!json_is_array(d)) {
-		set_error("slot %zu%s%s%s: value is not a numeric distribution [[[lo, hi], count], ...]",
-			  slot, key ? " key \"" : "", key ? key : "", key ? "\"" : "");
-		return -EINVAL;
-	}
-	for (i = 0; i < json_array_size(d); i++)
-		if (read_bucket(json_array_get(d, i), slot, key, i, &b))
-			return -EINVAL;
-	return 0;
-}
-
-enum shape { SHAPE_EMPTY, SHAPE_DIST, SHAPE_MAP };
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The keys of an input and which of them are drawn. */
-struct keyset {
-	enum shape shape;
-	size_t nall;
-	char **all;		/* sorted, owned */
-	int *drawn;		/* [nall] */
-	int *layer;		/* [nall] layer index for drawn keys */
-	size_t nlayers;
-	int *layer_hue;		/* [nlayers] */
-	int *layer_named;	/* [nlayers] index into all[] or -1 for "the rest" */
-};
-
-static void keyset__free(struct keyset *ks)
-{
-	size_t i;
-
-	for (i = 0; i < ks->nall; i++)
-		free(ks->all[i]);
-	free(ks->all);
-	free(ks->drawn);
-	free(ks->layer);
-	free(ks->layer_hue);
-	free(ks->layer_named);
-	memset(ks, 0, sizeof(*ks));
-}
+/* ---- parameters and keys ----------------------------------------------- */
 
 static int selected_index(const struct heatmap_params *p, const char *key)
 {
@@ -172,11 +103,21 @@ static int selected_index(const struct heatmap_params *p, const char *key)
 	return -1;
 }
 
+static int check_input(const struct heatmap_input *in)
+{
+	if (!in || !in->w || in->first > in->w->nslots ||
+	    in->nslots > in->w->nslots - in->first) {
+		set_error("missing input or parameters");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int check_params(const struct heatmap_input *in, const struct heatmap_params *p)
 {
 	size_t i;
 
-	if (!in || !p || (in->nslots && !in->slots)) {
+	if (!p || check_input(in)) {
 		set_error("missing input or parameters");
 		return -EINVAL;
 	}
@@ -184,8 +125,8 @@ static int check_params(const struct heatmap_input *in, const struct heatmap_par
 		set_error("no time slots to draw");
 		return -EINVAL;
 	}
-	if (in->granularity < 1) {
-		set_error("granularity %lld: must be at least 1 second", (long long)in->granularity);
+	if (in->w->granularity < 1) {
+		set_error("granularity %lld: must be at least 1 second", (long long)in->w->granularity);
 		return -EINVAL;
 	}
 	if (p->width < 1 || p->width > HEATMAP_MAX_WIDTH) {
@@ -232,244 +173,314 @@ static int check_params(const struct heatmap_input *in, const struct heatmap_par
 	return 0;
 }
 
-/* Validates every slot and fills ks (the caller's, released with
- * keyset__free() whatever the result). */
+/* The keys with data in the drawn slots and which of them are drawn, in
+ * which layer. */
+struct keyset {
+	int named;		/* decomposed, with keys in the drawn slots */
+	size_t npresent;
+	const char **present;	/* [npresent] sorted, borrowed from the window */
+	long *drawn;		/* [window keys, or 1] drawn key index, -1 if not drawn */
+	size_t ndrawn;
+	const char **drawn_name;/* [ndrawn] NULL if undecomposed */
+	size_t *drawn_layer;	/* [ndrawn] */
+	size_t nlayers;
+	int *layer_hue;		/* [nlayers] */
+	const char **layer_name;/* [nlayers] NULL for the total / "the rest" */
+};
+
+static void keyset__free(struct keyset *ks)
+{
+	free(ks->present);
+	free(ks->drawn);
+	free(ks->drawn_name);
+	free(ks->drawn_layer);
+	free(ks->layer_hue);
+	free(ks->layer_name);
+	memset(ks, 0, sizeof(*ks));
+}
+
+static const struct dist_cell *cells_of(const struct heatmap_input *in, size_t s, size_t *n)
+{
+	const struct dist_window *w = in->w;
+	size_t i = in->first + s;
+
+	*n = w->slot_off[i + 1] - w->slot_off[i];
+	return *n ? w->cells + w->slot_off[i] : NULL;
+}
+
+/* Fills ks (the caller's, released with keyset__free() whatever the
+ * result). */
 static int keyset__build(const struct heatmap_input *in, const struct heatmap_params *p,
 			 struct keyset *ks)
 {
-	json_t *set = NULL;
-	const char *k;
-	json_t *v;
-	size_t s, i, n;
-	int err = 0, rest = -1;
+	const struct dist_window *w = in->w;
+	size_t nk = w->decomposed && w->nkeys ? w->nkeys : 1, s, i, n;
+	unsigned char *seen = NULL;
+	const struct dist_cell *c;
+	long rest = -1;
+	int err = -ENOMEM;
 
 	memset(ks, 0, sizeof(*ks));
-	set = json_object();
-	if (!set)
-		return -ENOMEM;
-	for (s = 0; s < in->nslots; s++) {
-		const json_t *val = in->slots[s].value;
-		enum shape sh;
-
-		if (!val || json_is_null(val) ||
-		    (json_is_array(val) && json_array_size(val) == 0) ||
-		    (json_is_object(val) && json_object_size(val) == 0))
-			continue;
-		if (json_is_array(val))
-			sh = SHAPE_DIST;
-		else if (json_is_object(val))
-			sh = SHAPE_MAP;
-		else {
-			set_error("slot %zu: value is a %s, not a numeric distribution (a heatmap needs a numeric decomposition)",
-				  s, json_is_number(val) ? "number" : "non-distribution");
-			err = -EINVAL;
-			goto out;
-		}
-		if (ks->shape != SHAPE_EMPTY && ks->shape != sh) {
-			set_error("slot %zu: mixes a decomposed and an undecomposed distribution", s);
-			err = -EINVAL;
-			goto out;
-		}
-		ks->shape = sh;
-		if (sh == SHAPE_DIST) {
-			err = check_dist(val, s, NULL);
-			if (err)
-				goto out;
-			continue;
-		}
-		json_object_foreach((json_t *)val, k, v) {
-			err = check_dist(v, s, k);
-			if (err)
-				goto out;
-			if (json_object_set(set, k, json_true())) {
-				err = -ENOMEM;
-				goto out;
-			}
-		}
-	}
-
-	n = ks->shape == SHAPE_MAP ? json_object_size(set) : 1;
-	ks->all = calloc(n, sizeof(*ks->all));
-	ks->drawn = calloc(n, sizeof(*ks->drawn));
-	ks->layer = calloc(n, sizeof(*ks->layer));
-	ks->layer_hue = calloc(n + 1, sizeof(*ks->layer_hue));
-	ks->layer_named = calloc(n + 1, sizeof(*ks->layer_named));
-	if (!ks->all || !ks->drawn || !ks->layer || !ks->layer_hue || !ks->layer_named) {
-		err = -ENOMEM;
+	seen = calloc(nk, 1);
+	ks->present = calloc(nk, sizeof(*ks->present));
+	ks->drawn = malloc(nk * sizeof(*ks->drawn));
+	ks->drawn_name = calloc(nk, sizeof(*ks->drawn_name));
+	ks->drawn_layer = calloc(nk, sizeof(*ks->drawn_layer));
+	ks->layer_hue = calloc(nk + 1, sizeof(*ks->layer_hue));
+	ks->layer_name = calloc(nk + 1, sizeof(*ks->layer_name));
+	if (!seen || !ks->present || !ks->drawn || !ks->drawn_name || !ks->drawn_layer ||
+	    !ks->layer_hue || !ks->layer_name)
 		goto out;
+	if (w->decomposed && w->nkeys)
+		for (s = 0; s < in->nslots; s++) {
+			c = cells_of(in, s, &n);
+			for (i = 0; i < n; i++)
+				seen[c[i].key] = 1;
+		}
+	for (i = 0; i < nk; i++) {
+		ks->drawn[i] = -1;
+		if (w->decomposed && w->nkeys && seen[i])
+			ks->present[ks->npresent++] = w->keys[i];
 	}
-	if (ks->shape != SHAPE_MAP) {
+	err = 0;
+	if (!ks->npresent) {
 		/* one unnamed distribution: selection does not apply */
-		ks->nall = 1;
-		ks->drawn[0] = 1;
+		for (i = 0; i < nk; i++)
+			ks->drawn[i] = 0;
+		ks->ndrawn = 1;
 		ks->nlayers = 1;
 		ks->layer_hue[0] = hue_of(p, 0);
-		ks->layer_named[0] = -1;
 		goto out;
 	}
-	json_object_foreach(set, k, v) {
-		ks->all[ks->nall] = strdup(k);
-		if (!ks->all[ks->nall]) {
-			err = -ENOMEM;
-			goto out;
-		}
-		ks->nall++;
-	}
-	qsort(ks->all, ks->nall, sizeof(*ks->all), cmp_str);
+	ks->named = 1;
+	for (i = 0; i < nk; i++) {
+		int sel;
 
-	for (i = 0; i < ks->nall; i++) {
-		int sel = selected_index(p, ks->all[i]);
-
+		if (!seen[i])
+			continue;
+		sel = selected_index(p, w->keys[i]);
 		if ((p->isolate && sel < 0) || (p->exclude && sel >= 0))
 			continue;
-		ks->drawn[i] = 1;
+		ks->drawn[i] = (long)ks->ndrawn;
+		ks->drawn_name[ks->ndrawn] = w->keys[i];
 		if (p->decompose_all) {
-			ks->layer[i] = (int)ks->nlayers;
+			ks->drawn_layer[ks->ndrawn] = ks->nlayers;
 			ks->layer_hue[ks->nlayers] = hue_of(p, ks->nlayers + 1);
-			ks->layer_named[ks->nlayers++] = (int)i;
+			ks->layer_name[ks->nlayers++] = w->keys[i];
 		} else if (sel >= 0 && !p->exclude) {
 			/* hue follows the selection order, present or not, so a
 			 * key keeps its colour while others come and go */
-			ks->layer[i] = (int)ks->nlayers;
+			ks->drawn_layer[ks->ndrawn] = ks->nlayers;
 			ks->layer_hue[ks->nlayers] = hue_of(p, (size_t)sel + 1);
-			ks->layer_named[ks->nlayers++] = (int)i;
+			ks->layer_name[ks->nlayers++] = w->keys[i];
 		} else {
 			if (rest < 0) {
-				rest = (int)ks->nlayers;
+				rest = (long)ks->nlayers;
 				ks->layer_hue[ks->nlayers] = hue_of(p, 0);
-				ks->layer_named[ks->nlayers++] = -1;
+				ks->layer_name[ks->nlayers++] = NULL;
 			}
-			ks->layer[i] = rest;
+			ks->drawn_layer[ks->ndrawn] = (size_t)rest;
 		}
+		ks->ndrawn++;
 	}
 out:
-	json_decref(set);
+	free(seen);
 	return err;
 }
 
-/* Index into ks->all of key k, or -1. */
-static int key_index(const struct keyset *ks, const char *k)
-{
-	char *const *hit = bsearch(&k, ks->all, ks->nall, sizeof(*ks->all), cmp_str);
+/* ---- buckets and spreading --------------------------------------------- */
 
-	return hit ? (int)(hit - ks->all) : -1;
-}
-
-/* Calls fn for every bucket of every drawn key in slot s. */
-typedef void (*bucket_fn)(void *ctx, size_t key, const struct src_bucket *b);
-
-static void foreach_bucket(const struct heatmap_input *in, const struct keyset *ks, size_t s,
-			   bucket_fn fn, void *ctx)
-{
-	const json_t *val = in->slots[s].value;
-	struct src_bucket b;
-	const char *k;
-	json_t *d;
-	size_t i;
-
-	if (!val)
-		return;
-	if (json_is_array(val)) {
-		for (i = 0; i < json_array_size(val); i++)
-			if (!read_bucket(json_array_get(val, i), s, NULL, i, &b))
-				fn(ctx, 0, &b);
-		return;
-	}
-	if (!json_is_object(val))
-		return;
-	json_object_foreach((json_t *)val, k, d) {
-		int ki = key_index(ks, k);
-
-		if (ki < 0 || !ks->drawn[ki])
-			continue;
-		for (i = 0; i < json_array_size(d); i++)
-			if (!read_bucket(json_array_get(d, i), s, k, i, &b))
-				fn(ctx, (size_t)ki, &b);
-	}
-}
-
-static int is_point(const struct src_bucket *b)
+static int is_point(const struct dist_bucket *b)
 {
 	return b->hi >= OVERFLOW_HI || b->hi <= b->lo;
 }
 
-static double midpoint(const struct src_bucket *b)
+static double midpoint(const struct dist_bucket *b)
 {
 	return is_point(b) ? b->lo : (b->lo + b->hi) / 2;
 }
 
-static void find_max(void *ctx, size_t key, const struct src_bucket *b)
-{
-	double *max = ctx, top = is_point(b) ? b->lo : b->hi;
-
-	if (b->count > 0 && top > *max)
-		*max = top;
-}
-
-/* ---- spreading --------------------------------------------------------- */
-
-struct spread_ctx {
-	struct heatmap *hm;
-	size_t col;
-	double step;
-	int weighted;
+/* How one source bucket lands on the y-buckets: rows ia..ib, each taking
+ * ov[off + i - ia] / width of the count (a point bucket: all of it on ia). */
+struct span {
+	long ia, ib;		/* ib < ia: nothing drawn */
+	size_t off;
+	double width, mid;
+	int point;
 };
 
-/* Adds a source bucket to the column's y-buckets in proportion to overlap;
- * whatever lies outside [ymin, ymax) is clipped away. */
-static void spread(void *vctx, size_t key, const struct src_bucket *b)
+/* What a build and a details request share: keys, ymax and the spans. */
+struct prep {
+	struct keyset ks;
+	double ymin, ymax, step;
+	int nbuckets;
+	struct span *span;	/* [window buckets] */
+	double *ov;
+};
+
+static void prep__free(struct prep *pr)
 {
-	struct spread_ctx *c = vctx;
-	struct heatmap *hm = c->hm;
-	double w = c->weighted ? b->count * midpoint(b) : b->count;
-	double *col = hm->cells + c->col * (size_t)hm->nbuckets * hm->nkeys;
-	double lo, hi;
-	long i, ia, ib;
+	keyset__free(&pr->ks);
+	free(pr->span);
+	free(pr->ov);
+}
 
-	if (w <= 0)
-		return;
-	if (is_point(b)) {
-		if (b->lo < hm->ymin || b->lo >= hm->ymax)
-			return;
-		i = (long)floor((b->lo - hm->ymin) / c->step);
-		if (i >= hm->nbuckets)
-			i = hm->nbuckets - 1;
-		col[(size_t)i * hm->nkeys + key] += w;
-		return;
+/* Fills pr (the caller's, released with prep__free() whatever the result). */
+static int prep__build(const struct heatmap_input *in, const struct heatmap_params *p,
+		       struct prep *pr)
+{
+	const struct dist_window *w = in->w;
+	size_t s, i, n, b, nov = 0;
+	const struct dist_cell *c;
+	int err;
+
+	memset(pr, 0, sizeof(*pr));
+	err = keyset__build(in, p, &pr->ks);
+	if (err)
+		return err;
+	pr->nbuckets = p->nbuckets < p->height ? p->nbuckets : p->height;
+	pr->ymin = p->ymin;
+	if (p->auto_ymax) {
+		double max = -INFINITY;
+
+		for (s = 0; s < in->nslots; s++) {
+			c = cells_of(in, s, &n);
+			for (i = 0; i < n; i++) {
+				const struct dist_bucket *bk = &w->buckets[c[i].bucket];
+				double top = is_point(bk) ? bk->lo : bk->hi;
+
+				if (pr->ks.drawn[c[i].key] >= 0 && c[i].count > 0 && top > max)
+					max = top;
+			}
+		}
+		/* round the data max itself; when that does not clear a
+		 * raised ymin, round the span above ymin instead */
+		pr->ymax = heatmap__auto_ymax(max);
+		if (pr->ymax <= pr->ymin)
+			pr->ymax = pr->ymin + heatmap__auto_ymax(max - pr->ymin);
+	} else {
+		pr->ymax = p->ymax;
 	}
-	lo = fmax(b->lo, hm->ymin);
-	hi = fmin(b->hi, hm->ymax);
-	if (lo >= hi)
-		return;
-	ia = (long)floor((lo - hm->ymin) / c->step);
-	ib = (long)ceil((hi - hm->ymin) / c->step) - 1;
-	if (ia < 0)
-		ia = 0;
-	if (ib >= hm->nbuckets)
-		ib = hm->nbuckets - 1;
-	for (i = ia; i <= ib; i++) {
-		double blo = hm->ymin + (double)i * c->step;
-		double bhi = i == hm->nbuckets - 1 ? hm->ymax : blo + c->step;
-		double ov = fmin(hi, bhi) - fmax(lo, blo);
+	pr->step = (pr->ymax - pr->ymin) / pr->nbuckets;
+	pr->span = calloc(w->nbuckets ? w->nbuckets : 1, sizeof(*pr->span));
+	if (!pr->span)
+		return -ENOMEM;
+	for (b = 0; b < w->nbuckets; b++) {
+		const struct dist_bucket *bk = &w->buckets[b];
+		struct span *sp = &pr->span[b];
+		double lo, hi;
 
-		if (ov > 0)
-			col[(size_t)i * hm->nkeys + key] += w * ov / (b->hi - b->lo);
+		sp->ia = 0;
+		sp->ib = -1;
+		sp->mid = midpoint(bk);
+		sp->width = bk->hi - bk->lo;
+		sp->point = is_point(bk);
+		if (sp->point) {
+			if (bk->lo < pr->ymin || bk->lo >= pr->ymax)
+				continue;
+			sp->ia = (long)floor((bk->lo - pr->ymin) / pr->step);
+			if (sp->ia >= pr->nbuckets)
+				sp->ia = pr->nbuckets - 1;
+			sp->ib = sp->ia;
+			continue;
+		}
+		lo = fmax(bk->lo, pr->ymin);
+		hi = fmin(bk->hi, pr->ymax);
+		if (lo >= hi)
+			continue;
+		sp->ia = (long)floor((lo - pr->ymin) / pr->step);
+		sp->ib = (long)ceil((hi - pr->ymin) / pr->step) - 1;
+		if (sp->ia < 0)
+			sp->ia = 0;
+		if (sp->ib >= pr->nbuckets)
+			sp->ib = pr->nbuckets - 1;
+		if (sp->ib >= sp->ia)
+			nov += (size_t)(sp->ib - sp->ia + 1);
+	}
+	pr->ov = malloc((nov ? nov : 1) * sizeof(*pr->ov));
+	if (!pr->ov)
+		return -ENOMEM;
+	nov = 0;
+	for (b = 0; b < w->nbuckets; b++) {
+		const struct dist_bucket *bk = &w->buckets[b];
+		struct span *sp = &pr->span[b];
+		double lo = fmax(bk->lo, pr->ymin), hi = fmin(bk->hi, pr->ymax);
+		long i2;
+
+		if (sp->point || sp->ib < sp->ia)
+			continue;
+		sp->off = nov;
+		for (i2 = sp->ia; i2 <= sp->ib; i2++) {
+			double blo = pr->ymin + (double)i2 * pr->step;
+			double bhi = i2 == pr->nbuckets - 1 ? pr->ymax : blo + pr->step;
+
+			pr->ov[nov++] = fmin(hi, bhi) - fmax(lo, blo);
+		}
+	}
+	return 0;
+}
+
+/* Adds the drawn cells of slots s0..s1-1 to col ([nbuckets][ndrawn]), each
+ * source bucket in proportion to its overlap with each y-bucket; whatever
+ * lies outside [ymin, ymax) is clipped away. */
+static void spread_slots(const struct heatmap_input *in, const struct prep *pr, size_t s0,
+			 size_t s1, int weighted, double *col)
+{
+	size_t nk = pr->ks.ndrawn, s, i, n;
+	const struct dist_cell *c;
+
+	for (s = s0; s < s1; s++) {
+		c = cells_of(in, s, &n);
+		for (i = 0; i < n; i++) {
+			const struct span *sp = &pr->span[c[i].bucket];
+			long key = pr->ks.drawn[c[i].key], y;
+			double wv = weighted ? c[i].count * sp->mid : c[i].count;
+
+			if (key < 0 || wv <= 0 || sp->ib < sp->ia)
+				continue;
+			if (sp->point) {
+				col[(size_t)sp->ia * nk + (size_t)key] += wv;
+				continue;
+			}
+			for (y = sp->ia; y <= sp->ib; y++) {
+				double ov = pr->ov[sp->off + (size_t)(y - sp->ia)];
+
+				if (ov > 0)
+					col[(size_t)y * nk + (size_t)key] += wv * ov / sp->width;
+			}
+		}
 	}
 }
 
 /* ---- colour ------------------------------------------------------------ */
 
-static void hsv_rgb(double h, double s, double v, double rgb[3])
-{
-	double c = v * s, hp = fmod(h, 360) / 60, x = c * (1 - fabs(fmod(hp, 2) - 1));
-	double m = v - c, r = 0, g = 0, b = 0;
+/* A hue's HSV sextant and the share of its second component, worked out
+ * once: the colour at saturation s (value 1) is then a few multiplications. */
+struct hue_tab {
+	int sextant;
+	double k;
+};
 
-	if (hp < 1) { r = c; g = x; }
-	else if (hp < 2) { r = x; g = c; }
-	else if (hp < 3) { g = c; b = x; }
-	else if (hp < 4) { g = x; b = c; }
-	else if (hp < 5) { r = x; b = c; }
-	else { r = c; b = x; }
+static void hue_tab__init(struct hue_tab *t, double h)
+{
+	double hp = fmod(h, 360) / 60;
+
+	t->k = 1 - fabs(fmod(hp, 2) - 1);
+	t->sextant = hp < 1 ? 0 : hp < 2 ? 1 : hp < 3 ? 2 : hp < 4 ? 3 : hp < 5 ? 4 : 5;
+}
+
+static inline void hue_tab__rgb(const struct hue_tab *t, double s, double v, double rgb[3])
+{
+	double c = v * s, x = c * t->k, m = v - c, r = 0, g = 0, b = 0;
+
+	switch (t->sextant) {
+	case 0: r = c; g = x; break;
+	case 1: r = x; g = c; break;
+	case 2: g = c; b = x; break;
+	case 3: g = x; b = c; break;
+	case 4: r = x; b = c; break;
+	default: r = c; b = x; break;
+	}
 	rgb[0] = r + m;
 	rgb[1] = g + m;
 	rgb[2] = b + m;
@@ -477,12 +488,65 @@ static void hsv_rgb(double h, double s, double v, double rgb[3])
 
 void heatmap__hue_rgb(int hue, double intensity, uint8_t rgb[3])
 {
+	struct hue_tab t;
 	double c[3];
 	int i;
 
-	hsv_rgb(hue, fmin(1, fmax(0, intensity)), 1, c);
+	hue_tab__init(&t, hue);
+	hue_tab__rgb(&t, fmin(1, fmax(0, intensity)), 1, c);
 	for (i = 0; i < 3; i++)
 		rgb[i] = (uint8_t)lround(c[i] * 255);
+}
+
+/* The distinct non-zero cell values, for rank colouring: an open-addressing
+ * hash of their bit patterns; after ranking, rank[i] is the 1-based position
+ * of vals[i] among them in ascending order. */
+struct distinct {
+	uint64_t *bits;		/* 0 = empty slot (0.0 is never stored) */
+	uint32_t *rank;
+	size_t cap, n;
+};
+
+static inline size_t distinct__slot(const struct distinct *d, uint64_t bits)
+{
+	/* whole numbers have all-zero low mantissa bits: mix them all in */
+	uint64_t h = bits ^ (bits >> 33);
+	size_t i;
+
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	i = (size_t)h & (d->cap - 1);
+
+	while (d->bits[i] && d->bits[i] != bits)
+		i = (i + 1) & (d->cap - 1);
+	return i;
+}
+
+/* d's table (its own) grows as needed; the caller frees d->bits, d->rank. */
+static int distinct__add(struct distinct *d, double v)
+{
+	uint64_t bits;
+	size_t i;
+
+	memcpy(&bits, &v, sizeof(bits));
+	if ((d->n + 1) * 2 > d->cap) {
+		struct distinct nd = { calloc(d->cap * 2, sizeof(uint64_t)), NULL, d->cap * 2, 0 };
+
+		if (!nd.bits)
+			return -ENOMEM;
+		for (i = 0; i < d->cap; i++)
+			if (d->bits[i])
+				nd.bits[distinct__slot(&nd, d->bits[i])] = d->bits[i];
+		nd.n = d->n;
+		free(d->bits);
+		*d = nd;
+	}
+	i = distinct__slot(d, bits);
+	if (!d->bits[i]) {
+		d->bits[i] = bits;
+		d->n++;
+	}
+	return 0;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -492,31 +556,37 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-struct norm {
-	enum heatmap_coloring coloring;
-	double *distinct;	/* sorted distinct non-zero values (rank) */
-	size_t ndistinct;
-	double max;
-};
-
-static double intensity(const struct norm *n, double v)
+/* Sorts the distinct values and records each one's rank (d->rank, d's). */
+static int distinct__rank(struct distinct *d)
 {
-	size_t lo = 0, hi = n->ndistinct;
+	double *v = malloc((d->n ? d->n : 1) * sizeof(*v));
+	size_t i, n = 0;
 
-	if (v <= 0)
-		return 0;
-	if (n->coloring == COLORING_LINEAR)
-		return n->max > 0 ? v / n->max : 0;
-	/* rank: 1-based position of v among the distinct values */
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (n->distinct[mid] < v)
-			lo = mid + 1;
-		else
-			hi = mid;
+	d->rank = calloc(d->cap, sizeof(*d->rank));
+	if (!v || !d->rank) {
+		free(v);
+		return -ENOMEM;
 	}
-	return n->ndistinct ? (double)(lo + 1) / (double)n->ndistinct : 0;
+	for (i = 0; i < d->cap; i++)
+		if (d->bits[i])
+			memcpy(&v[n++], &d->bits[i], sizeof(*v));
+	qsort(v, n, sizeof(*v), cmp_double);
+	for (i = 0; i < n; i++) {
+		uint64_t bits;
+
+		memcpy(&bits, &v[i], sizeof(bits));
+		d->rank[distinct__slot(d, bits)] = (uint32_t)(i + 1);
+	}
+	free(v);
+	return 0;
+}
+
+static double distinct__intensity(const struct distinct *d, double v)
+{
+	uint64_t bits;
+
+	memcpy(&bits, &v, sizeof(bits));
+	return d->n ? (double)d->rank[distinct__slot(d, bits)] / (double)d->n : 0;
 }
 
 void heatmap__free(struct heatmap *hm)
@@ -541,146 +611,140 @@ void heatmap__free(struct heatmap *hm)
 	free(hm);
 }
 
-/* Copies the keyset's drawn keys and layers into hm (which owns the copies). */
-static int adopt_keys(struct heatmap *hm, const struct keyset *ks, size_t **map_out)
+static char *dup_or_null(const char *s, int *failed)
 {
-	size_t i, n = 0, *map;
+	char *d;
 
-	map = calloc(ks->nall, sizeof(*map));	/* all[] index -> drawn key index */
-	hm->keys = calloc(ks->nall, sizeof(*hm->keys));
-	hm->key_layer = calloc(ks->nall, sizeof(*hm->key_layer));
+	if (!s)
+		return NULL;
+	d = strdup(s);
+	if (!d)
+		*failed = 1;
+	return d;
+}
+
+/* Copies the keyset's drawn keys and layers into hm (which owns the copies). */
+static int adopt_keys(struct heatmap *hm, const struct keyset *ks)
+{
+	size_t i;
+	int failed = 0;
+
+	hm->present = json_array();
+	hm->keys = calloc(ks->ndrawn, sizeof(*hm->keys));
+	hm->key_layer = calloc(ks->ndrawn, sizeof(*hm->key_layer));
 	hm->layers = calloc(ks->nlayers ? ks->nlayers : 1, sizeof(*hm->layers));
-	if (!map || !hm->keys || !hm->key_layer || !hm->layers)
-		goto err_nomem;
-	for (i = 0; i < ks->nall; i++) {
-		if (!ks->drawn[i])
-			continue;
-		if (ks->all[i] && !(hm->keys[n] = strdup(ks->all[i])))
-			goto err_nomem;
-		hm->key_layer[n] = (size_t)ks->layer[i];
-		map[i] = n++;
-		hm->nkeys = n;
+	if (!hm->present || !hm->keys || !hm->key_layer || !hm->layers)
+		return -ENOMEM;
+	for (i = 0; i < ks->npresent; i++)
+		if (json_array_append_new(hm->present, json_string(ks->present[i])))
+			return -ENOMEM;
+	for (i = 0; i < ks->ndrawn; i++) {
+		hm->keys[i] = dup_or_null(ks->named ? ks->drawn_name[i] : NULL, &failed);
+		hm->key_layer[i] = ks->drawn_layer[i];
+		hm->nkeys = i + 1;
 	}
 	for (i = 0; i < ks->nlayers; i++) {
 		hm->layers[i].hue = ks->layer_hue[i];
-		if (ks->layer_named[i] >= 0 &&
-		    !(hm->layers[i].name = strdup(ks->all[ks->layer_named[i]])))
-			goto err_nomem;
+		hm->layers[i].name = dup_or_null(ks->layer_name[i], &failed);
 		hm->nlayers = i + 1;
 	}
-	*map_out = map;
-	return 0;
-err_nomem:
-	free(map);
-	return -ENOMEM;
-}
-
-/* Maps keyset indices to heatmap key indices while spreading. */
-struct remap_ctx {
-	struct spread_ctx sc;
-	const size_t *map;
-};
-
-static void spread_remapped(void *vctx, size_t key, const struct src_bucket *b)
-{
-	struct remap_ctx *r = vctx;
-
-	spread(&r->sc, r->map[key], b);
+	return failed ? -ENOMEM : 0;
 }
 
 int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *p,
 		   struct heatmap **out)
 {
-	struct keyset ks;
+	struct prep pr = { 0 };
 	struct heatmap *hm = NULL;
-	struct norm nm = { 0 };
-	struct remap_ctx rc;
-	size_t *map = NULL, s, c, b, k, l, ncells, nvals = 0;
+	struct distinct dv = { 0 };
+	struct hue_tab *ht = NULL;
+	struct { double v, in; } *memo = NULL;	/* per layer: the last value seen */
+	size_t c, b, k, l, ncells, nl, *xcol = NULL;
 	double *lv = NULL;
 	uint8_t *cellrgb = NULL;
 	int err, x, y;
+	long prev_bk = -1;
 
 	last_error[0] = 0;
 	err = check_params(in, p);
 	if (err)
 		return err;
-	err = keyset__build(in, p, &ks);
+	err = prep__build(in, p, &pr);
 	if (err)
-		goto err_keys;
+		goto err_free;
 
 	hm = calloc(1, sizeof(*hm));
 	if (!hm)
 		goto err_nomem;
 	hm->width = p->width;
 	hm->height = p->height;
-	hm->nbuckets = p->nbuckets < p->height ? p->nbuckets : p->height;
+	hm->nbuckets = pr.nbuckets;
 	hm->nslots = in->nslots;
-	hm->granularity = in->granularity;
+	hm->granularity = in->w->granularity;
 	hm->ncols = in->nslots < (size_t)p->width ? in->nslots : (size_t)p->width;
-	hm->present = json_array();
-	if (!hm->present)
-		goto err_nomem;
-	if (ks.shape == SHAPE_MAP)
-		for (k = 0; k < ks.nall; k++)
-			if (json_array_append_new(hm->present, json_string(ks.all[k])))
-				goto err_nomem;
-	err = adopt_keys(hm, &ks, &map);
+	hm->ymin = pr.ymin;
+	hm->ymax = pr.ymax;
+	err = adopt_keys(hm, &pr.ks);
 	if (err)
 		goto err_free;
 
-	hm->ymin = p->ymin;
-	if (p->auto_ymax) {
-		double max = -INFINITY;
-
-		for (s = 0; s < in->nslots; s++)
-			foreach_bucket(in, &ks, s, find_max, &max);
-		/* round the data max itself; when that does not clear a
-		 * raised ymin, round the span above ymin instead */
-		hm->ymax = heatmap__auto_ymax(max);
-		if (hm->ymax <= hm->ymin)
-			hm->ymax = hm->ymin + heatmap__auto_ymax(max - hm->ymin);
-	} else {
-		hm->ymax = p->ymax;
-	}
-
+	nl = hm->nlayers ? hm->nlayers : 1;
 	hm->col_start = calloc(hm->ncols, sizeof(*hm->col_start));
 	hm->col_nslots = calloc(hm->ncols, sizeof(*hm->col_nslots));
 	ncells = hm->ncols * (size_t)hm->nbuckets;
 	hm->cells = calloc(ncells * (hm->nkeys ? hm->nkeys : 1), sizeof(*hm->cells));
 	hm->level = calloc(ncells, sizeof(*hm->level));
 	hm->rgb = malloc((size_t)hm->width * hm->height * 3);
-	lv = calloc(ncells * (hm->nlayers ? hm->nlayers : 1), sizeof(*lv));
 	cellrgb = malloc(ncells * 3);
-	nm.distinct = malloc(ncells * (hm->nlayers ? hm->nlayers : 1) * sizeof(double));
+	ht = calloc(nl, sizeof(*ht));
+	memo = calloc(nl, sizeof(*memo));
+	xcol = malloc((size_t)hm->width * sizeof(*xcol));
+	dv.cap = 64;
+	dv.bits = calloc(dv.cap, sizeof(*dv.bits));
 	if (!hm->col_start || !hm->col_nslots || !hm->cells || !hm->level || !hm->rgb ||
-	    !lv || !cellrgb || !nm.distinct)
+	    !cellrgb || !ht || !memo || !xcol || !dv.bits)
 		goto err_nomem;
 
 	/* columns: when there are more slots than pixels, neighbours merge */
-	rc.sc = (struct spread_ctx){ hm, 0, (hm->ymax - hm->ymin) / hm->nbuckets,
-				     p->weights == WEIGHTS_WEIGHT };
-	rc.map = map;
 	for (c = 0; c < hm->ncols; c++) {
 		size_t s0 = c * in->nslots / hm->ncols, s1 = (c + 1) * in->nslots / hm->ncols;
 
-		hm->col_start[c] = in->slots[s0].start_time;
+		hm->col_start[c] = dist_window__slot_start(in->w, in->first + s0);
 		hm->col_nslots[c] = s1 - s0;
-		rc.sc.col = c;
-		for (s = s0; s < s1; s++)
-			foreach_bucket(in, &ks, s, spread_remapped, &rc);
+		spread_slots(in, &pr, s0, s1, p->weights == WEIGHTS_WEIGHT,
+			     hm->cells + c * (size_t)hm->nbuckets * hm->nkeys);
 	}
 
-	/* per-layer cell values and the set they are normalised against */
+	/* per-layer cell values and the set they are normalised against; when
+	 * every key is a layer of its own (decompose_all, or one key) they are
+	 * the cells themselves */
+	for (k = 0; k < hm->nkeys && hm->key_layer[k] == k; k++)
+		;
+	if (k == hm->nkeys && hm->nkeys == nl) {
+		free(lv);
+		lv = NULL;
+	} else if (!lv) {
+		lv = calloc(ncells * nl, sizeof(*lv));
+		if (!lv)
+			goto err_nomem;
+	}
 	for (c = 0; c < ncells; c++) {
-		double total = 0;
+		double total = 0, *cl = lv ? lv + c * nl : hm->cells + c * nl;
 
-		for (k = 0; k < hm->nkeys; k++)
-			lv[c * hm->nlayers + hm->key_layer[k]] += hm->cells[c * hm->nkeys + k];
+		if (lv)
+			for (k = 0; k < hm->nkeys; k++)
+				cl[hm->key_layer[k]] += hm->cells[c * hm->nkeys + k];
 		for (l = 0; l < hm->nlayers; l++) {
-			double v = lv[c * hm->nlayers + l];
+			double v = cl[l];
 
 			if (v > 0) {
-				nm.distinct[nvals++] = v;
+				/* a source bucket spread over several rows gives
+				 * them one value: look it up once */
+				if (p->coloring == COLORING_RANK && v != memo[l].v) {
+					if (distinct__add(&dv, v))
+						goto err_nomem;
+					memo[l].v = v;
+				}
 				if (v > hm->max)
 					hm->max = v;
 				total += v;
@@ -689,28 +753,39 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 		if (total > hm->max_total)
 			hm->max_total = total;
 	}
-	qsort(nm.distinct, nvals, sizeof(double), cmp_double);
-	for (s = 0; s < nvals; s++)
-		if (nm.ndistinct == 0 || nm.distinct[s] != nm.distinct[nm.ndistinct - 1])
-			nm.distinct[nm.ndistinct++] = nm.distinct[s];
-	nm.coloring = p->coloring;
-	nm.max = hm->max;
+	if (p->coloring == COLORING_RANK && distinct__rank(&dv))
+		goto err_nomem;
+	for (l = 0; l < nl; l++)
+		memo[l].v = 0;
+	for (l = 0; l < hm->nlayers; l++)
+		hue_tab__init(&ht[l], hm->layers[l].hue);
 
 	for (c = 0; c < ncells; c++) {
 		double total = 0, rgb[3] = { 0, 0, 0 }, one[3], level = 0;
+		const double *cl = lv ? lv + c * nl : hm->cells + c * nl;
 
 		for (l = 0; l < hm->nlayers; l++)
-			total += lv[c * hm->nlayers + l];
+			total += cl[l];
 		if (total <= 0) {
 			memset(cellrgb + c * 3, 255, 3);
 			continue;
 		}
 		for (l = 0; l < hm->nlayers; l++) {
-			double v = lv[c * hm->nlayers + l], share = v / total, in_ = intensity(&nm, v);
+			double v = cl[l], share, in_;
 
 			if (v <= 0)
 				continue;
-			hsv_rgb(hm->layers[l].hue, in_, 1, one);
+			share = v / total;
+			if (p->coloring == COLORING_LINEAR) {
+				in_ = hm->max > 0 ? v / hm->max : 0;
+			} else if (v == memo[l].v) {
+				in_ = memo[l].in;
+			} else {
+				in_ = distinct__intensity(&dv, v);
+				memo[l].v = v;
+				memo[l].in = in_;
+			}
+			hue_tab__rgb(&ht[l], in_, 1, one);
 			for (b = 0; b < 3; b++)
 				rgb[b] += share * one[b];
 			level += share * in_;
@@ -720,15 +795,20 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 		hm->level[c] = (float)level;
 	}
 
+	for (x = 0; x < hm->width; x++)
+		xcol[x] = (size_t)x * hm->ncols / hm->width;
 	for (y = 0; y < hm->height; y++) {
 		size_t bk = (size_t)hm->nbuckets - 1 - (size_t)y * hm->nbuckets / hm->height;
+		uint8_t *row = hm->rgb + (size_t)y * hm->width * 3;
 
-		for (x = 0; x < hm->width; x++) {
-			size_t col = (size_t)x * hm->ncols / hm->width;
-
-			memcpy(hm->rgb + ((size_t)y * hm->width + x) * 3,
-			       cellrgb + (col * hm->nbuckets + bk) * 3, 3);
+		if ((long)bk == prev_bk) {
+			/* rows of one y-bucket are alike */
+			memcpy(row, row - (size_t)hm->width * 3, (size_t)hm->width * 3);
+			continue;
 		}
+		prev_bk = (long)bk;
+		for (x = 0; x < hm->width; x++)
+			memcpy(row + (size_t)x * 3, cellrgb + (xcol[x] * hm->nbuckets + bk) * 3, 3);
 	}
 	*out = hm;
 	hm = NULL;
@@ -740,12 +820,14 @@ err_nomem:
 err_free:
 	heatmap__free(hm);
 out:
-	free(nm.distinct);
+	free(dv.bits);
+	free(dv.rank);
+	free(ht);
+	free(memo);
+	free(xcol);
 	free(cellrgb);
 	free(lv);
-	free(map);
-err_keys:
-	keyset__free(&ks);
+	prep__free(&pr);
 	return err;
 }
 
@@ -760,35 +842,32 @@ static json_t *number(double v)
 	return json_real(round(v * 1000) / 1000);
 }
 
-int heatmap__cell_details(const struct heatmap *hm, int x, int y, json_t **out)
+/* The details object of y-bucket bk of a column whose per-key values are
+ * vals[nkeys] (keys[k] NULL when undecomposed). */
+static int details_json(int64_t start, int64_t duration, double ymin, double ymax, int nbuckets,
+			size_t bk, const double *vals, char *const *keys, size_t nkeys,
+			json_t **out)
 {
 	json_t *o = NULL, *present = NULL;
-	size_t col, bk, k;
-	double step, total = 0;
+	double step = (ymax - ymin) / nbuckets, total = 0;
+	size_t k;
 
-	if (x < 0 || y < 0 || x >= hm->width || y >= hm->height) {
-		set_error("pixel (%d, %d): outside the %dx%d image", x, y, hm->width, hm->height);
-		return -ERANGE;
-	}
-	col = (size_t)x * hm->ncols / hm->width;
-	bk = (size_t)hm->nbuckets - 1 - (size_t)y * hm->nbuckets / hm->height;
-	step = (hm->ymax - hm->ymin) / hm->nbuckets;
 	present = json_object();
 	if (!present)
 		goto err_nomem;
-	for (k = 0; k < hm->nkeys; k++) {
-		double v = hm->cells[(col * hm->nbuckets + bk) * hm->nkeys + k];
+	for (k = 0; k < nkeys; k++) {
+		double v = vals[k];
 
 		total += v;
-		if (v > 0 && hm->keys[k] && json_object_set_new(present, hm->keys[k], number(v)))
+		if (v > 0 && keys[k] && json_object_set_new(present, keys[k], number(v)))
 			goto err_nomem;
 	}
 	o = json_pack("{sI sI s o s o s O s o}",
-		      "start_time", (json_int_t)hm->col_start[col],
-		      "duration", (json_int_t)(hm->col_nslots[col] * hm->granularity),
-		      "bucket_min", number(hm->ymin + (double)bk * step),
-		      "bucket_max", number(bk == (size_t)hm->nbuckets - 1 ? hm->ymax :
-					   hm->ymin + (double)(bk + 1) * step),
+		      "start_time", (json_int_t)start,
+		      "duration", (json_int_t)duration,
+		      "bucket_min", number(ymin + (double)bk * step),
+		      "bucket_max", number(bk == (size_t)nbuckets - 1 ? ymax :
+					   ymin + (double)(bk + 1) * step),
 		      "present", present,
 		      "total", number(total));
 	if (!o)
@@ -801,68 +880,82 @@ err_nomem:
 	return -ENOMEM;
 }
 
+int heatmap__cell_details(const struct heatmap *hm, int x, int y, json_t **out)
+{
+	size_t col, bk;
+
+	if (x < 0 || y < 0 || x >= hm->width || y >= hm->height) {
+		set_error("pixel (%d, %d): outside the %dx%d image", x, y, hm->width, hm->height);
+		return -ERANGE;
+	}
+	col = (size_t)x * hm->ncols / hm->width;
+	bk = (size_t)hm->nbuckets - 1 - (size_t)y * hm->nbuckets / hm->height;
+	return details_json(hm->col_start[col], (int64_t)hm->col_nslots[col] * hm->granularity,
+			    hm->ymin, hm->ymax, hm->nbuckets, bk,
+			    hm->cells + (col * hm->nbuckets + bk) * hm->nkeys, hm->keys, hm->nkeys,
+			    out);
+}
+
 int heatmap__details(const struct heatmap_input *in, const struct heatmap_params *p,
 		     int x, int y, json_t **out)
 {
-	struct heatmap *hm;
-	int err = heatmap__build(in, p, &hm);
+	struct prep pr = { 0 };
+	size_t ncols, col, bk, s0, s1, k;
+	double *colv = NULL;
+	char **names = NULL;
+	int err;
 
+	last_error[0] = 0;
+	err = check_params(in, p);
 	if (err)
 		return err;
-	err = heatmap__cell_details(hm, x, y, out);
-	heatmap__free(hm);
+	if (x < 0 || y < 0 || x >= p->width || y >= p->height) {
+		set_error("pixel (%d, %d): outside the %dx%d image", x, y, p->width, p->height);
+		return -ERANGE;
+	}
+	err = prep__build(in, p, &pr);
+	if (err)
+		goto out;
+	ncols = in->nslots < (size_t)p->width ? in->nslots : (size_t)p->width;
+	col = (size_t)x * ncols / (size_t)p->width;
+	bk = (size_t)pr.nbuckets - 1 - (size_t)y * (size_t)pr.nbuckets / (size_t)p->height;
+	s0 = col * in->nslots / ncols;
+	s1 = (col + 1) * in->nslots / ncols;
+	colv = calloc((size_t)pr.nbuckets * (pr.ks.ndrawn ? pr.ks.ndrawn : 1), sizeof(*colv));
+	names = calloc(pr.ks.ndrawn ? pr.ks.ndrawn : 1, sizeof(*names));
+	if (!colv || !names) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (k = 0; k < pr.ks.ndrawn; k++)
+		names[k] = pr.ks.named ? (char *)pr.ks.drawn_name[k] : NULL;
+	spread_slots(in, &pr, s0, s1, p->weights == WEIGHTS_WEIGHT, colv);
+	err = details_json(dist_window__slot_start(in->w, in->first + s0),
+			   (int64_t)(s1 - s0) * in->w->granularity, pr.ymin, pr.ymax, pr.nbuckets,
+			   bk, colv + bk * pr.ks.ndrawn, names, pr.ks.ndrawn, out);
+out:
+	free(colv);
+	free(names);
+	prep__free(&pr);
 	return err;
 }
 
 /* ---- average and percentiles ------------------------------------------- */
 
-struct collect_ctx {
-	struct src_bucket *b;
-	size_t n, cap;
-	int failed;
-};
-
-static void collect(void *vctx, size_t key, const struct src_bucket *b)
-{
-	struct collect_ctx *c = vctx;
-
-	if (c->failed || b->count <= 0)
-		return;
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 64;
-		struct src_bucket *nb = realloc(c->b, cap * sizeof(*nb));
-
-		if (!nb) {
-			c->failed = 1;
-			return;
-		}
-		c->b = nb;
-		c->cap = cap;
-	}
-	c->b[c->n++] = *b;
-}
-
-static int cmp_bucket(const void *a, const void *b)
-{
-	const struct src_bucket *x = a, *y = b;
-
-	if (x->lo != y->lo)
-		return x->lo < y->lo ? -1 : 1;
-	return x->hi < y->hi ? -1 : x->hi > y->hi;
-}
-
 /* pct < 0 asks for the average. */
 static int summarize(const struct heatmap_input *in, const struct heatmap_params *p,
 		     double pct, json_t **out)
 {
-	struct keyset ks;
-	struct collect_ctx cc = { 0 };
+	const struct dist_window *w;
+	struct keyset ks = { 0 };
+	const struct dist_cell **order = NULL;
+	size_t *cnt = NULL;
 	json_t *arr = NULL;
-	size_t s, i;
+	size_t s, i, n, m, nb;
 	int err;
 
 	last_error[0] = 0;
-	if (!in || !p || (in->nslots && !in->slots)) {
+	if (!p || check_input(in)) {
 		set_error("missing input or parameters");
 		return -EINVAL;
 	}
@@ -874,42 +967,61 @@ static int summarize(const struct heatmap_input *in, const struct heatmap_params
 		set_error("isolate and exclude: choose one");
 		return -EINVAL;
 	}
+	w = in->w;
+	nb = w->nbuckets;
 	err = keyset__build(in, p, &ks);
 	if (err)
 		goto out;
 	arr = json_array();
-	if (!arr)
+	cnt = malloc((nb + 1) * sizeof(*cnt));
+	if (!arr || !cnt)
 		goto err_nomem;
 	for (s = 0; s < in->nslots; s++) {
+		const struct dist_cell *c = cells_of(in, s, &n);
 		double total = 0, sum = 0, cum = 0, target, v = NAN;
 		json_t *pt;
 
-		cc.n = 0;
-		foreach_bucket(in, &ks, s, collect, &cc);
-		if (cc.failed)
-			goto err_nomem;
-		for (i = 0; i < cc.n; i++) {
-			total += cc.b[i].count;
-			sum += cc.b[i].count * midpoint(&cc.b[i]);
+		for (i = 0, m = 0; i < n; i++) {
+			if (ks.drawn[c[i].key] < 0 || c[i].count <= 0)
+				continue;
+			total += c[i].count;
+			sum += c[i].count * midpoint(&w->buckets[c[i].bucket]);
+			m++;
 		}
 		if (total > 0 && pct < 0) {
 			v = sum / total;
 		} else if (total > 0) {
-			qsort(cc.b, cc.n, sizeof(*cc.b), cmp_bucket);
-			target = pct / 100 * total;
-			for (i = 0; i < cc.n; i++) {
-				const struct src_bucket *b = &cc.b[i];
+			/* the drawn cells by bucket (ascending lo, hi), keys in
+			 * order within a bucket: a counting sort */
+			const struct dist_cell **no = realloc(order, m * sizeof(*order));
 
-				if (cum + b->count >= target || i == cc.n - 1) {
-					double f = fmin(1, fmax(0, (target - cum) / b->count));
+			if (!no)
+				goto err_nomem;
+			order = no;
+			memset(cnt, 0, (nb + 1) * sizeof(*cnt));
+			for (i = 0; i < n; i++)
+				if (ks.drawn[c[i].key] >= 0 && c[i].count > 0)
+					cnt[c[i].bucket + 1]++;
+			for (i = 1; i <= nb; i++)
+				cnt[i] += cnt[i - 1];
+			for (i = 0; i < n; i++)
+				if (ks.drawn[c[i].key] >= 0 && c[i].count > 0)
+					order[cnt[c[i].bucket]++] = &c[i];
+			target = pct / 100 * total;
+			for (i = 0; i < m; i++) {
+				const struct dist_bucket *b = &w->buckets[order[i]->bucket];
+				double bc = order[i]->count;
+
+				if (cum + bc >= target || i == m - 1) {
+					double f = fmin(1, fmax(0, (target - cum) / bc));
 
 					v = is_point(b) ? b->lo : b->lo + f * (b->hi - b->lo);
 					break;
 				}
-				cum += b->count;
+				cum += bc;
 			}
 		}
-		pt = json_pack("[I o]", (json_int_t)in->slots[s].start_time,
+		pt = json_pack("[I o]", (json_int_t)dist_window__slot_start(w, in->first + s),
 			       isnan(v) ? json_null() : json_real(v));
 		if (!pt || json_array_append_new(arr, pt))
 			goto err_nomem;
@@ -921,7 +1033,8 @@ err_nomem:
 	err = -ENOMEM;
 out:
 	json_decref(arr);
-	free(cc.b);
+	free(order);
+	free(cnt);
 	keyset__free(&ks);
 	return err;
 }

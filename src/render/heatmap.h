@@ -5,11 +5,11 @@
  * cell. Decomposition keys get distinct hues on a white background; a cell's
  * saturation grows with its count.
  *
- * The input is independent of the engine: time slots, each holding a CA raw
- * value in one of the numeric shapes
- *   [[[lo, hi], count], ...]                       (one distribution)
- *   {"key": [[[lo, hi], count], ...], ...}         (one per discrete key)
- * A slot whose value is JSON null, [] or {} has no data.
+ * The input is a typed window of time slots (engine/window.h): per slot,
+ * cells (key, bucket [lo, hi), count) over a key table; the window comes
+ * from the engine (instr__window) or from CA raw values
+ * (dist_window__add_json). A view of it is drawn: in->nslots slots from
+ * in->first.
  *
  * Hues: hues[0] (default 21) colours everything not drawn in a hue of its own
  * (the undecomposed total, or the sum of the unselected keys); hues[1 + i]
@@ -30,19 +30,15 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "engine/window.h"
+
 #define HEATMAP_MAX_WIDTH  4096
 #define HEATMAP_MAX_HEIGHT 4096
 #define HEATMAP_MAX_BUCKETS 1000
 
-struct heatmap_slot {
-	int64_t start_time;		/* seconds since the epoch */
-	const json_t *value;		/* borrowed; null, [], {} = no data */
-};
-
 struct heatmap_input {
-	const struct heatmap_slot *slots;	/* borrowed, oldest first */
-	size_t nslots;
-	int64_t granularity;		/* seconds covered by one slot (>= 1) */
+	const struct dist_window *w;	/* borrowed, finished (dist_window__finish) */
+	size_t first, nslots;		/* the slots drawn: w's first .. first + nslots - 1 */
 };
 
 enum heatmap_coloring { COLORING_RANK, COLORING_LINEAR };
@@ -126,7 +122,9 @@ void heatmap__free(struct heatmap *hm);
  * is outside the image, -ENOMEM. */
 int heatmap__cell_details(const struct heatmap *hm, int x, int y, json_t **out);
 
-/* heatmap__build + heatmap__cell_details in one call. Same ownership. */
+/* What heatmap__build + heatmap__cell_details would answer, computed from
+ * the slots of the pixel's column only (and one pass over the cells for
+ * the keys and the automatic ymax). Same ownership. */
 int heatmap__details(const struct heatmap_input *in, const struct heatmap_params *p,
 		     int x, int y, json_t **out);
 

@@ -8,7 +8,7 @@
 
 #include "common/log.h"
 
-int png__encode_rgb(const uint8_t *rgb, int w, int h, unsigned char **out, size_t *len)
+static int encode(const uint8_t *rgb, int w, int h, int filter, unsigned char **out, size_t *len)
 {
 	struct spng_ihdr ihdr = {
 		.width = (uint32_t)w,
@@ -26,6 +26,11 @@ int png__encode_rgb(const uint8_t *rgb, int w, int h, unsigned char **out, size_
 	if (!ctx)
 		return -ENOMEM;
 	rc = spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
+	/* heatmaps are runs of flat colour that deflate squeezes well as they
+	 * are: per-row filter selection costs more time than it saves bytes
+	 * (bench/heatmap.sh measures both) */
+	if (!rc && !filter)
+		rc = spng_set_option(ctx, SPNG_FILTER_CHOICE, SPNG_DISABLE_FILTERING);
 	if (!rc)
 		rc = spng_set_ihdr(ctx, &ihdr);
 	if (!rc)
@@ -48,4 +53,14 @@ int png__encode_rgb(const uint8_t *rgb, int w, int h, unsigned char **out, size_
 out:
 	spng_ctx_free(ctx);
 	return err;
+}
+
+int png__encode_rgb(const uint8_t *rgb, int w, int h, unsigned char **out, size_t *len)
+{
+	return encode(rgb, w, h, 0, out, len);
+}
+
+int png__encode_rgb_filtered(const uint8_t *rgb, int w, int h, unsigned char **out, size_t *len)
+{
+	return encode(rgb, w, h, 1, out, len);
 }

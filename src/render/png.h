@@ -10,5 +10,9 @@
  * caller frees. Returns 0, -EINVAL for bad arguments, -ENOMEM, or -EIO when
  * libspng refuses (the reason is logged). */
 int png__encode_rgb(const uint8_t *rgb, int w, int h, unsigned char **out, size_t *len);
+/* The same with libspng's adaptive per-row filtering, which png__encode_rgb
+ * leaves off: on heatmaps it costs several times the encoding for a file a
+ * kilobyte or so smaller (bench/heatmap.sh shows both). Same ownership. */
+int png__encode_rgb_filtered(const uint8_t *rgb, int w, int h, unsigned char **out, size_t *len);
 
 #endif

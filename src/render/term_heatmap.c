@@ -220,7 +220,7 @@ int term_heatmap__draw(FILE *out, const struct heatmap_input *in,
 	win = *in;
 	if (win.nslots > (size_t)params->width) {
 		/* keep the latest slots: they are what an operator watches */
-		win.slots += win.nslots - (size_t)params->width;
+		win.first += win.nslots - (size_t)params->width;
 		win.nslots = (size_t)params->width;
 	}
 	q.width = win.nslots ? (int)win.nslots : 1;

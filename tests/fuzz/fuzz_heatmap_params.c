@@ -1,7 +1,7 @@
 /* libFuzzer target for the heatmap renderer's parameters and input values.
  * Build all targets with tests/fuzz/build.sh, or this one alone:
  *   clang -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc \
- *     tests/fuzz/fuzz_heatmap_params.c src/render/heatmap.c -ljansson -lm \
+ *     tests/fuzz/fuzz_heatmap_params.c src/render/heatmap.c src/engine/window.c -ljansson -lm \
  *     -o build/fuzz/fuzz_heatmap_params
  *   build/fuzz/fuzz_heatmap_params -max_total_time=60 tests/fuzz/corpus/fuzz_heatmap_params
  *
@@ -13,7 +13,8 @@
  * Every member is optional and may have any type: what the API would have
  * rejected as a query parameter still reaches the renderer here, so the
  * renderer's own checks are what is tested. Every slot VALUE is a CA raw value
- * of any shape, well formed or not. */
+ * of any shape, well formed or not, going in through dist_window__add_json
+ * as an aggregator's merged values do. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -66,7 +67,8 @@ static void check_image(const struct heatmap *hm, const struct heatmap_params *p
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	json_t *j = json_loadb((const char *)data, size, 0, NULL), *slots, *v, *sel, *hues;
-	struct heatmap_slot sl[MAX_SLOTS];
+	struct dist_window w;
+	char err[256] = "";
 	const char *selected[64];
 	int hue[64];
 	struct heatmap_params p;
@@ -75,7 +77,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	json_t *out = NULL;
 	size_t i, n = 0;
 	const char *s;
-	int rc;
+	int rc = 0;
+
+	dist_window__init(&w, 1700000000, 1);
 
 	if (!j || !json_is_object(j))
 		goto out;
@@ -110,17 +114,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			hue[p.nhues++] = (int)(json_integer_value(v) % 100000);
 	p.hues = p.nhues ? hue : NULL;
 
+	w.granularity = to_int(num(j, "granularity", 1));
 	slots = json_object_get(j, "slots");
 	json_array_foreach(slots, i, v) {
 		if (n >= MAX_SLOTS)
 			break;
-		sl[n].start_time = 1700000000 + (int64_t)n;
-		sl[n].value = v;
+		rc = dist_window__add_json(&w, v, err, sizeof(err));
+		if (rc == -EINVAL && !err[0])
+			abort();	/* every refusal says why */
+		if (rc)
+			goto out;
 		n++;
 	}
-	in.slots = sl;
-	in.nslots = n;
-	in.granularity = to_int(num(j, "granularity", 1));
+	if (dist_window__finish(&w))
+		goto out;
+	in.w = &w;
+	in.first = 0;
+	in.nslots = w.nslots;
 
 	rc = heatmap__build(&in, &p, &hm);
 	if (rc == 0) {
@@ -145,6 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (heatmap__percentile(&in, &p, num(j, "pct", 95), &out) == 0)
 		json_decref(out);
 out:
+	dist_window__free(&w);
 	json_decref(j);
 	return 0;
 }

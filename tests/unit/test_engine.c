@@ -569,6 +569,89 @@ static void test_ring_granularity(void **state)
 	instr__free(in);
 }
 
+/* instr__window (the typed copy heatmaps are drawn from) holds exactly what
+ * the CA raw values say, slot by slot: same keys, buckets and counts. */
+static void test_window_matches_value(void **state)
+{
+	int64_t now = T0 + 100;
+	struct instr *dn = mk("{\"metric\": \"vm.exits\", \"decomposition\": [\"latency\", \"vm\"]}", &now);
+	struct instr *nu = mk("{\"metric\": \"vm.exits\", \"decomposition\": [\"latency\"]}", &now);
+	struct instr *di = mk("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\"]}", &now);
+	struct instr *both[] = { dn, nu };
+	struct record recs[] = {
+		exit_rec(T0, 3, "web1", "0", "HLT", 12, 0),
+		exit_rec(T0, 4, "web1", "0", "HLT", 14, 0),
+		exit_rec(T0, 5, "db2", "1", "HLT", 2000, 0),
+		exit_rec(T0 + 2, 6, "web1", "1", "HLT", 20000000000ULL, 0),
+		exit_rec(T0 + 2, 7, "b\xff" "ad", "1", "HLT", 300, 0),	/* not UTF-8 */
+		exit_rec(T0 + 3, 1, "db2", "1", "HLT", 10, 0),
+	};
+	struct dist_window typed, viajson;
+	char err[128];
+	size_t i, k, c;
+
+	for (k = 0; k < 2; k++) {
+		for (i = 0; i < sizeof(recs) / sizeof(recs[0]); i++)
+			ingest(both[k], recs[i]);
+		assert_int_equal(instr__window(both[k], T0 - 1, 6, &typed), 0);
+		assert_int_equal(dist_window__finish(&typed), 0);
+		dist_window__init(&viajson, T0 - 1, 1);
+		for (i = 0; i < 6; i++) {
+			json_t *v = instr__value(both[k], T0 - 1 + (int64_t)i);
+
+			assert_int_equal(dist_window__add_json(&viajson, v, err, sizeof(err)), 0);
+			json_decref(v);
+		}
+		assert_int_equal(dist_window__finish(&viajson), 0);
+		assert_int_equal(typed.start, T0 - 1);
+		assert_int_equal(typed.nslots, 6);
+		assert_int_equal(typed.decomposed, k == 0);
+		assert_int_equal(typed.nkeys, k == 0 ? 3 : 0);
+		assert_int_equal(typed.nkeys, viajson.nkeys);
+		for (i = 0; i < typed.nkeys; i++)
+			assert_string_equal(typed.keys[i], viajson.keys[i]);
+		if (k == 0)
+			assert_string_equal(typed.keys[0], "b?ad");
+		assert_int_equal(typed.ncells, viajson.ncells);
+		assert_int_equal(typed.ncells, 5);
+		for (i = 0; i <= 6; i++)
+			assert_int_equal(typed.slot_off[i], viajson.slot_off[i]);
+		for (c = 0; c < typed.ncells; c++) {
+			const struct dist_cell *a = &typed.cells[c], *b = &viajson.cells[c];
+
+			assert_int_equal(a->key, b->key);
+			assert_true(typed.buckets[a->bucket].lo == viajson.buckets[b->bucket].lo);
+			assert_true(typed.buckets[a->bucket].hi == viajson.buckets[b->bucket].hi);
+			assert_true(a->count == b->count);
+		}
+		/* in pieces of at most 2 cells (a slot with more still comes
+		 * whole): the same window */
+		dist_window__free(&viajson);
+		dist_window__init(&viajson, T0 - 1, 1);
+		for (i = 0; i < 6;) {
+			long got = instr__window_append(both[k], T0 - 1 + (int64_t)i, 6 - i, 2, &viajson);
+
+			assert_true(got >= 1);
+			i += (size_t)got;
+		}
+		assert_int_equal(viajson.nslots, 6);
+		assert_int_equal(dist_window__finish(&viajson), 0);
+		assert_int_equal(viajson.ncells, typed.ncells);
+		assert_int_equal(viajson.nkeys, typed.nkeys);
+		assert_memory_equal(viajson.slot_off, typed.slot_off, 7 * sizeof(size_t));
+		assert_memory_equal(viajson.cells, typed.cells, typed.ncells * sizeof(*typed.cells));
+		/* a piece must start where the window ends */
+		assert_int_equal(instr__window_append(both[k], T0, 1, 0, &viajson), -EINVAL);
+		dist_window__free(&typed);
+		dist_window__free(&viajson);
+	}
+	assert_int_equal(instr__window(di, T0, 3, &typed), -EINVAL);
+	dist_window__free(&typed);
+	instr__free(dn);
+	instr__free(nu);
+	instr__free(di);
+}
+
 static void test_value_shapes(void **state)
 {
 	int64_t now = T0 + 100;
@@ -1037,6 +1120,7 @@ int main(void)
 		cmocka_unit_test(test_persist_roundtrip),
 		cmocka_unit_test(test_persist_dump_while_moving),
 		cmocka_unit_test(test_persist_rejects),
+		cmocka_unit_test(test_window_matches_value),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

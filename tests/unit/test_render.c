@@ -23,39 +23,51 @@
 
 #define T0 1700000000	/* 22:13:20 UTC */
 
-/* Slots from JSON texts; NULL text = no data. Values owned by the fixture. */
+/* Slots from JSON texts (CA raw values, through dist_window__add_json, as an
+ * aggregator's merged values come); NULL text = no data. */
 struct fixture {
-	struct heatmap_slot slots[64];
-	json_t *vals[64];
+	struct dist_window w;
 	struct heatmap_input in;
+	char err[256];
 };
 
-static void fx_init(struct fixture *f, size_t n, const char *const *texts)
+/* 0, or what dist_window__add_json refused (reason in f->err). */
+static int fx_try(struct fixture *f, size_t n, const char *const *texts)
 {
 	size_t i;
+	int rc = 0;
 
 	assert_true(n <= 64);
 	memset(f, 0, sizeof(*f));
-	for (i = 0; i < n; i++) {
+	dist_window__init(&f->w, T0, 1);
+	for (i = 0; i < n && !rc; i++) {
 		json_error_t e;
+		json_t *v = texts[i] ? json_loads(texts[i], JSON_DECODE_ANY, &e) : NULL;
 
-		f->vals[i] = texts[i] ? json_loads(texts[i], JSON_DECODE_ANY, &e) : NULL;
-		if (texts[i] && !f->vals[i])
+		if (texts[i] && !v)
 			fail_msg("bad fixture JSON %s: %s", texts[i], e.text);
-		f->slots[i].start_time = T0 + (int64_t)i;
-		f->slots[i].value = f->vals[i];
+		rc = dist_window__add_json(&f->w, v, f->err, sizeof(f->err));
+		json_decref(v);
 	}
-	f->in.slots = f->slots;
-	f->in.nslots = n;
-	f->in.granularity = 1;
+	if (!rc)
+		rc = dist_window__finish(&f->w);
+	f->in.w = &f->w;
+	f->in.first = 0;
+	f->in.nslots = f->w.nslots;
+	return rc;
+}
+
+static void fx_init(struct fixture *f, size_t n, const char *const *texts)
+{
+	int rc = fx_try(f, n, texts);
+
+	if (rc)
+		fail_msg("fixture refused (%d): %s", rc, f->err);
 }
 
 static void fx_fini(struct fixture *f)
 {
-	size_t i;
-
-	for (i = 0; i < f->in.nslots; i++)
-		json_decref(f->vals[i]);
+	dist_window__free(&f->w);
 }
 
 static double cell(const struct heatmap *hm, size_t col, size_t bucket, size_t key)
@@ -512,29 +524,27 @@ static void test_bad_input(void **state)
 	struct heatmap_params p;
 	struct heatmap *hm = NULL;
 
+	const char *good[] = { "[[[0, 10], 1]]" };
+
 	heatmap_params__init(&p);
-	fx_init(&f, 2, num);
-	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
-	assert_non_null(strstr(heatmap__last_error(), "slot 1"));
-	assert_non_null(strstr(heatmap__last_error(), "number"));
+	assert_int_equal(fx_try(&f, 2, num), -EINVAL);
+	assert_non_null(strstr(f.err, "slot 1"));
+	assert_non_null(strstr(f.err, "number"));
 	fx_fini(&f);
 
-	fx_init(&f, 1, bad);
-	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
-	assert_non_null(strstr(heatmap__last_error(), "bucket 0"));
+	assert_int_equal(fx_try(&f, 1, bad), -EINVAL);
+	assert_non_null(strstr(f.err, "bucket 0"));
 	fx_fini(&f);
 
-	fx_init(&f, 2, mixed);
-	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
-	assert_non_null(strstr(heatmap__last_error(), "slot 1"));
+	assert_int_equal(fx_try(&f, 2, mixed), -EINVAL);
+	assert_non_null(strstr(f.err, "slot 1"));
 	fx_fini(&f);
 
-	fx_init(&f, 1, mapbad);
-	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
-	assert_non_null(strstr(heatmap__last_error(), "\"web1\""));
+	assert_int_equal(fx_try(&f, 1, mapbad), -EINVAL);
+	assert_non_null(strstr(f.err, "\"web1\""));
 	fx_fini(&f);
 
-	fx_init(&f, 1, bad);
+	fx_init(&f, 1, good);
 	p.width = 0;
 	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
 	assert_non_null(strstr(heatmap__last_error(), "width 0"));
