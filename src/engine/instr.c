@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/errmsg.h"
 #include "common/json_util.h"
 #include "engine/instr.h"
 #include "engine/merge.h"
@@ -93,19 +94,6 @@ struct instr {
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
 
 static int64_t floor_div(int64_t a, int64_t b)
 {
@@ -423,12 +411,12 @@ static int get_int(const json_t *spec, const char *name, long long def, long lon
 		errno = 0;
 		x = strtoll(s, &end, 10);
 		if (!*s || *end || errno)
-			return fail(err, errlen, "\"%s\" must be an integer, got \"%s\"", name, s);
+			return errmsg__invalid(err, errlen, "\"%s\" must be an integer, got \"%s\"", name, s);
 	} else {
-		return fail(err, errlen, "\"%s\" must be an integer, got %s", name, json__type_name(v));
+		return errmsg__invalid(err, errlen, "\"%s\" must be an integer, got %s", name, json__type_name(v));
 	}
 	if (x < min || x > max)
-		return fail(err, errlen, "\"%s\" must be between %lld and %lld, got %lld", name,
+		return errmsg__invalid(err, errlen, "\"%s\" must be between %lld and %lld, got %lld", name,
 			    min, max, x);
 	*out = x;
 	return 0;
@@ -442,32 +430,32 @@ static int get_metric(const json_t *spec, const struct metric_desc **out, char *
 	const struct metric_desc *m = NULL;
 
 	if (jm && !json_is_string(jm))
-		return fail(err, errlen, "\"metric\" must be a string, got %s", json__type_name(jm));
+		return errmsg__invalid(err, errlen, "\"metric\" must be a string, got %s", json__type_name(jm));
 	if (jmod && !json_is_string(jmod))
-		return fail(err, errlen, "\"module\" must be a string, got %s", json__type_name(jmod));
+		return errmsg__invalid(err, errlen, "\"module\" must be a string, got %s", json__type_name(jmod));
 	if (jstat && !json_is_string(jstat))
-		return fail(err, errlen, "\"stat\" must be a string, got %s", json__type_name(jstat));
+		return errmsg__invalid(err, errlen, "\"stat\" must be a string, got %s", json__type_name(jstat));
 	if (!!jmod != !!jstat)
-		return fail(err, errlen, "\"%s\" given without \"%s\"", jmod ? "module" : "stat",
+		return errmsg__invalid(err, errlen, "\"%s\" given without \"%s\"", jmod ? "module" : "stat",
 			    jmod ? "stat" : "module");
 	if (jmod) {
 		m = metric__by_module_stat(json_string_value(jmod), json_string_value(jstat));
 		if (!m)
-			return fail(err, errlen, "unknown metric: module \"%s\", stat \"%s\"",
+			return errmsg__invalid(err, errlen, "unknown metric: module \"%s\", stat \"%s\"",
 				    json_string_value(jmod), json_string_value(jstat));
 	}
 	if (jm) {
 		const struct metric_desc *m2 = metric__by_name(json_string_value(jm));
 
 		if (!m2)
-			return fail(err, errlen, "unknown metric \"%s\"", json_string_value(jm));
+			return errmsg__invalid(err, errlen, "unknown metric \"%s\"", json_string_value(jm));
 		if (m && m != m2)
-			return fail(err, errlen, "\"metric\" (%s) disagrees with \"module\"/\"stat\" (%s)",
+			return errmsg__invalid(err, errlen, "\"metric\" (%s) disagrees with \"module\"/\"stat\" (%s)",
 				    m2->name, m->name);
 		m = m2;
 	}
 	if (!m)
-		return fail(err, errlen, "missing \"module\" and \"stat\" (or \"metric\")");
+		return errmsg__invalid(err, errlen, "missing \"module\" and \"stat\" (or \"metric\")");
 	*out = m;
 	return 0;
 }
@@ -478,24 +466,24 @@ static int add_decomp(struct instr *in, const char *name, size_t len, char *err,
 	int idx, i;
 
 	if (len == 0)
-		return fail(err, errlen, "decomposition: empty field name");
+		return errmsg__invalid(err, errlen, "decomposition: empty field name");
 	if (len >= sizeof(buf))
-		return fail(err, errlen, "decomposition: unknown field \"%.*s...\" for metric %s",
+		return errmsg__invalid(err, errlen, "decomposition: unknown field \"%.*s...\" for metric %s",
 			    40, name, in->m->name);
 	memcpy(buf, name, len);
 	buf[len] = 0;
 	idx = metric__field_index(in->m, buf);
 	if (idx < 0)
-		return fail(err, errlen, "decomposition: unknown field \"%s\" for metric %s", buf,
+		return errmsg__invalid(err, errlen, "decomposition: unknown field \"%s\" for metric %s", buf,
 			    in->m->name);
 	for (i = 0; i < in->ndecomp; i++)
 		if (in->decomp[i] == idx)
-			return fail(err, errlen, "decomposition: field \"%s\" given twice", buf);
+			return errmsg__invalid(err, errlen, "decomposition: field \"%s\" given twice", buf);
 	if (in->ndecomp >= INSTR_DECOMP_MAX)
-		return fail(err, errlen, "decomposition: at most %d fields", INSTR_DECOMP_MAX);
+		return errmsg__invalid(err, errlen, "decomposition: at most %d fields", INSTR_DECOMP_MAX);
 	if (in->m->fields[idx]->type == FIELD_NUMERIC) {
 		if (in->numidx >= 0)
-			return fail(err, errlen,
+			return errmsg__invalid(err, errlen,
 				    "decomposition: at most one numeric field, got \"%s\" and \"%s\"",
 				    in->m->fields[in->numidx]->name, buf);
 		in->numidx = idx;
@@ -528,11 +516,11 @@ static int get_decomp(struct instr *in, const json_t *spec, char *err, size_t er
 		}
 	}
 	if (!json_is_array(d))
-		return fail(err, errlen, "\"decomposition\" must be an array of field names or a string, got %s",
+		return errmsg__invalid(err, errlen, "\"decomposition\" must be an array of field names or a string, got %s",
 			    json__type_name(d));
 	json_array_foreach(d, i, e) {
 		if (!json_is_string(e))
-			return fail(err, errlen, "decomposition: element %zu must be a field name string, got %s",
+			return errmsg__invalid(err, errlen, "decomposition: element %zu must be a field name string, got %s",
 				    i, json__type_name(e));
 		ret = add_decomp(in, json_string_value(e), strlen(json_string_value(e)), err, errlen);
 		if (ret)
@@ -561,7 +549,7 @@ static int check_props(const json_t *spec, char *err, size_t errlen)
 			if (!strcmp(key, ignored_props[i]))
 				break;
 		if (!ignored_props[i])
-			return fail(err, errlen, "unknown instrumentation property \"%s\"", key);
+			return errmsg__invalid(err, errlen, "unknown instrumentation property \"%s\"", key);
 	}
 	return 0;
 }
@@ -582,7 +570,7 @@ static int get_persist(const json_t *spec, bool *out, char *err, size_t errlen)
 		*out = !strcmp(json_string_value(v), "true");
 		return 0;
 	}
-	return fail(err, errlen, "\"persist-data\" must be true or false, got %s", json__type_name(v));
+	return errmsg__invalid(err, errlen, "\"persist-data\" must be true or false, got %s", json__type_name(v));
 }
 
 /* On success *out is owned by the caller. */
@@ -597,7 +585,7 @@ int instr__new(const json_t *spec, struct instr **out, char *err, size_t errlen)
 	if (err && errlen)
 		err[0] = 0;
 	if (!json_is_object(spec))
-		return fail(err, errlen, "an instrumentation must be a JSON object, got %s",
+		return errmsg__invalid(err, errlen, "an instrumentation must be a JSON object, got %s",
 			    spec ? json__type_name(spec) : "nothing");
 	ret = check_props(spec, err, errlen);
 	if (ret)
@@ -615,7 +603,7 @@ int instr__new(const json_t *spec, struct instr **out, char *err, size_t errlen)
 			       sizeof(perr));
 	if (ret) {
 		if (ret == -EINVAL)
-			fail(err, errlen, "predicate: %s", perr);
+			errmsg__invalid(err, errlen, "predicate: %s", perr);
 		goto err_free;
 	}
 	ret = get_decomp(in, spec, err, errlen);
@@ -634,12 +622,12 @@ int instr__new(const json_t *spec, struct instr **out, char *err, size_t errlen)
 	if (ret)
 		goto err_free;
 	if (r % g) {
-		ret = fail(err, errlen, "\"retention-time\" (%lld) must be a multiple of \"granularity\" (%lld)",
+		ret = errmsg__invalid(err, errlen, "\"retention-time\" (%lld) must be a multiple of \"granularity\" (%lld)",
 			   r, g);
 		goto err_free;
 	}
 	if (r / g > INSTR_SLOTS_MAX) {
-		ret = fail(err, errlen, "\"retention-time\" / \"granularity\" (%lld / %lld) exceeds %d slots",
+		ret = errmsg__invalid(err, errlen, "\"retention-time\" / \"granularity\" (%lld / %lld) exceeds %d slots",
 			   r, g, INSTR_SLOTS_MAX);
 		goto err_free;
 	}

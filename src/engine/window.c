@@ -1,5 +1,6 @@
 /* Typed time windows: see window.h. Every array allocated here belongs to
  * the window and is released by dist_window__free(). */
+#include "common/errmsg.h"
 #include "engine/window.h"
 
 #include <errno.h>
@@ -167,18 +168,6 @@ static long bucket_index(struct dist_window *w, double lo, double hi)
 	return (long)w->nbuckets++;
 }
 
-static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int bad(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
 
 #define WHERE_FMT "slot %zu%s%s%s"
 #define WHERE(slot, key) (slot), (key) ? " key \"" : "", (key) ? (key) : "", (key) ? "\"" : ""
@@ -189,7 +178,7 @@ static int add_dist(struct dist_window *w, uint32_t key, const json_t *d, size_t
 	size_t i;
 
 	if (!json_is_array(d))
-		return bad(err, errlen,
+		return errmsg__invalid(err, errlen,
 			   WHERE_FMT ": value is not a numeric distribution [[[lo, hi], count], ...]",
 			   WHERE(slot, kname));
 	for (i = 0; i < json_array_size(d); i++) {
@@ -214,7 +203,7 @@ static int add_dist(struct dist_window *w, uint32_t key, const json_t *d, size_t
 			return -ENOMEM;
 		continue;
 bad_bucket:
-		return bad(err, errlen,
+		return errmsg__invalid(err, errlen,
 			   WHERE_FMT ": bucket %zu is not [[lo, hi], count] with lo <= hi and count >= 0",
 			   WHERE(slot, kname), i);
 	}
@@ -235,7 +224,7 @@ int dist_window__add_json(struct dist_window *w, const json_t *v, char *err, siz
 		return rc;
 	if (json_is_array(v)) {
 		if (w->decomposed)
-			return bad(err, errlen, "slot %zu: mixes a decomposed and an undecomposed distribution",
+			return errmsg__invalid(err, errlen, "slot %zu: mixes a decomposed and an undecomposed distribution",
 				   slot);
 		w->slot_off[w->nslots] = w->ncells;
 		rc = add_dist(w, 0, v, slot, NULL, err, errlen);
@@ -243,11 +232,11 @@ int dist_window__add_json(struct dist_window *w, const json_t *v, char *err, siz
 		return rc;
 	}
 	if (!json_is_object(v))
-		return bad(err, errlen,
+		return errmsg__invalid(err, errlen,
 			   "slot %zu: value is a %s, not a numeric distribution (a heatmap needs a numeric decomposition)",
 			   slot, json_is_number(v) ? "number" : "non-distribution");
 	if (!w->decomposed && w->ncells)
-		return bad(err, errlen, "slot %zu: mixes a decomposed and an undecomposed distribution",
+		return errmsg__invalid(err, errlen, "slot %zu: mixes a decomposed and an undecomposed distribution",
 			   slot);
 	if (!w->key_map && !(w->key_map = json_object()))
 		return -ENOMEM;
