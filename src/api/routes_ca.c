@@ -1,5 +1,6 @@
 /* The CA endpoints: catalogue, instrumentations, their values and heatmaps.
- * Every handler here runs with a->lock held (see the table at the end). */
+ * Each handler parses the request, calls the agent and turns what it
+ * answers, or its error kind, into the CA response. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,22 +10,14 @@
 #include <microhttpd.h>
 
 #include "api/api.h"
-#include "collectors/hub.h"
-#include "collectors/vmcache.h"
 #include "common/log.h"
-#include "discovery/discovery.h"
 #include "engine/instr.h"
-#include "engine/metric.h"
-#include "fleet/fleet.h"
+#include "engine/window.h"
 #include "render/base64.h"
 #include "render/heatmap.h"
 #include "render/png.h"
 
 #define HEATMAP_DURATION_DEFAULT 600
-/* cells copied per hold of the agent's lock (about a millisecond here): a
- * long or wide window is copied in pieces so that the drain and other
- * requests are not kept waiting */
-#define HEATMAP_COPY_CELLS 100000
 
 /* ---- parameters ---- */
 
@@ -46,7 +39,7 @@ static bool arg_int(const struct api_request *rq, struct api_response *r, const 
 	if (!*v || *end || errno || n < min || n > max) {
 		api__error(r, 400, "InvalidArgument",
 			   "parameter \"%s\" must be an integer between %lld and %lld, got \"%s\"",
-			   name, min, max, api__clean(v, clean, sizeof(clean)));
+			   name, min, max, agent__clean(v, clean, sizeof(clean)));
 		return false;
 	}
 	*out = n;
@@ -67,7 +60,7 @@ static bool arg_double(const struct api_request *rq, struct api_response *r, con
 	if (!*v || *end || !isfinite(d) || d < min || d > max) {
 		api__error(r, 400, "InvalidArgument",
 			   "parameter \"%s\" must be a number between %g and %g, got \"%s\"", name, min,
-			   max, api__clean(v, clean, sizeof(clean)));
+			   max, agent__clean(v, clean, sizeof(clean)));
 		return false;
 	}
 	*out = d;
@@ -88,7 +81,7 @@ static bool arg_bool(const struct api_request *rq, struct api_response *r, const
 		*out = 0;
 	else {
 		api__error(r, 400, "InvalidArgument", "parameter \"%s\" must be true or false, got \"%s\"",
-			   name, api__clean(v, clean, sizeof(clean)));
+			   name, agent__clean(v, clean, sizeof(clean)));
 		return false;
 	}
 	return true;
@@ -105,65 +98,63 @@ static bool args_valid(const struct api_request *rq, struct api_response *r)
 	return ok;
 }
 
-/* ---- catalogue, VMs ---- */
+/* ---- catalogue, VMs, peers ---- */
 
-static void get_catalogue(struct agent *a, const struct api_request *rq, struct api_response *r)
+/* Answers r with what an agent call gave: json (owned, moved into r) on
+ * rc 0, else e's status and body. */
+static void answer(struct api_response *r, int rc, json_t *json, const struct agent_error *e)
 {
-	r->json = metric__catalogue_json(rq->who->role == ROLE_TENANT);
-	if (!r->json)
-		api__error(r, 500, "InternalError", "out of memory");
+	if (rc)
+		api__agent_error(r, e);
+	else
+		r->json = json;
 }
 
-static bool tenant_sees_vm(const struct principal *who, const char *name)
+void routes_ca__catalogue(const struct api_ctx *cx, const struct api_request *rq,
+			  struct api_response *r)
 {
-	if (who->role == ROLE_OPERATOR)
-		return true;
-	for (size_t i = 0; name && i < who->nvms; i++)
-		if (!strcmp(who->vms[i], name))
-			return true;
-	return false;
+	struct agent_error e;
+	json_t *out = NULL;
+
+	answer(r, agent__catalogue(cx->agent, rq->who, &out, &e), out, &e);
 }
 
-static void get_vms(struct agent *a, const struct api_request *rq, struct api_response *r)
+void routes_ca__vms(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r)
 {
-	struct vmcache *vc = hub__vms(a->hub);
-	json_t *all, *out, *vm;
-	size_t i;
+	struct agent_error e;
+	json_t *out = NULL;
 
-	if (vc)
-		vmcache__refresh(vc);
-	all = vc ? discovery__to_json(vmcache__list(vc)) : json_array();
-	out = json_array();
-	if (!all || !out) {
-		json_decref(all);
-		json_decref(out);
-		api__error(r, 500, "InternalError", "out of memory");
-		return;
-	}
-	json_array_foreach(all, i, vm)
-		if (tenant_sees_vm(rq->who, json_string_value(json_object_get(vm, "name"))))
-			json_array_append(out, vm);
-	json_decref(all);
-	r->json = out;
+	answer(r, agent__vms(cx->agent, rq->who, &out, &e), out, &e);
+}
+
+void routes_ca__peers(const struct api_ctx *cx, const struct api_request *rq,
+		      struct api_response *r)
+{
+	struct agent_error e;
+	json_t *out = NULL;
+
+	answer(r, agent__peers(cx->agent, rq->who, &out, &e), out, &e);
+}
+
+void routes_ca__not_found(const struct api_ctx *cx, const struct api_request *rq,
+			  struct api_response *r)
+{
+	char clean[256];
+
+	(void)cx;
+	api__error(r, 404, "ResourceNotFound", "no such resource: %s",
+		   agent__clean(rq->path, clean, sizeof(clean)));
 }
 
 /* ---- instrumentations ---- */
 
-static json_t *instr_json(const struct agent_instr *ai)
+void routes_ca__list(const struct api_ctx *cx, const struct api_request *rq,
+		     struct api_response *r)
 {
-	return instr__to_json(ai->in);
-}
+	struct agent_error e;
+	json_t *out = NULL;
 
-static void list_instrs(struct agent *a, const struct api_request *rq, struct api_response *r)
-{
-	json_t *arr = json_array();
-
-	for (struct agent_instr *ai = a->instrs; arr && ai; ai = ai->next)
-		if (agent__visible(rq->who, ai))
-			json_array_append_new(arr, instr_json(ai));
-	r->json = arr;
-	if (!arr)
-		api__error(r, 500, "InternalError", "out of memory");
+	answer(r, agent__list(cx->agent, rq->who, &out, &e), out, &e);
 }
 
 /* The request's instrumentation spec: a JSON body, a form body, or the query
@@ -238,210 +229,115 @@ static const char *bearer(const struct api_request *rq)
 	return *h ? h : NULL;
 }
 
-/* An aggregator creates ai on its peers too (spec borrowed: what the caller
- * sent, without this agent's scoping). false with ai undone and r set. */
-static bool forward_created(struct agent *a, const struct api_request *rq,
-			    struct agent_instr *ai, const json_t *spec, struct api_response *r)
+static void created(struct api_response *r, int rc, json_t *json, unsigned long id,
+		    const struct agent_error *e)
 {
-	int rc;
-
-	if (!a->fleet)
-		return true;
-	rc = fleet__track(a->fleet, ai->id, spec, bearer(rq), instr__granularity(ai->in),
-			  instr__retention(ai->in));
-	if (!rc)
-		return true;
-	agent__destroy(a, ai);
-	api__error(r, 500, "InternalError", "cannot forward the instrumentation to the peers: %s",
-		   strerror(-rc));
-	return false;
-}
-
-static void created(struct agent_instr *ai, struct api_response *r)
-{
+	answer(r, rc, json, e);
+	if (rc)
+		return;
 	r->status = 201;
-	r->json = instr_json(ai);
-	snprintf(r->location, sizeof(r->location), "/ca/instrumentations/%lu", ai->id);
+	snprintf(r->location, sizeof(r->location), "/ca/instrumentations/%lu", id);
 }
 
-static void create_instr(struct agent *a, const struct api_request *rq, struct api_response *r)
+void routes_ca__create(const struct api_ctx *cx, const struct api_request *rq,
+		       struct api_response *r)
 {
-	json_t *spec = request_spec(rq, r, false);
-	struct agent_instr *ai;
-	const char *code;
-	char err[512];
-	int status;
+	json_t *spec = request_spec(rq, r, false), *out = NULL;
+	struct agent_error e;
+	unsigned long id = 0;
+	int rc;
 
 	if (!spec)
 		return;
-	status = agent__create(a, rq->who, spec, 0, NULL, &ai, &code, err, sizeof(err));
-	if (status)
-		api__error(r, status, code, "%s", err);
-	else if (forward_created(a, rq, ai, spec, r))
-		created(ai, r);
+	rc = agent__create(cx->agent, rq->who, bearer(rq), spec, &out, &id, &e);
+	created(r, rc, out, id, &e);
 	json_decref(spec);
 }
 
-static struct agent_instr *find_or_404(struct agent *a, const struct api_request *rq,
-				       struct api_response *r)
+void routes_ca__get(const struct api_ctx *cx, const struct api_request *rq,
+		    struct api_response *r)
 {
-	struct agent_instr *ai = agent__find(a, rq->who, rq->params[0]);
-	char clean[64];
+	struct agent_error e;
+	json_t *out = NULL;
 
-	if (!ai)
-		api__error(r, 404, "ResourceNotFound", "no instrumentation with id \"%s\"",
-			   api__clean(rq->params[0], clean, sizeof(clean)));
-	return ai;
+	answer(r, agent__get(cx->agent, rq->who, rq->params[0], &out, &e), out, &e);
 }
 
-static void get_instr(struct agent *a, const struct api_request *rq, struct api_response *r)
+void routes_ca__destroy(const struct api_ctx *cx, const struct api_request *rq,
+			struct api_response *r)
 {
-	struct agent_instr *ai = find_or_404(a, rq, r);
+	struct agent_error e;
 
-	if (ai)
-		r->json = instr_json(ai);
-	if (ai && r->json && a->fleet) {
-		json_object_set_new(r->json, "nsources", json_integer(fleet__nsources(a->fleet)));
-		json_object_set_new(r->json, "peers", fleet__instr_status(a->fleet, ai->id));
-	}
-}
-
-static void delete_instr(struct agent *a, const struct api_request *rq, struct api_response *r)
-{
-	struct agent_instr *ai = find_or_404(a, rq, r);
-
-	if (!ai)
-		return;
-	log_info("api", "instrumentation %lu deleted on request", ai->id);
-	if (a->fleet)
-		fleet__forget(a->fleet, ai->id);
-	agent__destroy(a, ai);
-	r->status = 204;
+	if (agent__destroy(cx->agent, rq->who, rq->params[0], &e))
+		api__agent_error(r, &e);
+	else
+		r->status = 204;
 }
 
 /* PUT changes what CA lets change (retention-time, idle-max, persist-data);
  * the properties that define the data (metric, predicate, decomposition,
  * granularity) are fixed: changing one is 409. The data is carried over. */
-static void put_instr(struct agent *a, const struct api_request *rq, struct api_response *r)
+void routes_ca__replace(const struct api_ctx *cx, const struct api_request *rq,
+			struct api_response *r)
 {
-	static const char *const fixed[] = { "module", "stat", "predicate", "decomposition",
-					     "granularity" };
-	struct agent_instr *ai = find_or_404(a, rq, r), *nai;
-	struct principal as_owner = { ROLE_OPERATOR, NULL, NULL, 0 };
-	json_t *body, *merged = NULL, *oldj = NULL, *newj = NULL, *data = NULL;
-	const char *code;
-	char err[512];
-	int status, saved_limit = a->cfg.max_per_owner;
+	struct agent_instr_info info;
+	struct agent_error e;
+	json_t *body, *out = NULL;
 
-	if (!ai)
+	/* an unknown id is 404 before its body is looked at */
+	if (agent__find(cx->agent, rq->who, rq->params[0], &info, &e)) {
+		api__agent_error(r, &e);
 		return;
+	}
 	body = request_spec(rq, r, false);
 	if (!body)
 		return;
-	oldj = instr_json(ai);
-	merged = json_deep_copy(oldj);
-	if (!merged || json_object_update(merged, body)) {
-		api__error(r, 500, "InternalError", "out of memory");
-		goto out;
-	}
-	as_owner.owner = ai->owner;
-	/* the new one replaces the old: it must not count against the limit */
-	a->cfg.max_per_owner = 0;
-	status = agent__create(a, &as_owner, merged, ai->id, ai->owner, &nai, &code, err, sizeof(err));
-	a->cfg.max_per_owner = saved_limit;
-	if (status) {
-		api__error(r, status, code, "%s", err);
-		goto out;
-	}
-	newj = instr_json(nai);
-	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-		if (!json_equal(json_object_get(oldj, fixed[i]), json_object_get(newj, fixed[i]))) {
-			api__error(r, 409, "InvalidState",
-				   "\"%s\" of an instrumentation cannot change (create a new one or clone it)",
-				   fixed[i]);
-			agent__destroy(a, nai);
-			goto out;
-		}
-	data = instr__data_to_json(ai->in);
-	if (data && instr__data_from_json(nai->in, data))
-		log_warn("api", "instrumentation %lu: data not carried over the change", ai->id);
-	nai->from = ai->from;
-	nai->last_read = agent__now();
-	agent__destroy(a, ai);
-	if (a->fleet && fleet__update(a->fleet, nai->id, body, instr__retention(nai->in)))
-		log_warn("api", "instrumentation %lu: change not forwarded to the peers (out of memory)",
-			 nai->id);
-	r->json = instr_json(nai);
-out:
+	answer(r, agent__replace(cx->agent, rq->who, rq->params[0], body, &out, &e), out, &e);
 	json_decref(body);
-	json_decref(merged);
-	json_decref(oldj);
-	json_decref(newj);
-	json_decref(data);
 }
 
-static void clone_instr(struct agent *a, const struct api_request *rq, struct api_response *r)
+void routes_ca__clone(const struct api_ctx *cx, const struct api_request *rq,
+		      struct api_response *r)
 {
-	struct agent_instr *ai = find_or_404(a, rq, r), *nai;
-	json_t *body, *spec, *fwd;
-	const char *code;
-	char err[512];
-	int status;
+	struct agent_instr_info info;
+	struct agent_error e;
+	json_t *body, *out = NULL;
+	unsigned long id = 0;
+	int rc;
 
-	if (!ai)
+	if (agent__find(cx->agent, rq->who, rq->params[0], &info, &e)) {
+		api__agent_error(r, &e);
 		return;
+	}
 	body = request_spec(rq, r, true);
 	if (!body)
 		return;
-	spec = instr_json(ai);
-	/* peers get the clone of what they were sent, not of this agent's scoping */
-	fwd = a->fleet ? fleet__spec(a->fleet, ai->id) : NULL;
-	if (!spec || json_object_update(spec, body) || (fwd && json_object_update(fwd, body))) {
-		api__error(r, 500, "InternalError", "out of memory");
-	} else {
-		status = agent__create(a, rq->who, spec, 0, NULL, &nai, &code, err, sizeof(err));
-		if (status)
-			api__error(r, status, code, "%s", err);
-		else if (forward_created(a, rq, nai, fwd ? fwd : spec, r))
-			created(nai, r);
-	}
+	rc = agent__clone(cx->agent, rq->who, bearer(rq), rq->params[0], body, &out, &id, &e);
+	created(r, rc, out, id, &e);
 	json_decref(body);
-	json_decref(spec);
-	json_decref(fwd);
 }
 
 /* ---- values ---- */
 
-static void value_raw(struct agent *a, const struct api_request *rq, struct api_response *r)
+void routes_ca__value_raw(const struct api_ctx *cx, const struct api_request *rq,
+			  struct api_response *r)
 {
-	struct agent_instr *ai = find_or_404(a, rq, r);
 	long long start = -1, duration = 0, ndp = 1;
+	struct agent_instr_info info;
+	struct agent_error e;
+	json_t *out = NULL;
 
-	if (!ai || !args_valid(rq, r) ||
+	if (agent__find(cx->agent, rq->who, rq->params[0], &info, &e)) {
+		api__agent_error(r, &e);
+		return;
+	}
+	if (!args_valid(rq, r) ||
 	    !arg_int(rq, r, "start_time", 0, 1LL << 40, &start, NULL) ||
 	    !arg_int(rq, r, "duration", 1, INSTR_RETENTION_MAX, &duration, NULL) ||
 	    !arg_int(rq, r, "ndatapoints", 1, INSTR_RAW_NDATAPOINTS_MAX, &ndp, NULL))
 		return;
-	ai->last_read = agent__now();
-	r->json = instr__value_raw(ai->in, start, duration, (int)ndp,
-				    a->drained_to ? a->drained_to : agent__now());
-	if (!r->json)
-		api__error(r, 500, "InternalError", "out of memory");
-	else if (a->fleet && fleet__annotate_raw(a->fleet, ai->id, r->json) == -ENOMEM)
-		api__error(r, 500, "InternalError", "out of memory");
-}
-
-/* The aggregator's peers: operators only (addresses are the operator's
- * business, not a tenant's). */
-static void get_peers(struct agent *a, const struct api_request *rq, struct api_response *r)
-{
-	if (rq->who->role != ROLE_OPERATOR) {
-		api__error(r, 403, "Forbidden", "the peer list is for operators");
-		return;
-	}
-	r->json = a->fleet ? fleet__peers_json(a->fleet) : json_array();
-	if (!r->json)
-		api__error(r, 500, "InternalError", "out of memory");
+	answer(r, agent__value_raw(cx->agent, rq->who, rq->params[0], start, duration, (int)ndp,
+				   &out, &e), out, &e);
 }
 
 struct hm_req {
@@ -483,52 +379,24 @@ static int list_arg(struct hm_req *h, const char *name, const char **out, size_t
 	return 0;
 }
 
-/* An aggregator's heatmap is drawn from the values merged with its peers'
- * (which come as CA JSON). 0 or -errno. */
-static int merged_window(const struct agent *a, struct agent_instr *ai, struct hm_req *h)
+/* Parses the heatmap parameters. false with r set on bad input. */
+static bool heatmap_request(const struct agent_instr_info *info, const struct api_request *rq,
+			    struct api_response *r, struct hm_req *h)
 {
-	char err[256];
-	json_t *v;
-	int rc = 0;
-
-	dist_window__init(&h->w, h->start, h->g);
-	for (size_t i = 0; !rc && i < h->nslots; i++) {
-		int64_t t = h->start + (int64_t)i * h->g;
-
-		v = instr__value(ai->in, t);
-		if (!v)
-			return -ENOMEM;
-		fleet__merge_slot(a->fleet, ai->id, t, v);
-		rc = dist_window__add_json(&h->w, v, err, sizeof(err));
-		if (rc == -EINVAL)
-			log_warn("api", "instrumentation %lu: merged slot left out: %s", ai->id, err);
-		if (rc == -EINVAL)
-			rc = 0;
-		json_decref(v);
-	}
-	return rc;
-}
-
-/* Parses the heatmap parameters and gathers the slots. false with r set on
- * bad input. */
-static bool heatmap_request(const struct agent *a, struct agent_instr *ai,
-			    const struct api_request *rq, struct api_response *r, struct hm_req *h)
-{
-	const struct field_desc *nf = instr__numeric_field(ai->in);
 	long long w = 600, ht = 300, nb = 100, start = -1, dur = 0;
 	bool gw, gs, gd, gmin, gmax;
 	double ymin = 0, ymax = 0;
 	const char *v;
 	const char *hue_s[64];
 	size_t nhue_s = 0;
-	int64_t now = a->drained_to ? a->drained_to : agent__now(), end;
+	int64_t now = info->now, end;
 
 	memset(h, 0, sizeof(*h));
 	heatmap_params__init(&h->p);
-	if (!nf) {
+	if (!info->numeric_field[0]) {
 		api__error(r, 409, "InvalidState",
 			   "instrumentation %lu has no numeric decomposition, so no heatmap (decompose by e.g. subsecond or latency)",
-			   ai->id);
+			   info->id);
 		return false;
 	}
 	if (!args_valid(rq, r) ||
@@ -536,7 +404,7 @@ static bool heatmap_request(const struct agent *a, struct agent_instr *ai,
 	    !arg_int(rq, r, "height", 1, HEATMAP_MAX_HEIGHT, &ht, NULL) ||
 	    !arg_int(rq, r, "nbuckets", 1, HEATMAP_MAX_BUCKETS, &nb, NULL) ||
 	    !arg_int(rq, r, "start_time", 0, 1LL << 40, &start, &gs) ||
-	    !arg_int(rq, r, "duration", 1, instr__retention(ai->in), &dur, &gd) ||
+	    !arg_int(rq, r, "duration", 1, info->retention, &dur, &gd) ||
 	    !arg_double(rq, r, "ymin", 0, 1e19, &ymin, &gmin) ||
 	    !arg_double(rq, r, "ymax", 0, 1e19, &ymax, &gmax) ||
 	    !arg_bool(rq, r, "isolate", &h->p.isolate) ||
@@ -556,7 +424,7 @@ static bool heatmap_request(const struct agent *a, struct agent_instr *ai,
 		}
 		h->p.ymax = ymax;
 		h->p.auto_ymax = 0;
-	} else if (!strcmp(nf->name, "subsecond")) {
+	} else if (!strcmp(info->numeric_field, "subsecond")) {
 		/* the whole second, always: the point is where in it things happen */
 		h->p.ymax = 1000;
 		h->p.auto_ymax = 0;
@@ -616,9 +484,9 @@ static bool heatmap_request(const struct agent *a, struct agent_instr *ai,
 	}
 	if (h->p.nhues)
 		h->p.hues = h->hues;
-	h->g = instr__granularity(ai->in);
+	h->g = info->granularity;
 	if (!gd)
-		dur = instr__retention(ai->in) < HEATMAP_DURATION_DEFAULT ? instr__retention(ai->in)
+		dur = info->retention < HEATMAP_DURATION_DEFAULT ? info->retention
 									  : HEATMAP_DURATION_DEFAULT;
 	dur = (dur + h->g - 1) / h->g * h->g;
 	if (gs) {
@@ -630,66 +498,33 @@ static bool heatmap_request(const struct agent *a, struct agent_instr *ai,
 	h->start = start;
 	h->duration = dur;
 	h->nslots = (size_t)(dur / h->g);
-	/* the fleet's merged values are gathered here, local ones in pieces
-	 * by heatmap_gather */
-	dist_window__init(&h->w, start, h->g);
-	if (a->fleet && merged_window(a, ai, h)) {
-		api__error(r, 500, "InternalError", "out of memory");
-		return false;
-	}
-	ai->last_read = now;
 	return true;
 }
 
-/* The locked part of a heatmap request: find the instrumentation and copy
- * its slots into h (a typed window h owns), HEATMAP_COPY_CELLS at a time, so
- * that drawing runs without the lock and no hold of it grows with the
- * window.
- * false with r set (and nothing in h to free) on failure. */
-static bool heatmap_gather(struct agent *a, const struct api_request *rq, struct api_response *r,
-			   struct hm_req *h)
+/* Finds the instrumentation, parses the parameters and has the agent copy
+ * the slots into h's typed window, so that drawing runs without the agent's
+ * lock. false with r set (and nothing in h to free) on failure. */
+static bool heatmap_gather(const struct api_ctx *cx, const struct api_request *rq,
+			   struct api_response *r, struct hm_req *h)
 {
-	struct agent_instr *ai;
-	bool ok = false, parsed = false;
-	size_t copied = 0;
-	long got;
+	struct agent_instr_info info;
+	struct agent_error e;
 
-	pthread_mutex_lock(&a->lock);
-	ai = find_or_404(a, rq, r);
-	if (ai) {
-		ok = heatmap_request(a, ai, rq, r, h);
-		parsed = true;
+	memset(h, 0, sizeof(*h));
+	if (agent__find(cx->agent, rq->who, rq->params[0], &info, &e)) {
+		api__agent_error(r, &e);
+		return false;
 	}
-	while (ok && !a->fleet && copied < h->nslots) {
-		if (copied) {
-			pthread_mutex_unlock(&a->lock);
-			pthread_mutex_lock(&a->lock);
-			/* deleted meanwhile: 404, as if it had gone before */
-			ai = find_or_404(a, rq, r);
-			if (!ai) {
-				ok = false;
-				break;
-			}
-		}
-		got = instr__window_append(ai->in, h->start + (int64_t)copied * h->g,
-					   h->nslots - copied, HEATMAP_COPY_CELLS, &h->w);
-		if (got <= 0) {
-			api__error(r, 500, "InternalError", "out of memory");
-			ok = false;
-			break;
-		}
-		copied += (size_t)got;
-	}
-	pthread_mutex_unlock(&a->lock);
-	if (parsed && !ok)
+	if (!heatmap_request(&info, rq, r, h)) {
 		hm_req_free(h);
-	/* the sorting part of the copy: outside the lock */
-	if (ok && dist_window__finish(&h->w)) {
-		api__error(r, 500, "InternalError", "out of memory");
-		hm_req_free(h);
-		ok = false;
+		return false;
 	}
-	return ok;
+	if (agent__window(cx->agent, rq->who, rq->params[0], h->start, h->nslots, &h->w, &e)) {
+		api__agent_error(r, &e);
+		hm_req_free(h);
+		return false;
+	}
+	return true;
 }
 
 static void heatmap_failed(struct api_response *r, int rc)
@@ -700,7 +535,8 @@ static void heatmap_failed(struct api_response *r, int rc)
 		api__error(r, 400, "InvalidArgument", "heatmap: %s", heatmap__last_error());
 }
 
-static void heatmap_image(struct agent *a, const struct api_request *rq, struct api_response *r)
+void routes_ca__heatmap_image(const struct api_ctx *cx, const struct api_request *rq,
+			      struct api_response *r)
 {
 	struct heatmap_input in;
 	struct heatmap *hm = NULL;
@@ -710,7 +546,7 @@ static void heatmap_image(struct agent *a, const struct api_request *rq, struct 
 	struct hm_req h;
 	int rc;
 
-	if (!heatmap_gather(a, rq, r, &h))
+	if (!heatmap_gather(cx, rq, r, &h))
 		return;
 	in = (struct heatmap_input){ &h.w, 0, h.w.nslots };
 	rc = heatmap__build(&in, &h.p, &hm);
@@ -738,7 +574,8 @@ out:
 	hm_req_free(&h);
 }
 
-static void heatmap_details(struct agent *a, const struct api_request *rq, struct api_response *r)
+void routes_ca__heatmap_details(const struct api_ctx *cx, const struct api_request *rq,
+				struct api_response *r)
 {
 	struct heatmap_input in;
 	long long x = -1, y = -1;
@@ -746,7 +583,7 @@ static void heatmap_details(struct agent *a, const struct api_request *rq, struc
 	struct hm_req h;
 	int rc;
 
-	if (!heatmap_gather(a, rq, r, &h))
+	if (!heatmap_gather(cx, rq, r, &h))
 		return;
 	if (!arg_int(rq, r, "x", 0, h.p.width - 1, &x, &gx) ||
 	    !arg_int(rq, r, "y", 0, h.p.height - 1, &y, &gy))
@@ -765,8 +602,8 @@ out:
 	hm_req_free(&h);
 }
 
-static void heatmap_summary(struct agent *a, const struct api_request *rq, struct api_response *r,
-			    bool percentile)
+static void heatmap_summary(const struct api_ctx *cx, const struct api_request *rq,
+			    struct api_response *r, bool percentile)
 {
 	struct heatmap_input in;
 	double pct = 0;
@@ -774,7 +611,7 @@ static void heatmap_summary(struct agent *a, const struct api_request *rq, struc
 	struct hm_req h;
 	int rc;
 
-	if (!heatmap_gather(a, rq, r, &h))
+	if (!heatmap_gather(cx, rq, r, &h))
 		return;
 	if (percentile) {
 		if (!arg_double(rq, r, "percentile", 0, 1, &pct, &gp))
@@ -793,32 +630,14 @@ out:
 	hm_req_free(&h);
 }
 
-static void heatmap_average(struct agent *a, const struct api_request *rq, struct api_response *r)
+void routes_ca__heatmap_average(const struct api_ctx *cx, const struct api_request *rq,
+				struct api_response *r)
 {
-	heatmap_summary(a, rq, r, false);
+	heatmap_summary(cx, rq, r, false);
 }
 
-static void heatmap_percentile(struct agent *a, const struct api_request *rq,
-			       struct api_response *r)
+void routes_ca__heatmap_percentile(const struct api_ctx *cx, const struct api_request *rq,
+				   struct api_response *r)
 {
-	heatmap_summary(a, rq, r, true);
+	heatmap_summary(cx, rq, r, true);
 }
-
-#define ID "/ca/instrumentations/:id"
-const struct api_route routes_ca[] = {
-	{ "GET",    "/ca",				get_catalogue,	    true },
-	{ "GET",    "/ca/vms",				get_vms,	    true },
-	{ "GET",    "/ca/peers",			get_peers,	    false },
-	{ "GET",    "/ca/instrumentations",		list_instrs,	    true },
-	{ "POST",   "/ca/instrumentations",		create_instr,	    true },
-	{ "GET",    ID,					get_instr,	    true },
-	{ "PUT",    ID,					put_instr,	    true },
-	{ "DELETE", ID,					delete_instr,	    true },
-	{ "POST",   ID "/clone",			clone_instr,	    true },
-	{ "GET",    ID "/value/raw",			value_raw,	    true },
-	{ "GET",    ID "/value/heatmap/image",		heatmap_image,	    false },
-	{ "GET",    ID "/value/heatmap/details",	heatmap_details,    false },
-	{ "GET",    ID "/value/heatmap/average",	heatmap_average,    false },
-	{ "GET",    ID "/value/heatmap/percentile",	heatmap_percentile, false },
-};
-const size_t routes_ca_count = sizeof(routes_ca) / sizeof(routes_ca[0]);

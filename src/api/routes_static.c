@@ -66,24 +66,25 @@ int routes_static__resolve_root(const char *dir, char *out, size_t outlen)
 	return -ENOENT;
 }
 
-void routes_static__serve(struct agent *a, const struct api_request *rq, struct api_response *r)
+void routes_static__serve(const struct api_ctx *cx, const struct api_request *rq,
+			  struct api_response *r)
 {
 	char want[PATH_MAX * 2], res[PATH_MAX], clean[256];
-	size_t rootlen = strlen(a->web_root);
+	size_t rootlen = strlen(cx->web_root);
 	struct stat st;
 
 	if (!rootlen) {
 		api__error(r, 404, "ResourceNotFound", "no such resource: %s (no web UI directory)",
-			   api__clean(rq->path, clean, sizeof(clean)));
+			   agent__clean(rq->path, clean, sizeof(clean)));
 		return;
 	}
-	snprintf(want, sizeof(want), "%s%s", a->web_root, rq->path);
+	snprintf(want, sizeof(want), "%s%s", cx->web_root, rq->path);
 	if (!stat(want, &st) && S_ISDIR(st.st_mode))
 		strncat(want, "/index.html", sizeof(want) - strlen(want) - 1);
-	if (!realpath(want, res) || strncmp(res, a->web_root, rootlen) ||
+	if (!realpath(want, res) || strncmp(res, cx->web_root, rootlen) ||
 	    (res[rootlen] != '/' && res[rootlen] != '\0') || stat(res, &st) || !S_ISREG(st.st_mode)) {
 		api__error(r, 404, "ResourceNotFound", "no such resource: %s",
-			   api__clean(rq->path, clean, sizeof(clean)));
+			   agent__clean(rq->path, clean, sizeof(clean)));
 		return;
 	}
 	r->file_path = strdup(res);

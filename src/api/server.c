@@ -1,8 +1,8 @@
 /* HTTP plumbing (libmicrohttpd): bodies and their limit, authentication,
  * routing by table, JSON errors, responses.
  *
- * One MHD polling thread serves every connection; handlers of CA routes run
- * with the agent lock held, which the drain thread takes once a second.
+ * A pool of MHD threads serves the connections; handlers call the agent,
+ * which serializes on its own lock.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,11 +20,10 @@
 
 #include "api/api.h"
 #include "common/log.h"
-#include "export/metrics.h"
 
 struct api_server {
 	struct MHD_Daemon *daemon;
-	struct agent *agent;
+	struct api_ctx cx;
 };
 
 #define SERVER_CONN_LIMIT	512
@@ -39,19 +38,6 @@ struct conn_ctx {
 	bool answered;
 };
 
-const char *api__clean(const char *s, char *dst, size_t n)
-{
-	size_t j = 0;
-
-	if (!n)
-		return dst;
-	for (; s && *s && j + 1 < n; s++)
-		dst[j++] = ((unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f && *s != '"' &&
-			    *s != '\\') ? *s : '?';
-	dst[j] = '\0';
-	return dst;
-}
-
 void api__error(struct api_response *r, int status, const char *code, const char *fmt, ...)
 {
 	char msg[1024], clean[1024];
@@ -65,7 +51,28 @@ void api__error(struct api_response *r, int status, const char *code, const char
 	r->json = json_pack("{s:s, s:s}", "code", code, "message", msg);
 	if (!r->json)	/* msg quoted something that is not UTF-8 */
 		r->json = json_pack("{s:s, s:s}", "code", code, "message",
-				    api__clean(msg, clean, sizeof(clean)));
+				    agent__clean(msg, clean, sizeof(clean)));
+}
+
+void api__agent_error(struct api_response *r, const struct agent_error *e)
+{
+	static const struct {
+		int status;
+		const char *code;
+	} map[] = {
+		[AGENT_OK] = { 500, "InternalError" },	/* not an error: a bug */
+		[AGENT_EINVAL] = { 400, "InvalidArgument" },
+		[AGENT_ESEMANTIC] = { 422, "InvalidArgument" },
+		[AGENT_ENOENT] = { 404, "ResourceNotFound" },
+		[AGENT_EPERM] = { 403, "Forbidden" },
+		[AGENT_ECONFLICT] = { 409, "InvalidState" },
+		[AGENT_ELIMIT] = { 429, "TooManyInstrumentations" },
+		[AGENT_EUNAVAIL] = { 503, "InternalError" },
+		[AGENT_EINTERNAL] = { 500, "InternalError" },
+	};
+	size_t k = (size_t)e->kind < sizeof(map) / sizeof(map[0]) ? (size_t)e->kind : AGENT_OK;
+
+	api__error(r, map[k].status, map[k].code, "%s", e->msg);
 }
 
 const char *api__arg(const struct api_request *rq, const char *name)
@@ -110,8 +117,13 @@ json_t *api__args_json(const struct api_request *rq)
 bool route__match(const char *pattern, const char *path, const char **params, size_t nparams,
 		  char *buf, size_t buflen)
 {
-	size_t np = 0, used = 0;
+	size_t np = 0, used = 0, plen = strlen(pattern);
 	const char *p = pattern, *s = path;
+
+	if (plen >= 2 && !strcmp(pattern + plen - 2, "/*"))
+		/* a subtree: "/ca/" "*" is /ca and everything below, "/" "*" every path */
+		return !strncmp(path, pattern, plen - 2) &&
+		       (!path[plen - 2] || path[plen - 2] == '/');
 
 	while (*p && *s) {
 		if (*p == ':') {
@@ -163,11 +175,11 @@ static bool path_is_sane(const char *path, char *why, size_t whylen)
 	return true;
 }
 
-static const struct principal *authenticate(struct agent *a, struct MHD_Connection *conn)
+static const struct principal *authenticate(const struct api_ctx *cx, struct MHD_Connection *conn)
 {
 	const char *h;
 
-	if (!a->tokens)
+	if (!cx->tokens)
 		return tokens__anonymous_operator();
 	h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 	if (!h || strncasecmp(h, "Bearer ", 7))
@@ -175,71 +187,61 @@ static const struct principal *authenticate(struct agent *a, struct MHD_Connecti
 	h += 7;
 	while (*h == ' ')
 		h++;
-	return tokens__lookup(a->tokens, h, strlen(h));
+	return tokens__lookup(cx->tokens, h, strlen(h));
 }
 
-static void dispatch(struct agent *a, struct api_request *rq, struct api_response *r)
+/* Tries the routes in order: the first whose path matches and whose method
+ * is the request's answers; a path matched only by routes of other methods
+ * is 405, with the methods it has in Allow. */
+static void dispatch(const struct api_ctx *cx, struct api_request *rq, struct api_response *r)
 {
 	char why[128], clean[256], capbuf[512], allow[128] = "";
 	bool path_known = false;
 
 	if (!path_is_sane(rq->path, why, sizeof(why))) {
 		api__error(r, 400, "InvalidArgument", "%s: '%s'", why,
-			   api__clean(rq->path, clean, sizeof(clean)));
+			   agent__clean(rq->path, clean, sizeof(clean)));
 		return;
 	}
-	if (!strncmp(rq->path, "/ca", 3) && (!rq->path[3] || rq->path[3] == '/')) {
-		if (!rq->who) {
+	for (size_t i = 0; i < api_routes_count; i++) {
+		const struct api_route *rt = &api_routes[i];
+		bool head = (rt->flags & ROUTE_HEAD) && !strcmp(rq->method, "HEAD");
+
+		memset(rq->params, 0, sizeof(rq->params));
+		if (!route__match(rt->pattern, rq->path, rq->params, 4, capbuf, sizeof(capbuf)))
+			continue;
+		if ((rt->flags & ROUTE_TOKEN) && !rq->who) {
 			api__error(r, 401, "Unauthorized",
 				   "missing or invalid bearer token (send 'Authorization: Bearer TOKEN')");
 			return;
 		}
-		for (size_t i = 0; i < routes_ca_count; i++) {
-			const struct api_route *rt = &routes_ca[i];
+		if (!rt->method && path_known)
+			break;
+		if (rt->method && strcmp(rt->method, rq->method) && !head) {
+			const char *m[2] = { rt->method, rt->flags & ROUTE_HEAD ? "HEAD" : NULL };
 
-			memset(rq->params, 0, sizeof(rq->params));
-			if (!route__match(rt->pattern, rq->path, rq->params, 4, capbuf, sizeof(capbuf)))
-				continue;
 			path_known = true;
-			if (strcmp(rt->method, rq->method)) {
-				if (!strstr(allow, rt->method)) {
+			for (size_t k = 0; k < 2 && m[k]; k++)
+				if (!strstr(allow, m[k])) {
 					size_t l = strlen(allow);
 
-					snprintf(allow + l, sizeof(allow) - l, "%s%s", l ? ", " : "", rt->method);
+					snprintf(allow + l, sizeof(allow) - l, "%s%s", l ? ", " : "", m[k]);
 				}
-				continue;
-			}
-			if (rt->locked)
-				pthread_mutex_lock(&a->lock);
-			rt->fn(a, rq, r);
-			if (rt->locked)
-				pthread_mutex_unlock(&a->lock);
-			return;
+			continue;
 		}
-		if (path_known) {
-			snprintf(r->allow_buf, sizeof(r->allow_buf), "%s", allow);
-			r->allow = r->allow_buf;
-			api__error(r, 405, "MethodNotAllowed", "method %s not allowed on %s (allowed: %s)",
-				   api__clean(rq->method, why, sizeof(why)),
-				   api__clean(rq->path, clean, sizeof(clean)), allow);
-			return;
-		}
-		api__error(r, 404, "ResourceNotFound", "no such resource: %s",
-			   api__clean(rq->path, clean, sizeof(clean)));
+		rt->fn(cx, rq, r);
 		return;
 	}
-	if (strcmp(rq->method, "GET") && strcmp(rq->method, "HEAD")) {
-		r->allow = "GET, HEAD";
-		api__error(r, 405, "MethodNotAllowed", "method %s not allowed on %s (allowed: GET, HEAD)",
-			   api__clean(rq->method, why, sizeof(why)),
-			   api__clean(rq->path, clean, sizeof(clean)));
+	if (path_known) {
+		snprintf(r->allow_buf, sizeof(r->allow_buf), "%s", allow);
+		r->allow = r->allow_buf;
+		api__error(r, 405, "MethodNotAllowed", "method %s not allowed on %s (allowed: %s)",
+			   agent__clean(rq->method, why, sizeof(why)),
+			   agent__clean(rq->path, clean, sizeof(clean)), allow);
 		return;
 	}
-	if (!strcmp(rq->path, "/metrics")) {
-		metrics_export__serve(a, rq, r);
-		return;
-	}
-	routes_static__serve(a, rq, r);
+	api__error(r, 404, "ResourceNotFound", "no such resource: %s",
+		   agent__clean(rq->path, clean, sizeof(clean)));
 }
 
 static enum MHD_Result send_response(struct MHD_Connection *conn, struct api_response *r,
@@ -387,8 +389,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 						      MHD_HTTP_HEADER_CONTENT_TYPE);
 	if (!rq.content_type)
 		rq.content_type = "";
-	rq.who = authenticate(s->agent, conn);
-	dispatch(s->agent, &rq, &r);
+	rq.who = authenticate(&s->cx, conn);
+	dispatch(&s->cx, &rq, &r);
 	if (r.status >= 500)
 		log_warn("api", "%s %s -> %d", method, url, r.status);
 	else
@@ -507,12 +509,13 @@ int server__parse_listen(const char *s, char *addr, size_t addrlen, int *port, b
 	return -EINVAL;
 }
 
-/* On success the caller owns *out (server__stop). */
 /* Request threads: handlers serialize on the agent lock only while they
  * touch instrumentations; heatmaps are drawn outside it. */
 #define SERVER_THREADS 4
 
-int server__start(struct agent *a, struct api_server **out, char *err, size_t errlen)
+/* On success the caller owns *out (server__stop). */
+int server__start(struct agent *a, const struct api_server_config *cfg, struct api_server **out,
+		  char *err, size_t errlen)
 {
 	struct sockaddr_storage ss = { 0 };
 	char addr[128];
@@ -522,10 +525,10 @@ int server__start(struct agent *a, struct api_server **out, char *err, size_t er
 	struct api_server *s;
 	int fd = -1, one = 1, rc;
 
-	family = server__parse_listen(a->cfg.listen, addr, sizeof(addr), &port, &loopback);
+	family = server__parse_listen(cfg->listen, addr, sizeof(addr), &port, &loopback);
 	if (family < 0) {
 		snprintf(err, errlen, "--listen '%s': want ADDR:PORT with a numeric address (127.0.0.1:7134, [::1]:7134)",
-			 a->cfg.listen);
+			 cfg->listen);
 		return -EINVAL;
 	}
 	if (family == AF_INET) {
@@ -550,7 +553,7 @@ int server__start(struct agent *a, struct api_server **out, char *err, size_t er
 							      : sizeof(struct sockaddr_in6)) ||
 	    listen(fd, 128)) {
 		rc = -errno;
-		snprintf(err, errlen, "cannot listen on %s: %s", a->cfg.listen, strerror(errno));
+		snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, strerror(errno));
 		goto err_close;
 	}
 	rc = privs__drop(err, errlen);
@@ -561,7 +564,7 @@ int server__start(struct agent *a, struct api_server **out, char *err, size_t er
 		rc = -ENOMEM;
 		goto err_close;
 	}
-	s->agent = a;
+	s->cx = (struct api_ctx){ a, cfg->tokens, cfg->web_root ? cfg->web_root : "" };
 	/* Slow or stuck clients: 10 s without a byte closes a connection; one
 	 * address holds at most SERVER_PER_IP_LIMIT of the SERVER_CONN_LIMIT
 	 * connections, so one slow client cannot starve the others. Request
@@ -579,7 +582,7 @@ int server__start(struct agent *a, struct api_server **out, char *err, size_t er
 				     MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)SERVER_THREADS,
 				     MHD_OPTION_END);
 	if (!s->daemon) {
-		snprintf(err, errlen, "cannot serve on %s", a->cfg.listen);
+		snprintf(err, errlen, "cannot serve on %s", cfg->listen);
 		free(s);
 		rc = -EIO;
 		goto err_close;

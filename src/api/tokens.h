@@ -15,17 +15,10 @@
 
 #include <stddef.h>
 
+#include "agent/agent.h"	/* struct principal */
+
 #define TOKEN_MIN_LEN 16
 #define TOKEN_MAX_LEN 256
-
-enum token_role { ROLE_OPERATOR, ROLE_TENANT };
-
-struct principal {
-	enum token_role role;
-	char *owner;		/* "operator" or "tenant:VM1,VM2" */
-	char **vms;		/* tenant: the VMs it may see */
-	size_t nvms;
-};
 
 struct token_set;
 

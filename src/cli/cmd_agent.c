@@ -1,29 +1,25 @@
 /* kvmscope agent: the daemon behind the CA-compatible REST API.
  *
- * The main thread is the drain loop: once per wall-clock second (plus a
- * grace period so that the kernel side has finished the second) it drains
- * the hub into the instrumentations and expires idle ones under the agent
- * lock, and asks the persister thread (api/state.c) for a save when one is
- * due. SIGINT/SIGTERM end it cleanly: stop the server, persist, stop the
- * collectors, free everything.
+ * The options become an agent (agent/agent.h) and the HTTP server in front
+ * of it (api/api.h). The main thread then ticks the agent once per
+ * wall-clock second, plus a grace period so that the kernel side has
+ * finished the second. SIGINT/SIGTERM end it cleanly: stop the server, then
+ * free the agent (which persists a last time and stops the collectors).
  */
 #include <errno.h>
-#include <malloc.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
+#include "agent/agent.h"
 #include "api/api.h"
 #include "cli/commands.h"
-#include "collectors/hub.h"
 #include "common/log.h"
-#include "engine/instr.h"
-#include "fleet/fleet.h"
-#include "export/metrics.h"
+#include "export/om.h"
 
 #define DRAIN_GRACE_NS 150000000L
 
@@ -65,26 +61,8 @@ static void usage(FILE *f)
 		"  --scope-vms VM1,VM2,...    only these VMs, for every instrumentation on this\n"
 		"                             agent (a predicate AND-ed on, as for tenants)\n"
 		"  -h, --help                 this help\n",
-		API_PER_OWNER_DEFAULT, (unsigned long long)API_CELLS_MAX_DEFAULT,
+		AGENT_PER_OWNER_DEFAULT, (unsigned long long)AGENT_CELLS_MAX_DEFAULT,
 		OM_MAX_SERIES_DEFAULT, OM_KEEP_S_DEFAULT);
-}
-
-static int mkdir_p(const char *dir)
-{
-	char buf[4096];
-
-	snprintf(buf, sizeof(buf), "%s", dir);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) && errno != EEXIST)
-		return -errno;
-	return 0;
 }
 
 /* Sleeps until the next second + grace, or a signal. Returns the signal, 0
@@ -119,63 +97,6 @@ static int parse_num(const char *opt, const char *v, unsigned long long max, uns
 	return 0;
 }
 
-/* --peers and --peer-token-file into a->fleet (owned by a). */
-static int fleet_setup(struct agent *a, char *err, size_t errlen)
-{
-	char tok[512] = "", *line = NULL;
-	size_t cap = 0;
-	FILE *f;
-	int rc;
-
-	if (a->cfg.peer_token_file) {
-		f = fopen(a->cfg.peer_token_file, "re");
-		if (!f) {
-			snprintf(err, errlen, "--peer-token-file %s: %s", a->cfg.peer_token_file,
-				 strerror(errno));
-			return -errno;
-		}
-		while (!tok[0] && getline(&line, &cap, f) > 0) {
-			char *w = line + strspn(line, " \t");
-
-			if (*w != '#' && *w != '\n' && *w != '\r')
-				snprintf(tok, sizeof(tok), "%.*s", (int)strcspn(w, " \t\r\n"), w);
-		}
-		free(line);
-		fclose(f);
-		if (strlen(tok) < 16) {
-			snprintf(err, errlen, "--peer-token-file %s: no token of 16 or more characters on its first line",
-				 a->cfg.peer_token_file);
-			return -EINVAL;
-		}
-	}
-	rc = fleet__new(a->cfg.peers, tok[0] ? tok : NULL, &a->fleet, err, errlen);
-	explicit_bzero(tok, sizeof(tok));
-	return rc;
-}
-
-/* Forwards what state.json restored, then starts the peers' thread (which
- * inherits the blocked signals). */
-static int fleet_start(struct agent *a)
-{
-	pthread_mutex_lock(&a->lock);
-	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next) {
-		json_t *spec = instr__to_json(ai->in);
-
-		if (!spec || fleet__track(a->fleet, ai->id, spec, NULL, instr__granularity(ai->in),
-					  instr__retention(ai->in)))
-			log_error("fleet", "instrumentation %lu restored but not forwarded to the peers", ai->id);
-		else if (ai->restored_links && fleet__adopt(a->fleet, ai->id, ai->restored_links))
-			log_warn("fleet", "instrumentation %lu: its saved peer ids are malformed: the others are adopted",
-				 ai->id);
-		json_decref(spec);
-		json_decref(ai->restored_links);
-		ai->restored_links = NULL;
-	}
-	pthread_mutex_unlock(&a->lock);
-	log_info("fleet", "aggregating %zu peers: %s", fleet__npeers(a->fleet), a->cfg.peers);
-	return fleet__start(a->fleet);
-}
-
 int cmd_agent(int argc, char **argv)
 {
 	enum { OPT_LISTEN = 256, OPT_STATE, OPT_TOKENS, OPT_MAXI, OPT_CELLS, OPT_WEB, OPT_PROC,
@@ -198,57 +119,59 @@ int cmd_agent(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct agent a = { 0 };
+	struct agent_config cfg = { 0 };
+	struct api_server_config scfg = { 0 };
+	struct token_set *tokens = NULL;
 	struct api_server *srv = NULL;
-	char addr[128], err[512];
+	struct agent *a = NULL;
+	char addr[128], err[512], web_root[4096] = "";
+	const char *listen_on = "127.0.0.1:7134", *token_file = NULL, *web_dir = NULL;
 	unsigned long long n;
 	bool loopback;
 	int opt, port, rc = 1, sig;
 	sigset_t set;
 
-	a.cfg.listen = "127.0.0.1:7134";
-	a.cfg.state_dir = "/var/lib/kvmscope";
-	a.cfg.proc_root = "/proc";
-	a.cfg.max_per_owner = API_PER_OWNER_DEFAULT;
-	a.cfg.max_cells = API_CELLS_MAX_DEFAULT;
-	a.next_id = 1;
+	cfg.state_dir = "/var/lib/kvmscope";
+	cfg.proc_root = "/proc";
+	cfg.max_per_owner = AGENT_PER_OWNER_DEFAULT;
+	cfg.max_cells = AGENT_CELLS_MAX_DEFAULT;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
-		case OPT_LISTEN: a.cfg.listen = optarg; break;
-		case OPT_STATE: a.cfg.state_dir = strcmp(optarg, "none") ? optarg : NULL; break;
-		case OPT_TOKENS: a.cfg.token_file = optarg; break;
+		case OPT_LISTEN: listen_on = optarg; break;
+		case OPT_STATE: cfg.state_dir = strcmp(optarg, "none") ? optarg : NULL; break;
+		case OPT_TOKENS: token_file = optarg; break;
 		case OPT_MAXI:
 			if (parse_num("--max-instrumentations", optarg, 100000, &n))
 				return 2;
-			a.cfg.max_per_owner = (int)n;
+			cfg.max_per_owner = (int)n;
 			break;
 		case OPT_CELLS:
 			if (parse_num("--max-cells", optarg, 1ull << 40, &n))
 				return 2;
-			a.cfg.max_cells = n;
+			cfg.max_cells = n;
 			break;
-		case OPT_WEB: a.cfg.web_dir = optarg; break;
-		case OPT_PROC: a.cfg.proc_root = optarg; break;
-		case OPT_PEERS: a.cfg.peers = optarg; break;
-		case OPT_PEERTOK: a.cfg.peer_token_file = optarg; break;
-		case OPT_HOST: a.cfg.hostname = optarg; break;
-		case OPT_SCOPE: a.cfg.scope_vms = optarg; break;
-		case OPT_METRICS: a.cfg.metrics = true; break;
+		case OPT_WEB: web_dir = optarg; break;
+		case OPT_PROC: cfg.proc_root = optarg; break;
+		case OPT_PEERS: cfg.peers = optarg; break;
+		case OPT_PEERTOK: cfg.peer_token_file = optarg; break;
+		case OPT_HOST: cfg.hostname = optarg; break;
+		case OPT_SCOPE: cfg.scope_vms = optarg; break;
+		case OPT_METRICS: cfg.metrics = true; break;
 		case OPT_MSERIES:
 			if (parse_num("--metrics-max-series", optarg, 100000000, &n))
 				return 2;
-			a.cfg.metrics_max_series = n;
+			cfg.metrics_max_series = n;
 			break;
 		case OPT_MKEEP:
 			if (parse_num("--metrics-keep", optarg, 7 * 86400, &n))
 				return 2;
-			a.cfg.metrics_keep_s = (int)n;
+			cfg.metrics_keep_s = (int)n;
 			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!a.cfg.metrics && (a.cfg.metrics_max_series || a.cfg.metrics_keep_s)) {
+	if (!cfg.metrics && (cfg.metrics_max_series || cfg.metrics_keep_s)) {
 		fprintf(stderr, "kvmscope agent: --metrics-max-series and --metrics-keep need --metrics\n");
 		return 2;
 	}
@@ -256,131 +179,73 @@ int cmd_agent(int argc, char **argv)
 		fprintf(stderr, "kvmscope agent: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (a.cfg.peer_token_file && !a.cfg.peers) {
+	if (cfg.peer_token_file && !cfg.peers) {
 		fprintf(stderr, "kvmscope agent: --peer-token-file needs --peers\n");
 		return 2;
 	}
-	if (a.cfg.hostname && (!*a.cfg.hostname || strlen(a.cfg.hostname) > 255 ||
-			       strpbrk(a.cfg.hostname, ", \t\n"))) {
+	if (cfg.hostname && (!*cfg.hostname || strlen(cfg.hostname) > 255 ||
+			     strpbrk(cfg.hostname, ", \t\n"))) {
 		fprintf(stderr, "kvmscope agent: --hostname '%s': want 1..255 characters without ',' or spaces\n",
-			a.cfg.hostname);
+			cfg.hostname);
 		return 2;
 	}
-	if (a.cfg.scope_vms && agent__set_scope(&a, a.cfg.scope_vms, err, sizeof(err))) {
-		fprintf(stderr, "kvmscope agent: %s\n", err);
-		return 2;
-	}
-	if (a.cfg.peers && fleet_setup(&a, err, sizeof(err))) {
-		fprintf(stderr, "kvmscope agent: %s\n", err);
-		agent__free_scope(&a);
-		return 2;
-	}
-	if (server__parse_listen(a.cfg.listen, addr, sizeof(addr), &port, &loopback) < 0) {
+	if (server__parse_listen(listen_on, addr, sizeof(addr), &port, &loopback) < 0) {
 		fprintf(stderr, "kvmscope agent: --listen '%s': want ADDR:PORT with a numeric address (127.0.0.1:7134, [::1]:7134)\n",
-			a.cfg.listen);
+			listen_on);
 		return 2;
 	}
-	if (!loopback && !a.cfg.token_file) {
+	if (!loopback && !token_file) {
 		fprintf(stderr, "kvmscope agent: refusing to listen on non-loopback %s without --token-file (anyone could read and instrument this host)\n",
-			a.cfg.listen);
+			listen_on);
 		return 2;
 	}
-	if (a.cfg.token_file && tokens__load(a.cfg.token_file, &a.tokens, err, sizeof(err))) {
+	if (token_file && tokens__load(token_file, &tokens, err, sizeof(err))) {
 		fprintf(stderr, "kvmscope agent: --token-file: %s\n", err);
 		return 2;
 	}
-	if (a.cfg.state_dir && mkdir_p(a.cfg.state_dir)) {
-		fprintf(stderr, "kvmscope agent: --state-dir %s: %s\n", a.cfg.state_dir, strerror(errno));
-		goto err_tokens;
-	}
-	if (routes_static__resolve_root(a.cfg.web_dir, a.web_root, sizeof(a.web_root))) {
-		if (a.cfg.web_dir) {
-			fprintf(stderr, "kvmscope agent: --web-dir %s: %s\n", a.cfg.web_dir, strerror(errno));
-			goto err_tokens;
+	if (routes_static__resolve_root(web_dir, web_root, sizeof(web_root))) {
+		if (web_dir) {
+			fprintf(stderr, "kvmscope agent: --web-dir %s: %s\n", web_dir, strerror(errno));
+			goto out;
 		}
-		a.web_root[0] = '\0';
+		web_root[0] = '\0';
 	}
-	pthread_mutex_init(&a.lock, NULL);
-	if (hub__new(&a.hub, a.cfg.proc_root)) {
-		fprintf(stderr, "kvmscope agent: cannot set up the collection hub\n");
-		goto err_mutex;
-	}
-	if (a.cfg.hostname)
-		hub__set_hostname(a.hub, a.cfg.hostname);
-	/* Signals are taken synchronously by the drain loop; every other thread
-	 * (MHD's) inherits the mask. */
+	/* Signals are taken synchronously by the tick loop; every other thread
+	 * (MHD's, the agent's) inherits the mask. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	pthread_mutex_lock(&a.lock);
-	state__load(&a);
-	pthread_mutex_unlock(&a.lock);
-	/* parsing a large state file leaves freed heap behind: hand it back */
-	malloc_trim(0);
-	if (a.cfg.metrics) {
-		struct om_config oc = { a.cfg.metrics_max_series, a.cfg.metrics_keep_s };
-
-		if (metrics_export__start(&a.metrics, a.hub, &oc, err, sizeof(err))) {
-			fprintf(stderr, "kvmscope agent: --metrics: %s\n", err);
-			goto err_hub;
-		}
+	rc = agent__new(&cfg, &a, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "kvmscope agent: %s\n", err);
+		rc = rc == -EINVAL ? 2 : 1;
+		goto out;
 	}
-	if (server__start(&a, &srv, err, sizeof(err))) {
+	rc = 1;
+	scfg = (struct api_server_config){ listen_on, tokens, web_root };
+	if (server__start(a, &scfg, &srv, err, sizeof(err))) {
 		log_error("agent", "%s", err);
 		fprintf(stderr, "kvmscope agent: %s\n", err);
-		goto err_hub;
+		goto out;
 	}
-	/* after server__start: its privilege drop must cover the peer thread too */
-	if (a.fleet && fleet_start(&a)) {
-		fprintf(stderr, "kvmscope agent: cannot start talking to the peers\n");
-		server__stop(srv);
-		goto err_hub;
+	/* after server__start: its privilege drop must cover the agent's
+	 * threads too */
+	if (agent__start(a, err, sizeof(err))) {
+		fprintf(stderr, "kvmscope agent: %s\n", err);
+		goto out;
 	}
-	if (state__start(&a)) {
-		fprintf(stderr, "kvmscope agent: cannot start the state persister thread\n");
-		server__stop(srv);
-		goto err_hub;
-	}
-	log_info("agent", "listening on %s state_dir=%s tokens=%zu web=%s", a.cfg.listen,
-		 a.cfg.state_dir ? a.cfg.state_dir : "none", tokens__count(a.tokens),
-		 a.web_root[0] ? a.web_root : "none");
-	while (!(sig = wait_tick(&set))) {
-		int64_t now = agent__now();
-		int d;
-
-		pthread_mutex_lock(&a.lock);
-		d = hub__drain(a.hub, now);
-		if (d < 0)
-			log_warn("agent", "drain failed: %s", strerror(-d));
-		a.drained_to = now;
-		agent__expire_idle(&a, now);
-		if (a.metrics)
-			metrics_export__tick(a.metrics, a.hub, now);
-		/* the persister thread writes; the drain goes on meanwhile */
-		if (a.dirty || (now - a.last_persist >= API_PERSIST_INTERVAL && a.instrs))
-			state__request(&a);
-		pthread_mutex_unlock(&a.lock);
-	}
+	log_info("agent", "listening on %s state_dir=%s tokens=%zu web=%s", listen_on,
+		 cfg.state_dir ? cfg.state_dir : "none", tokens__count(tokens),
+		 web_root[0] ? web_root : "none");
+	while (!(sig = wait_tick(&set)))
+		agent__tick(a, agent__now());
 	log_info("agent", "signal %d: shutting down", sig);
 	rc = 0;
+out:
 	server__stop(srv);
-	state__stop(&a);
-	state__save(&a);
-err_hub:
-	/* the peers' thread goes first: nothing may be forwarded past here */
-	fleet__free(a.fleet);
-	a.fleet = NULL;
-	while (a.instrs)
-		agent__destroy(&a, a.instrs);
-	metrics_export__stop(a.metrics, a.hub);
-	hub__free(a.hub);
-err_mutex:
-	pthread_mutex_destroy(&a.lock);
-err_tokens:
-	tokens__free(a.tokens);
-	fleet__free(a.fleet);
-	agent__free_scope(&a);
+	agent__free(a);
+	tokens__free(tokens);
 	return rc;
 }

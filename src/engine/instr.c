@@ -422,6 +422,23 @@ static int get_int(const json_t *spec, const char *name, long long def, long lon
 	return 0;
 }
 
+/* A spec of the right shape naming a metric or field that does not exist,
+ * or that asks a field for what its type cannot give: -EDOM, so that callers
+ * can tell it from a malformed one (-EINVAL). */
+static int meaningless(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int meaningless(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EDOM;
+}
+
 static int get_metric(const json_t *spec, const struct metric_desc **out, char *err,
 		      size_t errlen)
 {
@@ -441,16 +458,16 @@ static int get_metric(const json_t *spec, const struct metric_desc **out, char *
 	if (jmod) {
 		m = metric__by_module_stat(json_string_value(jmod), json_string_value(jstat));
 		if (!m)
-			return errmsg__invalid(err, errlen, "unknown metric: module \"%s\", stat \"%s\"",
+			return meaningless(err, errlen, "unknown metric: module \"%s\", stat \"%s\"",
 				    json_string_value(jmod), json_string_value(jstat));
 	}
 	if (jm) {
 		const struct metric_desc *m2 = metric__by_name(json_string_value(jm));
 
 		if (!m2)
-			return errmsg__invalid(err, errlen, "unknown metric \"%s\"", json_string_value(jm));
+			return meaningless(err, errlen, "unknown metric \"%s\"", json_string_value(jm));
 		if (m && m != m2)
-			return errmsg__invalid(err, errlen, "\"metric\" (%s) disagrees with \"module\"/\"stat\" (%s)",
+			return meaningless(err, errlen, "\"metric\" (%s) disagrees with \"module\"/\"stat\" (%s)",
 				    m2->name, m->name);
 		m = m2;
 	}
@@ -468,13 +485,13 @@ static int add_decomp(struct instr *in, const char *name, size_t len, char *err,
 	if (len == 0)
 		return errmsg__invalid(err, errlen, "decomposition: empty field name");
 	if (len >= sizeof(buf))
-		return errmsg__invalid(err, errlen, "decomposition: unknown field \"%.*s...\" for metric %s",
+		return meaningless(err, errlen, "decomposition: unknown field \"%.*s...\" for metric %s",
 			    40, name, in->m->name);
 	memcpy(buf, name, len);
 	buf[len] = 0;
 	idx = metric__field_index(in->m, buf);
 	if (idx < 0)
-		return errmsg__invalid(err, errlen, "decomposition: unknown field \"%s\" for metric %s", buf,
+		return meaningless(err, errlen, "decomposition: unknown field \"%s\" for metric %s", buf,
 			    in->m->name);
 	for (i = 0; i < in->ndecomp; i++)
 		if (in->decomp[i] == idx)
@@ -483,7 +500,7 @@ static int add_decomp(struct instr *in, const char *name, size_t len, char *err,
 		return errmsg__invalid(err, errlen, "decomposition: at most %d fields", INSTR_DECOMP_MAX);
 	if (in->m->fields[idx]->type == FIELD_NUMERIC) {
 		if (in->numidx >= 0)
-			return errmsg__invalid(err, errlen,
+			return meaningless(err, errlen,
 				    "decomposition: at most one numeric field, got \"%s\" and \"%s\"",
 				    in->m->fields[in->numidx]->name, buf);
 		in->numidx = idx;
@@ -602,8 +619,8 @@ int instr__new(const json_t *spec, struct instr **out, char *err, size_t errlen)
 	ret = predicate__parse(json_object_get(spec, "predicate"), in->m, &in->pred, perr,
 			       sizeof(perr));
 	if (ret) {
-		if (ret == -EINVAL)
-			errmsg__invalid(err, errlen, "predicate: %s", perr);
+		if (ret == -EINVAL || ret == -EDOM)
+			snprintf(err, errlen, "predicate: %s", perr);
 		goto err_free;
 	}
 	ret = get_decomp(in, spec, err, errlen);

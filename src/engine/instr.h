@@ -68,8 +68,10 @@ struct instr_stats {
 struct instr;
 
 /* Validates spec (borrowed) and builds an instrumentation owned by the
- * caller (instr__free). -EINVAL with a message naming the offending property
- * in err on bad input; -ENOMEM. */
+ * caller (instr__free). On bad input a message naming the offending property
+ * in err and -EINVAL (malformed: wrong types or shapes) or -EDOM (well-formed
+ * but naming a metric or field that does not exist, or asking a field for
+ * what its type cannot give); -ENOMEM. */
 int instr__new(const json_t *spec, struct instr **out, char *err, size_t errlen);
 void instr__free(struct instr *in);
 

@@ -55,6 +55,22 @@ static int fail(struct parse_ctx *c, const char *fmt, ...)
 	return -EINVAL;
 }
 
+/* A predicate of the right shape that asks a field for what it does not
+ * have: -EDOM, so that callers can tell it from a malformed one. */
+static int fail_meaning(struct parse_ctx *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int fail_meaning(struct parse_ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->err && c->errlen) {
+		va_start(ap, fmt);
+		vsnprintf(c->err, c->errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EDOM;
+}
+
 static void node_free(struct predicate *p)
 {
 	size_t i;
@@ -100,12 +116,12 @@ static int parse_leaf(struct parse_ctx *c, enum pred_op op, const json_t *args,
 	fname = json_string_value(json_array_get(args, 0));
 	idx = metric__field_index(c->m, fname);
 	if (idx < 0)
-		return fail(c, "unknown field \"%s\" for metric %s", fname, c->m->name);
+		return fail_meaning(c, "unknown field \"%s\" for metric %s", fname, c->m->name);
 	f = c->m->fields[idx];
 	p->field = idx;
 	p->numeric = f->type == FIELD_NUMERIC;
 	if (op >= P_LT && op <= P_GE && !p->numeric)
-		return fail(c, "\"%s\" needs a numeric field, \"%s\" is discrete", opn, fname);
+		return fail_meaning(c, "\"%s\" needs a numeric field, \"%s\" is discrete", opn, fname);
 	v = json_array_get(args, 1);
 	if (p->numeric) {
 		if (json_is_integer(v)) {
@@ -117,7 +133,7 @@ static int parse_leaf(struct parse_ctx *c, enum pred_op op, const json_t *args,
 			p->vk = V_REAL;
 			p->d = json_real_value(v);
 		} else {
-			return fail(c, "\"%s\": value for numeric field \"%s\" must be a number, got %s",
+			return fail_meaning(c, "\"%s\": value for numeric field \"%s\" must be a number, got %s",
 				    opn, fname, json__type_name(v));
 		}
 		return 0;

@@ -31,8 +31,9 @@ struct predicate;
 
 /* Parses and validates `j` for metric m. On success *out is a new predicate
  * owned by the caller (free with predicate__free). On bad input returns
- * -EINVAL with a message naming the offending part in err; -ENOMEM when out
- * of memory. */
+ * -EINVAL with a message naming the offending part in err, or -EDOM when
+ * the predicate is well-formed but names a field the metric lacks or asks a
+ * field for what its type cannot give; -ENOMEM when out of memory. */
 int predicate__parse(const json_t *j, const struct metric_desc *m, struct predicate **out,
 		     char *err, size_t errlen);
 

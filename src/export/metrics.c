@@ -1,13 +1,10 @@
-/* The agent's Prometheus exporter: hub consumers, drops, expiry, /metrics. */
+/* The agent's Prometheus exporter: hub consumers, drops, expiry, rendering. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <microhttpd.h>
-
-#include "api/api.h"
 #include "collectors/hub.h"
 #include "collectors/vmcache.h"
 #include "common/log.h"
@@ -142,47 +139,4 @@ int metrics_export__render(struct metrics_export *m, enum om_format fmt, double 
 struct om_store *metrics_export__store(struct metrics_export *m)
 {
 	return m->store;
-}
-
-void metrics_export__serve(struct agent *a, const struct api_request *rq, struct api_response *r)
-{
-	const char *accept;
-	enum om_format fmt;
-	struct timespec ts;
-	char why[64];
-	int rc;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (strcmp(rq->method, "GET") && strcmp(rq->method, "HEAD")) {
-		r->allow = "GET, HEAD";
-		api__error(r, 405, "MethodNotAllowed", "method %s not allowed on /metrics (allowed: GET, HEAD)",
-			   api__clean(rq->method, why, sizeof(why)));
-		return;
-	}
-	if (!rq->who) {
-		api__error(r, 401, "Unauthorized",
-			   "missing or invalid bearer token (send 'Authorization: Bearer TOKEN'; Prometheus: authorization.credentials_file)");
-		return;
-	}
-	if (rq->who->role != ROLE_OPERATOR) {
-		api__error(r, 403, "Forbidden", "/metrics shows every VM on this host: it needs an operator token");
-		return;
-	}
-	accept = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
-	fmt = om__negotiate(accept);
-	pthread_mutex_lock(&a->lock);
-	if (!a->metrics) {
-		pthread_mutex_unlock(&a->lock);
-		api__error(r, 404, "ResourceNotFound",
-			   "the Prometheus exporter is off: start the agent with --metrics");
-		return;
-	}
-	rc = metrics_export__render(a->metrics, fmt, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9,
-				    &r->body, &r->body_len);
-	pthread_mutex_unlock(&a->lock);
-	if (rc) {
-		api__error(r, 500, "InternalError", "out of memory");
-		return;
-	}
-	r->body_type = om__content_type(fmt);
 }

@@ -1,12 +1,13 @@
 /* The agent's Prometheus exporter: internal consumers on the collection hub
- * feeding the OpenMetrics store (om.h), and GET /metrics.
+ * feeding the OpenMetrics store (om.h), and its exposition text (which the
+ * API serves at GET /metrics).
  *
  * Opt-in (kvmscope agent --metrics): its consumers start every collector
  * for as long as the agent runs, and an agent without instrumentations
  * promises to attach no BPF program at all.
  *
  * Everything here runs under the agent lock: the consumers' sinks during
- * hub__drain, tick in the drain loop, render in the /metrics handler.
+ * hub__drain, tick in the drain loop, render for a scrape.
  */
 #ifndef KVMSCOPE_EXPORT_METRICS_H
 #define KVMSCOPE_EXPORT_METRICS_H
@@ -17,9 +18,6 @@
 #include "export/om.h"
 
 struct hub;
-struct agent;
-struct api_request;
-struct api_response;
 struct metrics_export;
 
 /* Registers one hub consumer per exported family, which starts the
@@ -37,8 +35,5 @@ void metrics_export__tick(struct metrics_export *m, struct hub *hub, int64_t now
 int metrics_export__render(struct metrics_export *m, enum om_format fmt, double started,
 			   char **out, size_t *len);
 struct om_store *metrics_export__store(struct metrics_export *m);
-
-/* GET /metrics (server.c routes it here; takes the agent lock itself). */
-void metrics_export__serve(struct agent *a, const struct api_request *rq, struct api_response *r);
 
 #endif

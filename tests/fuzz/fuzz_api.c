@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case 3:
 		server__parse_listen(s, addr, sizeof(addr), &port, &lo);
-		api__clean(s, buf, sizeof(buf));
+		agent__clean(s, buf, sizeof(buf));
 		break;
 	}
 	free(s);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "agent/state.h"
 #include "api/api.h"
 #include "api/tokens.h"
 
@@ -151,8 +152,8 @@ static void test_clean(void **state)
 {
 	char out[16];
 
-	assert_string_equal(api__clean("a\"b\\c\xff\n", out, sizeof(out)), "a?b?c??");
-	assert_string_equal(api__clean("0123456789abcdefghij", out, 8), "0123456");
+	assert_string_equal(agent__clean("a\"b\\c\xff\n", out, sizeof(out)), "a?b?c??");
+	assert_string_equal(agent__clean("0123456789abcdefghij", out, 8), "0123456");
 }
 
 int main(void)

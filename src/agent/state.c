@@ -10,7 +10,7 @@
  *
  * Why the data lives apart, and why a thread of its own writes it: one
  * persist-data instrumentation of an hour can hold a million cells. Saved as
- * one JSON tree under the agent lock every API_PERSIST_INTERVAL seconds, it
+ * one JSON tree under the agent lock every AGENT_PERSIST_INTERVAL seconds, it
  * stalled every request for a second and more, and a restart parsed a tree
  * as large as all the data at once. Now the persister thread writes each
  * data file STATE_DUMP_SLOTS slots at a time, taking the lock for each batch
@@ -31,7 +31,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "api/api.h"
+#include "agent/internal.h"
+#include "agent/state.h"
 #include "common/log.h"
 #include "engine/instr.h"
 #include "fleet/fleet.h"
@@ -452,10 +453,8 @@ int state__load(struct agent *a)
 		json_int_t id = json_integer_value(json_object_get(o, "id"));
 		const char *owner = json_string_value(json_object_get(o, "owner"));
 		json_t *spec = json_object_get(o, "spec"), *data = json_object_get(o, "data");
-		struct principal who = { ROLE_OPERATOR, (char *)owner, NULL, 0 };
 		struct agent_instr *ai;
-		const char *code;
-		char err[512];
+		struct agent_error e;
 
 		if (id <= 0 || !owner || !json_is_object(spec)) {
 			log_error("state", "%s: instrumentation #%zu lacks id, owner or spec: skipped", path, i);
@@ -463,8 +462,8 @@ int state__load(struct agent *a)
 		}
 		/* The saved spec already carries the tenant's forced scope:
 		 * restoring it as the operator keeps it unchanged. */
-		if (agent__create(a, &who, spec, (unsigned long)id, owner, &ai, &code, err, sizeof(err))) {
-			log_error("state", "%s: instrumentation %lld not restored: %s", path, (long long)id, err);
+		if (agent__restore(a, spec, (unsigned long)id, owner, &ai, &e)) {
+			log_error("state", "%s: instrumentation %lld not restored: %s", path, (long long)id, e.msg);
 			continue;
 		}
 		if (a->fleet && json_is_array(json_object_get(o, "peers")))
@@ -477,7 +476,7 @@ int state__load(struct agent *a)
 	}
 	a->dirty = false;
 	/* what is on disk is what was just loaded: the next save is due in
-	 * API_PERSIST_INTERVAL, not at once */
+	 * AGENT_PERSIST_INTERVAL, not at once */
 	a->last_persist = agent__now();
 	log_info("state", "restored %d instrumentations from %s", n, path);
 out:

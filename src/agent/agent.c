@@ -1,0 +1,1076 @@
+/* The agent: its instrumentations, created on behalf of a principal
+ * (forced tenant scope, per-owner and size limits), looked up with
+ * visibility rules, expired when idle, forwarded to the peers; the drain
+ * once a second; the agent's lifecycle. Everything takes a->lock, the one
+ * lock of the agent, and copies out what it returns. */
+#include <errno.h>
+#include <malloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "agent/internal.h"
+#include "collectors/hub.h"
+#include "collectors/vmcache.h"
+#include "common/log.h"
+#include "discovery/discovery.h"
+#include "engine/instr.h"
+#include "engine/metric.h"
+#include "engine/window.h"
+#include "export/metrics.h"
+#include "fleet/fleet.h"
+
+/* cells copied per hold of the agent's lock (about a millisecond here): a
+ * long or wide window is copied in pieces so that the drain and other
+ * requests are not kept waiting */
+#define AGENT_WINDOW_COPY_CELLS 100000
+
+int64_t agent__now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ts.tv_sec;
+}
+
+static int kind_errno(enum agent_errkind kind)
+{
+	switch (kind) {
+	case AGENT_OK: return 0;
+	case AGENT_EINVAL:
+	case AGENT_ESEMANTIC: return -EINVAL;
+	case AGENT_ENOENT: return -ENOENT;
+	case AGENT_EPERM: return -EPERM;
+	case AGENT_ECONFLICT: return -EEXIST;
+	case AGENT_ELIMIT: return -EDQUOT;
+	case AGENT_EUNAVAIL: return -EAGAIN;
+	case AGENT_EINTERNAL: break;
+	}
+	return -EIO;
+}
+
+/* Sets e and returns the errno of kind, so that a function can
+ * `return fail(e, ...)`. */
+static int fail(struct agent_error *e, enum agent_errkind kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(struct agent_error *e, enum agent_errkind kind, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	e->kind = kind;
+	return kind_errno(kind);
+}
+
+static int fail_nomem(struct agent_error *e)
+{
+	return fail(e, AGENT_EINTERNAL, "out of memory");
+}
+
+const char *agent__clean(const char *s, char *dst, size_t n)
+{
+	size_t j = 0;
+
+	if (!n)
+		return dst;
+	for (; s && *s && j + 1 < n; s++)
+		dst[j++] = ((unsigned char)*s >= 0x20 && (unsigned char)*s < 0x7f && *s != '"' &&
+			    *s != '\\') ? *s : '?';
+	dst[j] = '\0';
+	return dst;
+}
+
+static bool visible(const struct principal *who, const struct agent_instr *ai)
+{
+	return who->role == ROLE_OPERATOR || !strcmp(who->owner, ai->owner);
+}
+
+struct agent_instr *agent__by_id(struct agent *a, unsigned long id)
+{
+	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next)
+		if (ai->id == id)
+			return ai;
+	return NULL;
+}
+
+/* The instrumentation `id` (the caller's text) if who may see it, else NULL
+ * with e set. Caller holds a->lock. */
+static struct agent_instr *find_locked(struct agent *a, const struct principal *who,
+				       const char *id, struct agent_error *e)
+{
+	struct agent_instr *ai = NULL;
+	char *end, clean[64];
+	unsigned long n;
+
+	if (id && *id >= '0' && *id <= '9') {
+		errno = 0;
+		n = strtoul(id, &end, 10);
+		if (!*end && !errno)
+			ai = agent__by_id(a, n);
+	}
+	if (ai && visible(who, ai))
+		return ai;
+	fail(e, AGENT_ENOENT, "no instrumentation with id \"%s\"",
+	     agent__clean(id, clean, sizeof(clean)));
+	return NULL;
+}
+
+static int sink(const struct record *rec, void *ctx)
+{
+	struct agent_instr *ai = ctx;
+
+	if (rec->time < ai->from)
+		return 0;
+	return instr__ingest(ai->in, rec);
+}
+
+
+/* True when pred is {"or": scope} or {"and": [..., {"or": scope}]}. */
+static bool scoped_already(const json_t *pred, const json_t *or)
+{
+	const json_t *and = json_object_get(pred, "and");
+	const json_t *last = json_array_get(and, json_array_size(and) ? json_array_size(and) - 1 : 0);
+
+	if (json_equal(json_object_get(pred, "or"), (json_t *)or) && json_object_size(pred) == 1)
+		return true;
+	return json_object_size(pred) == 1 && last && json_object_size(last) == 1 &&
+	       json_equal(json_object_get(last, "or"), (json_t *)or);
+}
+
+/* A tenant's predicate: theirs AND-ed with "one of my VMs". Returns a new
+ * reference owned by the caller, or NULL with err set. */
+static json_t *scoped_predicate(const struct principal *who, const json_t *pred, char *err,
+				size_t errlen)
+{
+	json_t *user = NULL, *or = json_array(), *out = NULL;
+
+	if (!or)
+		return NULL;
+	for (size_t i = 0; i < who->nvms; i++)
+		json_array_append_new(or, json_pack("{s:[s,s]}", "eq", "vm", who->vms[i]));
+	if (pred && json_is_string(pred) && *json_string_value(pred)) {
+		json_error_t jerr;
+
+		user = json_loads(json_string_value(pred), 0, &jerr);
+		if (!user) {
+			snprintf(err, errlen, "predicate: not JSON: %s", jerr.text);
+			goto out;
+		}
+	} else if (pred && json_is_object(pred)) {
+		user = json_incref((json_t *)pred);
+	} else if (pred && !json_is_null(pred) && !json_is_string(pred)) {
+		snprintf(err, errlen, "predicate: want an object or a JSON string, got %s",
+			 json_is_array(pred) ? "an array" : "a scalar");
+		goto out;
+	}
+	if (!user || (json_is_object(user) && json_object_size(user) == 0))
+		out = json_pack("{s:O}", "or", or);
+	else if (scoped_already(user, or))
+		out = json_incref(user);	/* a PUT or clone of a scoped spec */
+	else
+		out = json_pack("{s:[O,{s:O}]}", "and", user, "or", or);
+out:
+	json_decref(user);
+	json_decref(or);
+	return out;
+}
+
+/* Cells an instrumentation may hold at most (see AGENT_CELLS_MAX_DEFAULT). */
+static uint64_t cells_bound(const struct instr *in, char *what, size_t whatlen)
+{
+	const struct field_desc *nf = instr__numeric_field(in);
+	uint64_t slots = (uint64_t)instr__retention(in) / (uint64_t)instr__granularity(in);
+	uint64_t nb = nf ? metric__nbuckets(nf) : 1, keys = 1;
+	json_t *j = instr__to_json(in), *d = j ? json_object_get(j, "decomposition") : NULL;
+	size_t i, ndisc = 0;
+	json_t *v;
+
+	json_array_foreach(d, i, v) {
+		const struct field_desc *fd;
+		int fi = metric__field_index(instr__metric(in), json_string_value(v));
+
+		if (fi < 0)
+			continue;
+		fd = instr__metric(in)->fields[fi];
+		if (fd->type == FIELD_DISCRETE) {
+			ndisc++;
+			keys *= AGENT_KEYS_ESTIMATE;
+		}
+	}
+	json_decref(j);
+	snprintf(what, whatlen, "%llu slots (retention-time %d s / granularity %d s) x %llu %s buckets x %llu keys (%d per discrete field, %zu decomposed)",
+		 (unsigned long long)slots, instr__retention(in), instr__granularity(in),
+		 (unsigned long long)nb, nf ? nf->name : "(no numeric field)",
+		 (unsigned long long)keys, AGENT_KEYS_ESTIMATE, ndisc);
+	return slots * nb * keys;
+}
+
+static size_t owner_count(const struct agent *a, const char *owner)
+{
+	size_t n = 0;
+
+	for (const struct agent_instr *ai = a->instrs; ai; ai = ai->next)
+		n += !strcmp(ai->owner, owner);
+	return n;
+}
+
+static void link_sorted(struct agent *a, struct agent_instr *ai)
+{
+	struct agent_instr **pp = &a->instrs;
+
+	while (*pp && (*pp)->id < ai->id)
+		pp = &(*pp)->next;
+	ai->next = *pp;
+	*pp = ai;
+}
+
+
+/* instr__new's failures: a spec of the wrong shape or types is malformed;
+ * one that names a metric or field that does not exist, or asks a field for
+ * what its type cannot give, is well-formed but meaningless. */
+static enum agent_errkind spec_error_kind(int rc)
+{
+	return rc == -EDOM ? AGENT_ESEMANTIC : AGENT_EINVAL;
+}
+
+/* Creates an instrumentation from spec (borrowed) on behalf of who, and
+ * registers it with the hub. id == 0 picks the next free id; owner NULL
+ * means who->owner. replacing (may be NULL) is the one the new one will
+ * replace: it does not count against the owner's limit, and the new one is
+ * not linked into a's list (the caller swaps it in or frees it with
+ * instr_free). Otherwise the new one is linked and owned by a. Caller
+ * holds a->lock. */
+static int create_locked(struct agent *a, const struct principal *who, const json_t *spec,
+			 unsigned long id, const char *owner, const struct agent_instr *replacing,
+			 struct agent_instr **out, struct agent_error *e)
+{
+	struct agent_instr *ai = NULL;
+	json_t *s = NULL;
+	char idbuf[32], uri[64], what[256];
+	struct hub_consumer c;
+	size_t count;
+	uint64_t cells;
+	int rc;
+
+	if (!owner)
+		owner = who->owner;
+	if (!json_is_object(spec))
+		return fail(e, AGENT_EINVAL, "the instrumentation must be a JSON object");
+	count = owner_count(a, owner);
+	if (replacing && !strcmp(replacing->owner, owner))
+		count--;
+	if (a->cfg.max_per_owner > 0 && count >= (size_t)a->cfg.max_per_owner)
+		return fail(e, AGENT_ELIMIT, "owner '%s' already has %d instrumentations (the limit, --max-instrumentations)",
+			    who->role == ROLE_TENANT ? "tenant" : "operator", a->cfg.max_per_owner);
+	s = json_deep_copy(spec);
+	if (!s)
+		goto err_nomem;
+	if (who->role == ROLE_TENANT) {
+		json_t *p = scoped_predicate(who, json_object_get(s, "predicate"), e->msg,
+					     sizeof(e->msg));
+
+		if (!p) {
+			rc = fail(e, AGENT_EINVAL, "%s", e->msg);
+			goto err_free;
+		}
+		json_object_set_new(s, "predicate", p);
+	}
+	if (a->scope.nvms) {
+		/* the agent's own scope (--scope-vms), on top of a tenant's */
+		json_t *p = scoped_predicate(&a->scope, json_object_get(s, "predicate"), e->msg,
+					     sizeof(e->msg));
+
+		if (!p) {
+			rc = fail(e, AGENT_EINVAL, "%s", e->msg);
+			goto err_free;
+		}
+		json_object_set_new(s, "predicate", p);
+	}
+	ai = calloc(1, sizeof(*ai));
+	if (!ai)
+		goto err_nomem;
+	ai->consumer = -1;
+	rc = instr__new(s, &ai->in, e->msg, sizeof(e->msg));
+	if (rc == -ENOMEM)
+		goto err_nomem;
+	if (rc) {
+		e->kind = spec_error_kind(rc);
+		rc = kind_errno(e->kind);
+		goto err_free;
+	}
+	if (who->role == ROLE_TENANT &&
+	    (instr__fields_needed(ai->in) & FIELD_BIT(F_HOSTNAME))) {
+		rc = fail(e, AGENT_ESEMANTIC, "field 'hostname' is not available");
+		goto err_free;
+	}
+	cells = cells_bound(ai->in, what, sizeof(what));
+	if (cells > a->cfg.max_cells) {
+		rc = fail(e, AGENT_ESEMANTIC, "instrumentation too large: %s = %llu cells > %llu (lower retention-time or the decomposition)",
+			  what, (unsigned long long)cells, (unsigned long long)a->cfg.max_cells);
+		goto err_free;
+	}
+	ai->id = replacing ? replacing->id : id ? id : a->next_id;
+	if (ai->id >= a->next_id)
+		a->next_id = ai->id + 1;
+	ai->owner = strdup(owner);
+	if (!ai->owner)
+		goto err_nomem;
+	snprintf(idbuf, sizeof(idbuf), "%lu", ai->id);
+	snprintf(uri, sizeof(uri), "/ca/instrumentations/%lu", ai->id);
+	if (instr__set_id(ai->in, idbuf, uri))
+		goto err_nomem;
+	ai->from = agent__now() + 1;
+	ai->last_read = agent__now();
+	c = (struct hub_consumer){ instr__metric(ai->in)->id, instr__fields_needed(ai->in), sink, ai };
+	rc = hub__add(a->hub, &c, e->msg, sizeof(e->msg));
+	if (rc < 0) {
+		rc = fail(e, AGENT_EUNAVAIL, "%s", e->msg);
+		goto err_free;
+	}
+	ai->consumer = rc;
+	if (!replacing)
+		link_sorted(a, ai);
+	a->dirty = true;
+	json_decref(s);
+	*out = ai;
+	if (!replacing)
+		log_info("api", "instrumentation %lu created: %s owner=%s", ai->id,
+			 instr__metric(ai->in)->name, ai->owner);
+	return 0;
+err_nomem:
+	rc = fail_nomem(e);
+err_free:
+	if (ai) {
+		instr__free(ai->in);
+		free(ai->owner);
+		free(ai);
+	}
+	json_decref(s);
+	return rc;
+}
+
+/* Frees ai, which is in no list. */
+static void instr_free(struct agent *a, struct agent_instr *ai)
+{
+	if (ai->consumer >= 0)
+		hub__remove(a->hub, ai->consumer);
+	instr__free(ai->in);
+	json_decref(ai->restored_links);
+	free(ai->owner);
+	free(ai);
+}
+
+/* Unlinks and frees ai, and deletes it on the peers. Caller holds a->lock. */
+static void destroy_locked(struct agent *a, struct agent_instr *ai)
+{
+	struct agent_instr **pp = &a->instrs;
+
+	while (*pp && *pp != ai)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = ai->next;
+	if (a->fleet)
+		fleet__forget(a->fleet, ai->id);
+	instr_free(a, ai);
+	a->dirty = true;
+}
+
+int agent__restore(struct agent *a, const json_t *spec, unsigned long id, const char *owner,
+		   struct agent_instr **out, struct agent_error *e)
+{
+	/* The saved spec already carries the tenant's forced scope: restoring
+	 * it as the operator keeps it unchanged. */
+	struct principal who = { ROLE_OPERATOR, (char *)owner, NULL, 0 };
+
+	return create_locked(a, &who, spec, id, owner, NULL, out, e);
+}
+
+/* An aggregator creates ai on its peers too (spec borrowed: what the caller
+ * sent, without this agent's scoping). On failure ai is undone. Caller
+ * holds a->lock. */
+static int forward_created(struct agent *a, struct agent_instr *ai, const json_t *spec,
+			   const char *token, struct agent_error *e)
+{
+	int rc;
+
+	if (!a->fleet)
+		return 0;
+	rc = fleet__track(a->fleet, ai->id, spec, token, instr__granularity(ai->in),
+			  instr__retention(ai->in));
+	if (!rc)
+		return 0;
+	destroy_locked(a, ai);
+	return fail(e, AGENT_EINTERNAL, "cannot forward the instrumentation to the peers: %s",
+		    strerror(-rc));
+}
+
+/* *out: a new reference owned by the caller. */
+static int created(struct agent_instr *ai, json_t **out, unsigned long *id, struct agent_error *e)
+{
+	*out = instr__to_json(ai->in);
+	if (id)
+		*id = ai->id;
+	return *out ? 0 : fail_nomem(e);
+}
+
+/* ---- requests ---- */
+
+/* *out owned by the caller, as for every request below. */
+int agent__create(struct agent *a, const struct principal *who, const char *peer_token,
+		  const json_t *spec, json_t **out, unsigned long *id, struct agent_error *e)
+{
+	struct agent_instr *ai;
+	int rc;
+
+	pthread_mutex_lock(&a->lock);
+	rc = create_locked(a, who, spec, 0, NULL, NULL, &ai, e);
+	if (!rc)
+		rc = forward_created(a, ai, spec, peer_token, e);
+	if (!rc)
+		rc = created(ai, out, id, e);
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
+int agent__get(struct agent *a, const struct principal *who, const char *id, json_t **out,
+	       struct agent_error *e)
+{
+	struct agent_instr *ai;
+	int rc = 0;
+
+	pthread_mutex_lock(&a->lock);
+	ai = find_locked(a, who, id, e);
+	if (!ai) {
+		rc = -ENOENT;
+		goto out;
+	}
+	*out = instr__to_json(ai->in);
+	if (!*out) {
+		rc = fail_nomem(e);
+		goto out;
+	}
+	if (a->fleet) {
+		json_object_set_new(*out, "nsources", json_integer(fleet__nsources(a->fleet)));
+		json_object_set_new(*out, "peers", fleet__instr_status(a->fleet, ai->id));
+	}
+out:
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
+int agent__list(struct agent *a, const struct principal *who, json_t **out,
+		struct agent_error *e)
+{
+	json_t *arr = json_array();
+
+	pthread_mutex_lock(&a->lock);
+	for (struct agent_instr *ai = a->instrs; arr && ai; ai = ai->next)
+		if (visible(who, ai))
+			json_array_append_new(arr, instr__to_json(ai->in));
+	pthread_mutex_unlock(&a->lock);
+	*out = arr;
+	return arr ? 0 : fail_nomem(e);
+}
+
+size_t agent__count(struct agent *a)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&a->lock);
+	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next)
+		n++;
+	pthread_mutex_unlock(&a->lock);
+	return n;
+}
+
+int agent__destroy(struct agent *a, const struct principal *who, const char *id,
+		   struct agent_error *e)
+{
+	struct agent_instr *ai;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&a->lock);
+	ai = find_locked(a, who, id, e);
+	if (ai) {
+		log_info("api", "instrumentation %lu deleted on request", ai->id);
+		destroy_locked(a, ai);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
+/* The properties that define the data; the others may change. */
+static const char *const fixed_props[] = { "module", "stat", "predicate", "decomposition",
+					   "granularity" };
+
+int agent__replace(struct agent *a, const struct principal *who, const char *id,
+		   const json_t *changes, json_t **out, struct agent_error *e)
+{
+	struct principal as_owner = { ROLE_OPERATOR, NULL, NULL, 0 };
+	json_t *merged = NULL, *oldj = NULL, *newj = NULL, *data = NULL;
+	struct agent_instr *ai, *nai = NULL, **pp;
+	int rc;
+
+	pthread_mutex_lock(&a->lock);
+	ai = find_locked(a, who, id, e);
+	if (!ai) {
+		rc = -ENOENT;
+		goto out;
+	}
+	oldj = instr__to_json(ai->in);
+	merged = json_deep_copy(oldj);
+	if (!merged || json_object_update(merged, (json_t *)changes)) {
+		rc = fail_nomem(e);
+		goto out;
+	}
+	/* as the owner: the spec already carries a tenant's scope */
+	as_owner.owner = ai->owner;
+	rc = create_locked(a, &as_owner, merged, ai->id, ai->owner, ai, &nai, e);
+	if (rc)
+		goto out;
+	newj = instr__to_json(nai->in);
+	for (size_t i = 0; i < sizeof(fixed_props) / sizeof(fixed_props[0]); i++)
+		if (!json_equal(json_object_get(oldj, fixed_props[i]),
+				json_object_get(newj, fixed_props[i]))) {
+			rc = fail(e, AGENT_ECONFLICT,
+				  "\"%s\" of an instrumentation cannot change (create a new one or clone it)",
+				  fixed_props[i]);
+			instr_free(a, nai);
+			goto out;
+		}
+	data = instr__data_to_json(ai->in);
+	if (data && instr__data_from_json(nai->in, data))
+		log_warn("api", "instrumentation %lu: data not carried over the change", ai->id);
+	nai->from = ai->from;
+	nai->last_read = agent__now();
+	/* nai takes ai's place in the list; the peers keep theirs (updated) */
+	for (pp = &a->instrs; *pp != ai; pp = &(*pp)->next)
+		;
+	nai->next = ai->next;
+	*pp = nai;
+	instr_free(a, ai);
+	a->dirty = true;
+	if (a->fleet && fleet__update(a->fleet, nai->id, changes, instr__retention(nai->in)))
+		log_warn("api", "instrumentation %lu: change not forwarded to the peers (out of memory)",
+			 nai->id);
+	*out = instr__to_json(nai->in);
+	if (!*out)
+		rc = fail_nomem(e);
+out:
+	pthread_mutex_unlock(&a->lock);
+	json_decref(merged);
+	json_decref(oldj);
+	json_decref(newj);
+	json_decref(data);
+	return rc;
+}
+
+int agent__clone(struct agent *a, const struct principal *who, const char *peer_token,
+		 const char *id, const json_t *changes, json_t **out, unsigned long *new_id,
+		 struct agent_error *e)
+{
+	struct agent_instr *ai, *nai;
+	json_t *spec = NULL, *fwd = NULL;
+	int rc;
+
+	pthread_mutex_lock(&a->lock);
+	ai = find_locked(a, who, id, e);
+	if (!ai) {
+		rc = -ENOENT;
+		goto out;
+	}
+	spec = instr__to_json(ai->in);
+	/* peers get the clone of what they were sent, not of this agent's scoping */
+	fwd = a->fleet ? fleet__spec(a->fleet, ai->id) : NULL;
+	if (!spec || json_object_update(spec, (json_t *)changes) ||
+	    (fwd && json_object_update(fwd, (json_t *)changes))) {
+		rc = fail_nomem(e);
+		goto out;
+	}
+	rc = create_locked(a, who, spec, 0, NULL, NULL, &nai, e);
+	if (!rc)
+		rc = forward_created(a, nai, fwd ? fwd : spec, peer_token, e);
+	if (!rc)
+		rc = created(nai, out, new_id, e);
+out:
+	pthread_mutex_unlock(&a->lock);
+	json_decref(spec);
+	json_decref(fwd);
+	return rc;
+}
+
+static int64_t newest_locked(const struct agent *a)
+{
+	return a->drained_to ? a->drained_to : agent__now();
+}
+
+int agent__find(struct agent *a, const struct principal *who, const char *id,
+		struct agent_instr_info *info, struct agent_error *e)
+{
+	const struct field_desc *nf;
+	struct agent_instr *ai;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&a->lock);
+	ai = find_locked(a, who, id, e);
+	if (ai) {
+		nf = instr__numeric_field(ai->in);
+		info->id = ai->id;
+		info->granularity = instr__granularity(ai->in);
+		info->retention = instr__retention(ai->in);
+		snprintf(info->numeric_field, sizeof(info->numeric_field), "%s", nf ? nf->name : "");
+		info->now = newest_locked(a);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
+int agent__value_raw(struct agent *a, const struct principal *who, const char *id,
+		     long long start, long long duration, int ndatapoints, json_t **out,
+		     struct agent_error *e)
+{
+	struct agent_instr *ai;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&a->lock);
+	ai = find_locked(a, who, id, e);
+	if (!ai)
+		goto out;
+	ai->last_read = agent__now();
+	rc = 0;
+	*out = instr__value_raw(ai->in, start, duration, ndatapoints, newest_locked(a));
+	if (!*out)
+		rc = fail_nomem(e);
+	else if (a->fleet && fleet__annotate_raw(a->fleet, ai->id, *out) == -ENOMEM) {
+		json_decref(*out);
+		*out = NULL;
+		rc = fail_nomem(e);
+	}
+out:
+	pthread_mutex_unlock(&a->lock);
+	return rc;
+}
+
+/* An aggregator's window is made of the values merged with its peers'
+ * (which come as CA JSON). Caller holds a->lock. 0 or -errno. */
+static int merged_window(const struct agent *a, struct agent_instr *ai, int64_t start,
+			 size_t nslots, struct dist_window *w)
+{
+	int64_t g = instr__granularity(ai->in);
+	char err[256];
+	json_t *v;
+	int rc = 0;
+
+	for (size_t i = 0; !rc && i < nslots; i++) {
+		int64_t t = start + (int64_t)i * g;
+
+		v = instr__value(ai->in, t);
+		if (!v)
+			return -ENOMEM;
+		fleet__merge_slot(a->fleet, ai->id, t, v);
+		rc = dist_window__add_json(w, v, err, sizeof(err));
+		if (rc == -EINVAL)
+			log_warn("api", "instrumentation %lu: merged slot left out: %s", ai->id, err);
+		if (rc == -EINVAL)
+			rc = 0;
+		json_decref(v);
+	}
+	return rc;
+}
+
+int agent__window(struct agent *a, const struct principal *who, const char *id, int64_t start,
+		  size_t nslots, struct dist_window *w, struct agent_error *e)
+{
+	struct agent_instr *ai;
+	size_t copied = 0;
+	int rc = 0;
+	long got;
+
+	dist_window__init(w, start, 1);
+	pthread_mutex_lock(&a->lock);
+	ai = find_locked(a, who, id, e);
+	if (!ai) {
+		rc = -ENOENT;
+		goto out;
+	}
+	dist_window__init(w, start, instr__granularity(ai->in));
+	ai->last_read = newest_locked(a);
+	if (a->fleet) {
+		if (merged_window(a, ai, start, nslots, w))
+			rc = fail_nomem(e);
+		goto out;
+	}
+	while (copied < nslots) {
+		if (copied) {
+			pthread_mutex_unlock(&a->lock);
+			pthread_mutex_lock(&a->lock);
+			/* deleted meanwhile: as if it had gone before */
+			ai = find_locked(a, who, id, e);
+			if (!ai) {
+				rc = -ENOENT;
+				goto out;
+			}
+		}
+		got = instr__window_append(ai->in, start + (int64_t)copied * w->granularity,
+					   nslots - copied, AGENT_WINDOW_COPY_CELLS, w);
+		if (got <= 0) {
+			rc = fail_nomem(e);
+			goto out;
+		}
+		copied += (size_t)got;
+	}
+out:
+	pthread_mutex_unlock(&a->lock);
+	/* the sorting part of the copy: outside the lock */
+	if (!rc && dist_window__finish(w))
+		rc = fail_nomem(e);
+	return rc;
+}
+
+int agent__catalogue(struct agent *a, const struct principal *who, json_t **out,
+		     struct agent_error *e)
+{
+	(void)a;
+	*out = metric__catalogue_json(who->role == ROLE_TENANT);
+	return *out ? 0 : fail_nomem(e);
+}
+
+static bool tenant_sees_vm(const struct principal *who, const char *name)
+{
+	if (who->role == ROLE_OPERATOR)
+		return true;
+	for (size_t i = 0; name && i < who->nvms; i++)
+		if (!strcmp(who->vms[i], name))
+			return true;
+	return false;
+}
+
+int agent__vms(struct agent *a, const struct principal *who, json_t **out, struct agent_error *e)
+{
+	json_t *all, *vm;
+	struct vmcache *vc;
+	size_t i;
+
+	*out = json_array();
+	pthread_mutex_lock(&a->lock);
+	vc = hub__vms(a->hub);
+	if (vc)
+		vmcache__refresh(vc);
+	all = vc ? discovery__to_json(vmcache__list(vc)) : json_array();
+	pthread_mutex_unlock(&a->lock);
+	if (!all || !*out) {
+		json_decref(all);
+		json_decref(*out);
+		*out = NULL;
+		return fail_nomem(e);
+	}
+	json_array_foreach(all, i, vm)
+		if (tenant_sees_vm(who, json_string_value(json_object_get(vm, "name"))))
+			json_array_append(*out, vm);
+	json_decref(all);
+	return 0;
+}
+
+/* The peers' addresses are the operator's business, not a tenant's. */
+int agent__peers(struct agent *a, const struct principal *who, json_t **out,
+		 struct agent_error *e)
+{
+	if (who->role != ROLE_OPERATOR)
+		return fail(e, AGENT_EPERM, "the peer list is for operators");
+	/* the fleet has its own lock */
+	*out = a->fleet ? fleet__peers_json(a->fleet) : json_array();
+	return *out ? 0 : fail_nomem(e);
+}
+
+int agent__metrics(struct agent *a, const struct principal *who, enum om_format fmt,
+		   double started, char **out, size_t *len, struct agent_error *e)
+{
+	int rc;
+
+	if (who->role != ROLE_OPERATOR)
+		return fail(e, AGENT_EPERM, "/metrics shows every VM on this host: it needs an operator token");
+	pthread_mutex_lock(&a->lock);
+	if (!a->metrics) {
+		pthread_mutex_unlock(&a->lock);
+		return fail(e, AGENT_ENOENT, "the Prometheus exporter is off: start the agent with --metrics");
+	}
+	rc = metrics_export__render(a->metrics, fmt, started, out, len);
+	pthread_mutex_unlock(&a->lock);
+	return rc ? fail_nomem(e) : 0;
+}
+
+/* ---- scope ---- */
+
+static void free_scope(struct agent *a)
+{
+	for (size_t i = 0; i < a->scope.nvms; i++)
+		free(a->scope.vms[i]);
+	free(a->scope.vms);
+	a->scope.vms = NULL;
+	a->scope.nvms = 0;
+}
+
+
+/* The scope's strings are owned by a (agent__free_scope). */
+static int set_scope(struct agent *a, const char *list, char *err, size_t errlen)
+{
+	const char *p = list;
+
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		char **nv;
+
+		if (len == 0 || len > 255) {
+			snprintf(err, errlen, "--scope-vms: empty or overlong VM name in '%s'", list);
+			goto err_free;
+		}
+		nv = realloc(a->scope.vms, (a->scope.nvms + 1) * sizeof(*nv));
+		if (!nv)
+			goto err_nomem;
+		a->scope.vms = nv;
+		if (!(nv[a->scope.nvms] = strndup(p, len)))
+			goto err_nomem;
+		a->scope.nvms++;
+		p += len;
+		if (*p == ',' && !*++p) {
+			snprintf(err, errlen, "--scope-vms: trailing ',' in '%s'", list);
+			goto err_free;
+		}
+	}
+	if (!a->scope.nvms) {
+		snprintf(err, errlen, "--scope-vms: no VM named (want VM1,VM2)");
+		goto err_free;
+	}
+	a->scope.role = ROLE_TENANT;
+	return 0;
+err_nomem:
+	snprintf(err, errlen, "out of memory");
+err_free:
+	free_scope(a);
+	return -EINVAL;
+}
+
+
+/* ---- lifecycle ---- */
+
+static int mkdir_p(const char *dir)
+{
+	char buf[4096];
+
+	snprintf(buf, sizeof(buf), "%s", dir);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* --peers and --peer-token-file into a->fleet (owned by a). */
+static int fleet_setup(struct agent *a, char *err, size_t errlen)
+{
+	char tok[512] = "", *line = NULL;
+	size_t cap = 0;
+	FILE *f;
+	int rc;
+
+	if (a->cfg.peer_token_file) {
+		f = fopen(a->cfg.peer_token_file, "re");
+		if (!f) {
+			snprintf(err, errlen, "--peer-token-file %s: %s", a->cfg.peer_token_file,
+				 strerror(errno));
+			return -errno;
+		}
+		while (!tok[0] && getline(&line, &cap, f) > 0) {
+			char *w = line + strspn(line, " \t");
+
+			if (*w != '#' && *w != '\n' && *w != '\r')
+				snprintf(tok, sizeof(tok), "%.*s", (int)strcspn(w, " \t\r\n"), w);
+		}
+		free(line);
+		fclose(f);
+		if (strlen(tok) < 16) {
+			snprintf(err, errlen, "--peer-token-file %s: no token of 16 or more characters on its first line",
+				 a->cfg.peer_token_file);
+			return -EINVAL;
+		}
+	}
+	rc = fleet__new(a->cfg.peers, tok[0] ? tok : NULL, &a->fleet, err, errlen);
+	explicit_bzero(tok, sizeof(tok));
+	return rc;
+}
+
+/* On success the caller owns *out (agent__free). */
+int agent__new(const struct agent_config *cfg, struct agent **out, char *err, size_t errlen)
+{
+	struct agent *a = calloc(1, sizeof(*a));
+	int rc;
+
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	a->cfg = *cfg;
+	if (!a->cfg.proc_root)
+		a->cfg.proc_root = "/proc";
+	if (!a->cfg.max_per_owner)
+		a->cfg.max_per_owner = AGENT_PER_OWNER_DEFAULT;
+	if (!a->cfg.max_cells)
+		a->cfg.max_cells = AGENT_CELLS_MAX_DEFAULT;
+	a->next_id = 1;
+	pthread_mutex_init(&a->lock, NULL);
+	/* bad options first: -EINVAL, whatever the reason */
+	if (a->cfg.scope_vms && set_scope(a, a->cfg.scope_vms, err, errlen)) {
+		rc = -EINVAL;
+		goto err_free;
+	}
+	if (a->cfg.peers && fleet_setup(a, err, errlen)) {
+		rc = -EINVAL;
+		goto err_free;
+	}
+	if (a->cfg.state_dir && (rc = mkdir_p(a->cfg.state_dir))) {
+		snprintf(err, errlen, "--state-dir %s: %s", a->cfg.state_dir, strerror(-rc));
+		goto err_host;
+	}
+	rc = hub__new(&a->hub, a->cfg.proc_root);
+	if (rc) {
+		snprintf(err, errlen, "cannot set up the collection hub");
+		goto err_host;
+	}
+	if (a->cfg.hostname)
+		hub__set_hostname(a->hub, a->cfg.hostname);
+	pthread_mutex_lock(&a->lock);
+	state__load(a);
+	pthread_mutex_unlock(&a->lock);
+	/* parsing a large state file leaves freed heap behind: hand it back */
+	malloc_trim(0);
+	if (a->cfg.metrics) {
+		struct om_config oc = { a->cfg.metrics_max_series, a->cfg.metrics_keep_s };
+		char why[256];
+
+		rc = metrics_export__start(&a->metrics, a->hub, &oc, why, sizeof(why));
+		if (rc) {
+			snprintf(err, errlen, "--metrics: %s", why);
+			goto err_host;
+		}
+	}
+	*out = a;
+	return 0;
+err_host:
+	/* the host refused: not the options' fault */
+	if (rc == -EINVAL || rc >= 0)
+		rc = -EIO;
+err_free:
+	agent__free(a);
+	return rc;
+}
+
+/* Forwards what state.json restored, then starts the peers' thread. */
+static int fleet_start(struct agent *a)
+{
+	pthread_mutex_lock(&a->lock);
+	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next) {
+		json_t *spec = instr__to_json(ai->in);
+
+		if (!spec || fleet__track(a->fleet, ai->id, spec, NULL, instr__granularity(ai->in),
+					  instr__retention(ai->in)))
+			log_error("fleet", "instrumentation %lu restored but not forwarded to the peers", ai->id);
+		else if (ai->restored_links && fleet__adopt(a->fleet, ai->id, ai->restored_links))
+			log_warn("fleet", "instrumentation %lu: its saved peer ids are malformed: the others are adopted",
+				 ai->id);
+		json_decref(spec);
+		json_decref(ai->restored_links);
+		ai->restored_links = NULL;
+	}
+	pthread_mutex_unlock(&a->lock);
+	log_info("fleet", "aggregating %zu peers: %s", fleet__npeers(a->fleet), a->cfg.peers);
+	return fleet__start(a->fleet);
+}
+
+int agent__start(struct agent *a, char *err, size_t errlen)
+{
+	int rc;
+
+	if (a->fleet && (rc = fleet_start(a))) {
+		snprintf(err, errlen, "cannot start talking to the peers");
+		return rc;
+	}
+	rc = state__start(a);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the state persister thread");
+		return rc;
+	}
+	a->started = true;
+	return 0;
+}
+
+/* Deletes instrumentations unread for longer than their idle-max. Caller
+ * holds a->lock. */
+static void expire_idle(struct agent *a, int64_t now)
+{
+	struct agent_instr *ai = a->instrs, *next;
+
+	for (; ai; ai = next) {
+		int idle = instr__idle_max(ai->in);
+
+		next = ai->next;
+		if (idle > 0 && now - ai->last_read > idle) {
+			log_info("api", "instrumentation %lu deleted: unread for %lld s (idle-max %d)",
+				 ai->id, (long long)(now - ai->last_read), idle);
+			destroy_locked(a, ai);
+		}
+	}
+}
+
+void agent__tick(struct agent *a, int64_t now)
+{
+	int d;
+
+	pthread_mutex_lock(&a->lock);
+	d = hub__drain(a->hub, now);
+	if (d < 0)
+		log_warn("agent", "drain failed: %s", strerror(-d));
+	a->drained_to = now;
+	expire_idle(a, now);
+	if (a->metrics)
+		metrics_export__tick(a->metrics, a->hub, now);
+	/* the persister thread writes; the drain goes on meanwhile */
+	if (a->dirty || (now - a->last_persist >= AGENT_PERSIST_INTERVAL && a->instrs))
+		state__request(a);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void agent__free(struct agent *a)
+{
+	if (!a)
+		return;
+	state__stop(a);
+	if (a->started)
+		state__save(a);
+	/* the peers' thread goes first: nothing may be forwarded past here */
+	fleet__free(a->fleet);
+	a->fleet = NULL;
+	while (a->instrs) {
+		struct agent_instr *ai = a->instrs;
+
+		a->instrs = ai->next;
+		instr_free(a, ai);
+	}
+	metrics_export__stop(a->metrics, a->hub);
+	hub__free(a->hub);
+	free_scope(a);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+}

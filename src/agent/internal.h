@@ -1,0 +1,81 @@
+/* The agent's insides, shared by agent.c and state.c only. */
+#ifndef KVMSCOPE_AGENT_INTERNAL_H
+#define KVMSCOPE_AGENT_INTERNAL_H
+
+#include <pthread.h>
+
+#include "agent/agent.h"
+
+struct hub;
+struct instr;
+struct fleet;
+struct metrics_export;
+
+/* One instrumentation as the agent keeps it. */
+struct agent_instr {
+	unsigned long id;
+	char *owner;			/* owned: principal->owner at creation */
+	struct instr *in;		/* owned */
+	int consumer;			/* hub consumer id, -1 if not registered */
+	int64_t from;			/* records before this second are dropped (partial) */
+	int64_t last_read;		/* unix second its value was last read */
+	json_t *restored_links;		/* owned: its peers' ids as state.json had them,
+					 * until the fleet adopts them (NULL: none) */
+	struct agent_instr *next;
+};
+
+struct agent {
+	struct agent_config cfg;
+	pthread_mutex_t lock;		/* everything below but what the threads own */
+	/* every second before this one has been drained: the newest complete
+	 * value is the slot before it (reading "now - 1" right after the second
+	 * turns, before the drain, would show an empty slot) */
+	int64_t drained_to;
+	struct hub *hub;
+	struct agent_instr *instrs;	/* ascending id */
+	unsigned long next_id;
+	bool dirty;			/* specs changed since the last persist */
+	int64_t last_persist;
+	bool started;			/* agent__start ran: save at the end */
+	/* the persister thread (state.c); the flags are under lock */
+	pthread_t persister;
+	pthread_cond_t persist_cv;
+	bool persister_running, persist_wanted, persist_stop, persisting;
+	struct fleet *fleet;		/* NULL without --peers */
+	/* --scope-vms as a tenant-like principal (nvms 0: unscoped); its
+	 * predicate is AND-ed onto every instrumentation, the operator's too */
+	struct principal scope;
+	struct metrics_export *metrics;	/* NULL without --metrics */
+};
+
+/* ---- agent.c, for state.c (caller holds a->lock) ---- */
+
+/* Creates the instrumentation `id` of `owner` from a saved spec (borrowed),
+ * as the operator would. On success *out points into a's list. */
+int agent__restore(struct agent *a, const json_t *spec, unsigned long id, const char *owner,
+		   struct agent_instr **out, struct agent_error *e);
+struct agent_instr *agent__by_id(struct agent *a, unsigned long id);
+
+/* ---- state.c ---- */
+
+/* Writes every instrumentation to STATE_DIR/state.json and persist-data
+ * ones' data to STATE_DIR/data/<id>.json, each atomically. Takes a->lock
+ * itself, briefly and repeatedly: the caller must not hold it. Failures are
+ * logged and leave a->dirty set so that the next tick tries again.
+ * 0 or -errno. */
+int state__save(struct agent *a);
+/* Restores state.json and the data files, if any. A state.json that cannot
+ * be parsed is renamed aside to state.json.bad-<unix time> and reported; the
+ * agent starts empty. Caller holds a->lock. Returns instrumentations
+ * restored. */
+int state__load(struct agent *a);
+/* Starts the persister thread (nothing without a state dir): it runs
+ * state__save() each time state__request() asks. 0 or -errno. */
+int state__start(struct agent *a);
+/* Asks for a save, unless one is under way. Caller holds a->lock. */
+void state__request(struct agent *a);
+/* Stops and joins the persister; a save under way finishes first. Caller
+ * does not hold a->lock. */
+void state__stop(struct agent *a);
+
+#endif
