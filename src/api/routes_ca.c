@@ -115,16 +115,20 @@ void routes_ca__catalogue(const struct api_ctx *cx, const struct api_request *rq
 {
 	struct agent_error e;
 	json_t *out = NULL;
+	int rc;
 
-	answer(r, agent__catalogue(cx->agent, rq->who, &out, &e), out, &e);
+	rc = agent__catalogue(cx->agent, rq->who, &out, &e);
+	answer(r, rc, out, &e);
 }
 
 void routes_ca__vms(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r)
 {
 	struct agent_error e;
 	json_t *out = NULL;
+	int rc;
 
-	answer(r, agent__vms(cx->agent, rq->who, &out, &e), out, &e);
+	rc = agent__vms(cx->agent, rq->who, &out, &e);
+	answer(r, rc, out, &e);
 }
 
 void routes_ca__peers(const struct api_ctx *cx, const struct api_request *rq,
@@ -132,8 +136,10 @@ void routes_ca__peers(const struct api_ctx *cx, const struct api_request *rq,
 {
 	struct agent_error e;
 	json_t *out = NULL;
+	int rc;
 
-	answer(r, agent__peers(cx->agent, rq->who, &out, &e), out, &e);
+	rc = agent__peers(cx->agent, rq->who, &out, &e);
+	answer(r, rc, out, &e);
 }
 
 void routes_ca__not_found(const struct api_ctx *cx, const struct api_request *rq,
@@ -153,8 +159,10 @@ void routes_ca__list(const struct api_ctx *cx, const struct api_request *rq,
 {
 	struct agent_error e;
 	json_t *out = NULL;
+	int rc;
 
-	answer(r, agent__list(cx->agent, rq->who, &out, &e), out, &e);
+	rc = agent__list(cx->agent, rq->who, &out, &e);
+	answer(r, rc, out, &e);
 }
 
 /* The request's instrumentation spec: a JSON body, a form body, or the query
@@ -259,8 +267,10 @@ void routes_ca__get(const struct api_ctx *cx, const struct api_request *rq,
 {
 	struct agent_error e;
 	json_t *out = NULL;
+	int rc;
 
-	answer(r, agent__get(cx->agent, rq->who, rq->params[0], &out, &e), out, &e);
+	rc = agent__get(cx->agent, rq->who, rq->params[0], &out, &e);
+	answer(r, rc, out, &e);
 }
 
 void routes_ca__destroy(const struct api_ctx *cx, const struct api_request *rq,
@@ -283,6 +293,7 @@ void routes_ca__replace(const struct api_ctx *cx, const struct api_request *rq,
 	struct agent_instr_info info;
 	struct agent_error e;
 	json_t *body, *out = NULL;
+	int rc;
 
 	/* an unknown id is 404 before its body is looked at */
 	if (agent__find(cx->agent, rq->who, rq->params[0], &info, &e)) {
@@ -292,7 +303,8 @@ void routes_ca__replace(const struct api_ctx *cx, const struct api_request *rq,
 	body = request_spec(rq, r, false);
 	if (!body)
 		return;
-	answer(r, agent__replace(cx->agent, rq->who, rq->params[0], body, &out, &e), out, &e);
+	rc = agent__replace(cx->agent, rq->who, rq->params[0], body, &out, &e);
+	answer(r, rc, out, &e);
 	json_decref(body);
 }
 
@@ -326,6 +338,7 @@ void routes_ca__value_raw(const struct api_ctx *cx, const struct api_request *rq
 	struct agent_instr_info info;
 	struct agent_error e;
 	json_t *out = NULL;
+	int rc;
 
 	if (agent__find(cx->agent, rq->who, rq->params[0], &info, &e)) {
 		api__agent_error(r, &e);
@@ -336,8 +349,9 @@ void routes_ca__value_raw(const struct api_ctx *cx, const struct api_request *rq
 	    !arg_int(rq, r, "duration", 1, INSTR_RETENTION_MAX, &duration, NULL) ||
 	    !arg_int(rq, r, "ndatapoints", 1, INSTR_RAW_NDATAPOINTS_MAX, &ndp, NULL))
 		return;
-	answer(r, agent__value_raw(cx->agent, rq->who, rq->params[0], start, duration, (int)ndp,
-				   &out, &e), out, &e);
+	rc = agent__value_raw(cx->agent, rq->who, rq->params[0], start, duration, (int)ndp,
+				   &out, &e);
+	answer(r, rc, out, &e);
 }
 
 struct hm_req {
