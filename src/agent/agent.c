@@ -251,7 +251,7 @@ static int create_locked(struct agent *a, const struct principal *who, const jso
 {
 	struct agent_instr *ai = NULL;
 	json_t *s = NULL;
-	char idbuf[32], uri[64], what[256];
+	char idbuf[32], uri[64], what[256], why[sizeof(e->msg)];
 	struct hub_consumer c;
 	size_t count;
 	uint64_t cells;
@@ -271,22 +271,22 @@ static int create_locked(struct agent *a, const struct principal *who, const jso
 	if (!s)
 		goto err_nomem;
 	if (who->role == ROLE_TENANT) {
-		json_t *p = scoped_predicate(who, json_object_get(s, "predicate"), e->msg,
-					     sizeof(e->msg));
+		json_t *p = scoped_predicate(who, json_object_get(s, "predicate"), why,
+					     sizeof(why));
 
 		if (!p) {
-			rc = fail(e, AGENT_EINVAL, "%s", e->msg);
+			rc = fail(e, AGENT_EINVAL, "%s", why);
 			goto err_free;
 		}
 		json_object_set_new(s, "predicate", p);
 	}
 	if (a->scope.nvms) {
 		/* the agent's own scope (--scope-vms), on top of a tenant's */
-		json_t *p = scoped_predicate(&a->scope, json_object_get(s, "predicate"), e->msg,
-					     sizeof(e->msg));
+		json_t *p = scoped_predicate(&a->scope, json_object_get(s, "predicate"), why,
+					     sizeof(why));
 
 		if (!p) {
-			rc = fail(e, AGENT_EINVAL, "%s", e->msg);
+			rc = fail(e, AGENT_EINVAL, "%s", why);
 			goto err_free;
 		}
 		json_object_set_new(s, "predicate", p);
@@ -327,9 +327,9 @@ static int create_locked(struct agent *a, const struct principal *who, const jso
 	ai->from = agent__now() + 1;
 	ai->last_read = agent__now();
 	c = (struct hub_consumer){ instr__metric(ai->in)->id, instr__fields_needed(ai->in), sink, ai };
-	rc = hub__add(a->hub, &c, e->msg, sizeof(e->msg));
+	rc = hub__add(a->hub, &c, why, sizeof(why));
 	if (rc < 0) {
-		rc = fail(e, AGENT_EUNAVAIL, "%s", e->msg);
+		rc = fail(e, AGENT_EUNAVAIL, "%s", why);
 		goto err_free;
 	}
 	ai->consumer = rc;
