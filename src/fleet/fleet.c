@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "engine/merge.h"
 #include "fleet/fleet.h"
+#include "fleet/fleet_plan.h"
 
 #define RESP_MAX (64u << 20)
 #define TICK_OFFSET_NS 500000000L
@@ -679,13 +680,13 @@ json_t *fleet__peers_json(struct fleet *f)
 
 /* ---- the thread: jobs ---- */
 
-struct jobs {
+struct fleet_jobs {
 	struct job *v;
 	size_t n, cap;
 };
 
 /* Appends a job; its strings are owned by the list. NULL when out of memory. */
-static struct job *job_add(struct jobs *js, enum job_kind kind, size_t peer, const char *token)
+static struct job *job_add(struct fleet_jobs *js, enum job_kind kind, size_t peer, const char *token)
 {
 	struct job *j;
 
@@ -702,13 +703,16 @@ static struct job *job_add(struct jobs *js, enum job_kind kind, size_t peer, con
 	memset(j, 0, sizeof(*j));
 	j->kind = kind;
 	j->peer = peer;
+	/* until an answer says otherwise */
+	j->cc = CURLE_COULDNT_CONNECT;
+	snprintf(j->curlerr, sizeof(j->curlerr), "no answer");
 	if (token && asprintf(&j->auth, "Authorization: Bearer %s", token) < 0)
 		return NULL;
 	js->n++;
 	return j;
 }
 
-static void jobs_free(struct jobs *js)
+static void jobs_free(struct fleet_jobs *js)
 {
 	for (size_t i = 0; i < js->n; i++) {
 		free(js->v[i].body);
@@ -718,8 +722,10 @@ static void jobs_free(struct jobs *js)
 	free(js->v);
 }
 
+static const char *const methods[] = { "GET", "POST", "PUT", "DELETE", "GET", "GET" };
+
 /* Turns the state into this tick's requests. Caller holds f->lock. */
-static int plan(struct fleet *f, struct jobs *js, int64_t now)
+static int plan(struct fleet *f, struct fleet_jobs *js, int64_t now)
 {
 	struct job *j;
 
@@ -815,10 +821,8 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ctx)
 	return n;
 }
 
-static const char *const methods[] = { "GET", "POST", "PUT", "DELETE", "GET", "GET" };
-
 /* Runs every job concurrently; each ends with a status or a curl error. */
-static void run_jobs(struct jobs *js)
+static void run_jobs(struct fleet_jobs *js)
 {
 	CURLM *m = curl_multi_init();
 	int running = 0;
@@ -849,6 +853,7 @@ static void run_jobs(struct jobs *js)
 		curl_easy_setopt(j->h, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(j->h, CURLOPT_WRITEFUNCTION, on_data);
 		curl_easy_setopt(j->h, CURLOPT_WRITEDATA, j);
+		j->curlerr[0] = '\0';
 		curl_easy_setopt(j->h, CURLOPT_ERRORBUFFER, j->curlerr);
 		curl_easy_setopt(j->h, CURLOPT_PROTOCOLS_STR, "http");
 		curl_easy_setopt(j->h, CURLOPT_PRIVATE, j);
@@ -1080,9 +1085,21 @@ static void apply(struct fleet *f, struct job *j, int64_t now)
 	json_decref(o);
 }
 
+/* Applies every answer of js, probes first: the others' answers are judged
+ * by the peer's state. Caller holds f->lock. */
+static void apply_all(struct fleet *f, struct fleet_jobs *js, int64_t now)
+{
+	for (size_t i = 0; i < js->n; i++)
+		if (js->v[i].kind == JOB_PROBE)
+			apply(f, &js->v[i], now);
+	for (size_t i = 0; i < js->n; i++)
+		if (js->v[i].kind != JOB_PROBE && f->peers[js->v[i].peer].state != PEER_DOWN)
+			apply(f, &js->v[i], now);
+}
+
 static void tick(struct fleet *f)
 {
-	struct jobs js = { 0 };
+	struct fleet_jobs js = { 0 };
 	int64_t now = now_s();
 
 	pthread_mutex_lock(&f->lock);
@@ -1091,15 +1108,91 @@ static void tick(struct fleet *f)
 	pthread_mutex_unlock(&f->lock);
 	run_jobs(&js);
 	pthread_mutex_lock(&f->lock);
-	/* probes first: the others' answers are judged by the peer's state */
-	for (size_t i = 0; i < js.n; i++)
-		if (js.v[i].kind == JOB_PROBE)
-			apply(f, &js.v[i], now);
-	for (size_t i = 0; i < js.n; i++)
-		if (js.v[i].kind != JOB_PROBE && f->peers[js.v[i].peer].state != PEER_DOWN)
-			apply(f, &js.v[i], now);
+	apply_all(f, &js, now);
 	pthread_mutex_unlock(&f->lock);
 	jobs_free(&js);
+}
+
+/* ---- a tick in steps, without the network (fleet_plan.h) ---- */
+
+/* On success the caller owns *out (fleet_jobs__free). */
+int fleet__plan(struct fleet *f, int64_t now, struct fleet_jobs **out)
+{
+	struct fleet_jobs *js = calloc(1, sizeof(*js));
+	int rc;
+
+	if (!js)
+		return -ENOMEM;
+	pthread_mutex_lock(&f->lock);
+	rc = plan(f, js, now);
+	pthread_mutex_unlock(&f->lock);
+	if (rc) {
+		fleet_jobs__free(js);
+		return rc;
+	}
+	*out = js;
+	return 0;
+}
+
+void fleet__apply(struct fleet *f, struct fleet_jobs *js, int64_t now)
+{
+	pthread_mutex_lock(&f->lock);
+	apply_all(f, js, now);
+	pthread_mutex_unlock(&f->lock);
+}
+
+size_t fleet_jobs__count(const struct fleet_jobs *js)
+{
+	return js->n;
+}
+
+int fleet_jobs__request(const struct fleet_jobs *js, size_t i, struct fleet_request *out)
+{
+	const struct job *j;
+
+	if (i >= js->n)
+		return -ENOENT;
+	j = &js->v[i];
+	*out = (struct fleet_request){ j->peer, methods[j->kind], j->url, j->body, j->auth };
+	return 0;
+}
+
+int fleet_jobs__answer(struct fleet_jobs *js, size_t i, long status, const char *body)
+{
+	struct job *j;
+
+	if (i >= js->n)
+		return -ENOENT;
+	j = &js->v[i];
+	free(j->resp);
+	j->resp = NULL;
+	j->len = 0;
+	if (body && !(j->resp = strdup(body)))
+		return -ENOMEM;
+	j->len = body ? strlen(body) : 0;
+	j->cc = CURLE_OK;
+	j->status = status;
+	return 0;
+}
+
+int fleet_jobs__unreachable(struct fleet_jobs *js, size_t i, const char *why)
+{
+	struct job *j;
+
+	if (i >= js->n)
+		return -ENOENT;
+	j = &js->v[i];
+	j->cc = CURLE_COULDNT_CONNECT;
+	snprintf(j->curlerr, sizeof(j->curlerr), "%s", why);
+	return 0;
+}
+
+void fleet_jobs__free(struct fleet_jobs *js)
+{
+	if (!js)
+		return;
+	jobs_free(js);
+	free(js);
 }
 
 static void *fleet_thread(void *arg)
