@@ -11,7 +11,6 @@
 #include "exit_logic.h"
 #include "aggregate.h"
 #include "engine/bucket.h"
-#include "bucket_latency.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -29,14 +28,14 @@ static __always_inline void exit_complete(const struct exit_pending *p, __u32 tg
 {
 	__u64 at = p->tai;
 	struct exits_key key = { .tgid = tgid };
+	struct llq_params lat = LLQ_LATENCY;
+	unsigned long long hi;
 
-	key.sec = at / NSEC_PER_SEC;
 	/* rare: its second is already drained (and shown); counting it late in
 	 * the second it completes beats losing it */
-	if (key.sec < exits_cfg.drained_before) {
+	if (at / NSEC_PER_SEC < exits_cfg.drained_before)
 		at = bpf_ktime_get_tai_ns();
-		key.sec = at / NSEC_PER_SEC;
-	}
+	key.sec = at / NSEC_PER_SEC;
 
 	if (exits_cfg.want_thread) {
 		key.tid = tid;
@@ -52,7 +51,8 @@ static __always_inline void exit_complete(const struct exit_pending *p, __u32 tg
 	if (exits_cfg.want_latency)
 		key.latency = p->latency == EXIT_LATENCY_UNKNOWN
 				      ? EXIT_LATENCY_UNKNOWN
-				      : llq_latency__bucket(p->latency);
+				      : llq__bucket(p->latency, lat.base, lat.lo_mag, lat.hi_mag,
+						    lat.nsteps, &hi);
 	if (exits_cfg.want_subsecond)
 		key.subsecond = subsecond__bucket_ms(at % NSEC_PER_SEC);
 	aggregate__add(&exits, &key, 1);
