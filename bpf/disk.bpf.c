@@ -13,7 +13,7 @@
  *     `watched_devs`) or, on bio-based devices such as zram and md whose I/O
  *     never becomes a request, its bios (`watched_bio_devs`).
  * Events are aggregated per completion second in `aggr`, keyed only by the
- * fields the active instrumentations need (`disk_want`, set before load),
+ * fields the active instrumentations need (`disk_want`, set at run time),
  * plus the source, so user space can say which one counted each disk.
  */
 #include "vmlinux.h"
@@ -39,7 +39,9 @@
 #define IOCB_CMD_PREADV_ 7
 #define IOCB_CMD_PWRITEV_ 8
 
-const volatile __u32 disk_want = 0;
+/* user space changes it while the programs run: a new decomposition needs
+ * no reload, and no undrained second is lost to one */
+volatile __u32 disk_want;
 
 /* Completion callbacks that tell whose a kiocb or bio is: an AIO iocb
  * (struct aio_kiocb) and a block device's async direct I/O (struct
@@ -191,6 +193,7 @@ static __always_inline void account(const struct inflight *op, __u16 err, __u64 
 {
 	struct disk_key key = {};
 	struct disk_val zero = {}, *val;
+	__u32 want = disk_want;	/* one read: the key and its mask agree */
 	struct llq_params lat_p = LLQ_LATENCY, size_p = LLQ_SIZE, off_p = LLQ_OFFSET;
 	__u64 now = bpf_ktime_get_tai_ns(), hi;
 	__u64 lat = bpf_ktime_get_ns() - op->ts;
@@ -198,18 +201,19 @@ static __always_inline void account(const struct inflight *op, __u16 err, __u64 
 	key.sec = now / NSEC_PER_SEC;
 	key.slot = op->slot;
 	key.source = op->source;
-	if (disk_want & DISK_WANT_OPTYPE)
+	key.want = want;
+	if (want & DISK_WANT_OPTYPE)
 		key.optype = op->optype;
-	if (disk_want & DISK_WANT_ERRNO)
+	if (want & DISK_WANT_ERRNO)
 		key.err = err;
-	if (disk_want & DISK_WANT_SUBSEC)
+	if (want & DISK_WANT_SUBSEC)
 		key.subsec = subsecond__bucket_ms(now % NSEC_PER_SEC);
-	if (disk_want & DISK_WANT_LATENCY)
+	if (want & DISK_WANT_LATENCY)
 		key.latency = llq__bucket(lat, lat_p.base, lat_p.lo_mag, lat_p.hi_mag, lat_p.nsteps, &hi);
-	if (disk_want & DISK_WANT_SIZE)
+	if (want & DISK_WANT_SIZE)
 		key.size = llq__bucket(size, size_p.base, size_p.lo_mag, size_p.hi_mag,
 				       size_p.nsteps, &hi);
-	if (disk_want & DISK_WANT_OFFSET)
+	if (want & DISK_WANT_OFFSET)
 		key.offset = llq__bucket(op->offset, off_p.base, off_p.lo_mag, off_p.hi_mag,
 					 off_p.nsteps, &hi);
 

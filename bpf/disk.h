@@ -2,8 +2,10 @@
 #ifndef KVMSCOPE_BPF_DISK_H
 #define KVMSCOPE_BPF_DISK_H
 
-/* Which optional key fields the kernel fills (.rodata `disk_want`). Fields
- * left out stay 0, so keys that differ only in them merge in the kernel. */
+/* Which optional key fields the kernel fills (`disk_want` in .bss, changed
+ * by user space while the programs run). Fields left out stay 0, so keys
+ * that differ only in them merge in the kernel; each key records the mask it
+ * was built with, so a key aggregated before a change still decodes right. */
 #define DISK_WANT_OPTYPE	(1u << 0)
 #define DISK_WANT_ERRNO		(1u << 1)
 #define DISK_WANT_LATENCY	(1u << 2)
@@ -46,7 +48,8 @@ struct disk_key {
 	__u8 optype;		/* enum disk_optype */
 	__u8 source;		/* enum disk_source, always filled */
 	__u16 err;		/* positive errno, 0 on success */
-	__u32 subsec;		/* ms bucket lower bound */
+	__u16 subsec;		/* ms bucket lower bound */
+	__u16 want;		/* the DISK_WANT_* mask this key was built with */
 	__u64 latency;		/* ns bucket lower bound */
 	__u64 size;		/* bytes bucket lower bound */
 	__u64 offset;		/* bytes bucket lower bound */

@@ -22,7 +22,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-const volatile __u32 samples_want = 0;
+/* user space changes it while the sampler runs: a new decomposition needs
+ * no reload, and no undrained second is lost to one */
+volatile __u32 samples_want;
 
 /* tid -> vCPU; user space seeds the vCPU threads discovery knows and prunes
  * threads that are gone. */
@@ -151,20 +153,22 @@ int samples_tick(struct bpf_perf_event_data *ctx)
 	__u32 tid = (__u32)id;
 	struct samples_thread *t = bpf_map_lookup_elem(&vcpu_threads, &tid);
 	struct samples_key key = {};
+	__u32 want = samples_want;	/* one read: the key and its mask agree */
 
 	if (!t || t->tgid != id >> 32)
 		return 0;
+	key.want = want;
 	now = bpf_ktime_get_tai_ns();
 	key.sec = now / NSEC_PER_SEC;
-	if (samples_want & (SAMPLES_WANT_VM | SAMPLES_WANT_VCPU))
+	if (want & (SAMPLES_WANT_VM | SAMPLES_WANT_VCPU))
 		key.tgid = t->tgid;
-	if (samples_want & SAMPLES_WANT_VCPU) {
+	if (want & SAMPLES_WANT_VCPU) {
 		key.tid = tid;
 		key.idx = t->idx;
 	}
-	if (samples_want & SAMPLES_WANT_MMUCTX)
+	if (want & SAMPLES_WANT_MMUCTX)
 		key.cr3 = t->vcpu ? guest_cr3((struct kvm_vcpu *)t->vcpu) : SAMPLES_CR3_UNAVAILABLE;
-	if (samples_want & SAMPLES_WANT_SUBSEC)
+	if (want & SAMPLES_WANT_SUBSEC)
 		key.subsec = subsecond__bucket_ms(now % NSEC_PER_SEC);
 	aggregate__add(&samples, &key, 1);
 	return 0;

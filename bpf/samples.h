@@ -9,7 +9,9 @@
  * CR3: KVM strips bit 63 (PCID no-flush) before caching it. */
 #define SAMPLES_CR3_UNAVAILABLE 0xffffffffffffffffULL
 
-/* Which key parts the active instrumentations need (set before load). */
+/* Which key parts the active instrumentations need (`samples_want` in
+ * .bss, changed by user space while the sampler runs; each key records the
+ * mask it was built with). */
 #define SAMPLES_WANT_VM		(1u << 0)	/* tgid */
 #define SAMPLES_WANT_VCPU	(1u << 1)	/* tgid, tid and the kernel's vCPU index */
 #define SAMPLES_WANT_MMUCTX	(1u << 2)
@@ -31,7 +33,7 @@ struct samples_key {
 	__s32 idx;		/* kernel's vCPU index, -1 if unknown */
 	__u64 cr3;		/* guest CR3, or SAMPLES_CR3_UNAVAILABLE */
 	__u32 subsec;		/* subsecond bucket lower bound, ms */
-	__u32 pad;
+	__u32 want;		/* the SAMPLES_WANT_* mask this key was built with */
 };
 
 #endif

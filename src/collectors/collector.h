@@ -99,6 +99,61 @@ const char *collector__vcpu_label(const struct collector_env *env, uint32_t tgid
 /* Sum over CPUs of slot 0 of a per-CPU array of __u64 (drop counters). */
 uint64_t collector__percpu_counter(int map_fd);
 
+/* A BPF program that reads a kernel field its kernel may lack without a
+ * bpf_core_field_exists() of its own: where `type` has no member `field`
+ * (or no `type` at all, field NULL) in the running kernel's BTF, the
+ * program is not loaded and the rest of the object still is. */
+struct collector_guard {
+	const char *prog;		/* program (function) name in the object */
+	const char *type;		/* struct name */
+	const char *field;		/* member of it, or NULL */
+};
+
+/* How collector__bpf_start brings up one collector's BPF object. */
+struct collector_bpf {
+	const char *what;		/* metric family, for messages ("vm.exits") */
+	const char *attach_hint;	/* what the user can check when attaching fails */
+	const struct collector_guard *guards;	/* ends with prog NULL; may be NULL */
+	/* after open, before load: .rodata, autoload of optional programs */
+	int (*before_load)(void *skel, void *ctx);
+	/* after load, before attach: .bss config, map seeding */
+	int (*before_attach)(void *skel, void *ctx);
+};
+
+struct bpf_object_skeleton;
+
+/* The one lifecycle of every BPF collector, after its skeleton `s` of
+ * `skel` was opened (s NULL: the open failed with errno): turns off the
+ * programs whose hook or guarded field this kernel lacks (tp_btf/NAME
+ * without btf_trace_NAME, tracepoint/CAT/NAME absent from tracefs, a
+ * collector_guard), then before_load, load, before_attach, attach. On
+ * failure writes a message for users into err; the caller still owns and
+ * destroys skel. */
+int collector__bpf_bring_up(const struct collector_bpf *b, struct bpf_object_skeleton *s,
+			    void *skel, void *ctx, char *err, size_t errlen);
+
+/* Open skeleton type `name` (exits_bpf, ...) and bring it up; on success
+ * *(skelp) owns it until collector__bpf_stop, on failure nothing is left.
+ * Evaluates to 0 or -errno. */
+#define collector__bpf_start(name, skelp, b, ctx, err, errlen)					\
+	({											\
+		struct name *skel_ = name##__open();						\
+		int rc_ = collector__bpf_bring_up((b), skel_ ? skel_->skeleton : NULL, skel_,	\
+						  (ctx), (err), (errlen));			\
+		if (rc_)									\
+			name##__destroy(skel_);							\
+		else										\
+			*(skelp) = skel_;							\
+		rc_;										\
+	})
+
+/* Detach and free what collector__bpf_start brought up; *(skelp) becomes NULL. */
+#define collector__bpf_stop(name, skelp)							\
+	do {											\
+		name##__destroy(*(skelp));							\
+		*(skelp) = NULL;								\
+	} while (0)
+
 /* Keep libbpf's diagnostics off stderr unless KVMSCOPE_DEBUG is set. */
 void collector__quiet_libbpf(void);
 

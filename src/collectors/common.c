@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "collectors/collector.h"
+#include "common/log.h"
 
 int64_t collector__tai_offset(void)
 {
@@ -179,6 +181,135 @@ int collector__check_bpf(char *err, size_t errlen)
 		}
 		snprintf(err, errlen, "no KVM tracepoints in tracefs: is KVM loaded ('modprobe kvm_intel' or 'kvm_amd')?");
 		return -ENOENT;
+	}
+	return 0;
+}
+
+/* Whether struct `type` has member `field`, looking inside anonymous
+ * structs and unions as C does. */
+static int btf_has_member(const struct btf *btf, const struct btf_type *t, const char *field)
+{
+	const struct btf_member *m = btf_members(t);
+
+	for (unsigned short i = 0; i < btf_vlen(t); i++, m++) {
+		const char *name = btf__name_by_offset(btf, m->name_off);
+		const struct btf_type *mt;
+
+		if (name && *name) {
+			if (!strcmp(name, field))
+				return 1;
+			continue;
+		}
+		mt = btf__type_by_id(btf, m->type);
+		while (mt && (btf_is_mod(mt) || btf_is_typedef(mt)))
+			mt = btf__type_by_id(btf, mt->type);
+		if (mt && (btf_is_struct(mt) || btf_is_union(mt)) && btf_has_member(btf, mt, field))
+			return 1;
+	}
+	return 0;
+}
+
+/* Why this kernel cannot run `prog`, or NULL when it can. */
+static const char *prog_missing(const struct bpf_program *prog, const struct btf *btf,
+				const struct collector_guard *guards, char *why, size_t len)
+{
+	const char *sec = bpf_program__section_name(prog), *name = bpf_program__name(prog);
+	char path[256];
+
+	if (btf && !strncmp(sec, "tp_btf/", 7)) {
+		snprintf(path, sizeof(path), "btf_trace_%s", sec + 7);
+		if (btf__find_by_name_kind(btf, path, BTF_KIND_TYPEDEF) < 0) {
+			snprintf(why, len, "no tracepoint %s in the kernel's BTF", sec + 7);
+			return why;
+		}
+	} else if (!strncmp(sec, "tracepoint/", 11)) {
+		snprintf(path, sizeof(path), "/sys/kernel/tracing/events/%s", sec + 11);
+		if (access(path, F_OK)) {
+			snprintf(path, sizeof(path), "/sys/kernel/debug/tracing/events/%s", sec + 11);
+			if (access(path, F_OK)) {
+				snprintf(why, len, "no tracepoint %s", sec + 11);
+				return why;
+			}
+		}
+	}
+	for (const struct collector_guard *g = guards; btf && g && g->prog; g++) {
+		int id;
+
+		if (strcmp(g->prog, name))
+			continue;
+		id = btf__find_by_name_kind(btf, g->type, BTF_KIND_STRUCT);
+		if (id < 0 || (g->field && !btf_has_member(btf, btf__type_by_id(btf, id), g->field))) {
+			snprintf(why, len, "this kernel has no %s%s%s", g->type, g->field ? "." : "",
+				 g->field ? g->field : "");
+			return why;
+		}
+	}
+	return NULL;
+}
+
+/* Turn off the programs this kernel cannot run; -ENOENT when none is left. */
+static int disable_missing(const struct collector_bpf *b, struct bpf_object *obj, char *err,
+			   size_t errlen)
+{
+	struct btf *btf = btf__load_vmlinux_btf();
+	struct bpf_program *prog;
+	char why[160];
+	int left = 0;
+
+	if (!btf)
+		log_warn("collector", "%s: cannot read the kernel's BTF (%s): programs are not checked "
+			 "before loading", b->what, strerror(errno));
+	bpf_object__for_each_program(prog, obj) {
+		if (!bpf_program__autoload(prog))
+			continue;
+		if (prog_missing(prog, btf, b->guards, why, sizeof(why))) {
+			log_warn("collector", "%s: %s is not loaded: %s", b->what, bpf_program__name(prog),
+				 why);
+			bpf_program__set_autoload(prog, false);
+			continue;
+		}
+		left++;
+	}
+	btf__free(btf);
+	if (left)
+		return 0;
+	snprintf(err, errlen, "%s: this kernel has none of the hooks its BPF programs need", b->what);
+	return -ENOENT;
+}
+
+int collector__bpf_bring_up(const struct collector_bpf *b, struct bpf_object_skeleton *s,
+			    void *skel, void *ctx, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!s) {
+		rc = errno ? -errno : -ENOMEM;
+		snprintf(err, errlen, "%s: cannot open the BPF object: %s", b->what, strerror(-rc));
+		return rc;
+	}
+	rc = disable_missing(b, *s->obj, err, errlen);
+	if (rc)
+		return rc;
+	if (b->before_load && (rc = b->before_load(skel, ctx))) {
+		snprintf(err, errlen, "%s: cannot configure the BPF programs: %s", b->what, strerror(-rc));
+		return rc;
+	}
+	rc = bpf_object__load_skeleton(s);
+	if (rc) {
+		snprintf(err, errlen, "%s: cannot load the BPF programs: %s (is BPF enabled in this "
+			 "kernel?)", b->what, strerror(-rc));
+		return rc;
+	}
+	if (b->before_attach && (rc = b->before_attach(skel, ctx))) {
+		snprintf(err, errlen, "%s: cannot configure the loaded BPF programs: %s", b->what,
+			 strerror(-rc));
+		return rc;
+	}
+	rc = bpf_object__attach_skeleton(s);
+	if (rc) {
+		snprintf(err, errlen, "%s: cannot attach the BPF programs: %s%s%s", b->what,
+			 strerror(-rc), b->attach_hint ? " " : "", b->attach_hint ? b->attach_hint : "");
+		return rc;
 	}
 	return 0;
 }

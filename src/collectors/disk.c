@@ -47,6 +47,7 @@ enum slot_mode {
 };
 
 struct disk_slot {
+	enum slot_mode mode;	/* the granularity it was made under: what it names */
 	pid_t pid;
 	char vm[VM_NAME_MAX];
 	char path[256];
@@ -129,7 +130,8 @@ static int64_t slot_of(struct disk_priv *p, const struct vm_info *vm, const stru
 	const char *path = p->mode == SLOT_PER_DISK ? d->path : "";
 
 	for (size_t i = 0; i < p->nslots; i++)
-		if (p->slots[i].pid == pid && !strcmp(p->slots[i].path, path)) {
+		if (p->slots[i].mode == p->mode && p->slots[i].pid == pid &&
+		    !strcmp(p->slots[i].path, path)) {
 			if (p->mode != SLOT_ONE)
 				snprintf(p->slots[i].vm, sizeof(p->slots[i].vm), "%s", vm->name);
 			return (int64_t)i;
@@ -147,6 +149,7 @@ static int64_t slot_of(struct disk_priv *p, const struct vm_info *vm, const stru
 	}
 	struct disk_slot *s = &p->slots[p->nslots];
 
+	s->mode = p->mode;
 	s->pid = pid;
 	s->sources = 0;
 	s->last_seen = 0;
@@ -228,7 +231,7 @@ static void describe_sources(struct disk_priv *p, struct collector *c, int64_t n
 		if (!s->sources || s->last_seen < now - SOURCE_RECENT_S)
 			continue;
 		len += (size_t)snprintf(p->source + len, cap - len, "%s%s%s%s=",
-					len ? "; " : "counting: ", p->mode == SLOT_ONE ? "all" : s->vm,
+					len ? "; " : "counting: ", s->mode == SLOT_ONE ? "all" : s->vm,
 					*s->path ? ":" : "", s->path);
 		for (int src = 0; src < DISK_SRC__COUNT && len < cap; src++)
 			if (s->sources & (1u << src)) {
@@ -309,10 +312,55 @@ static void priv_free(struct disk_priv *p)
 {
 	if (!p)
 		return;
-	disk_bpf__destroy(p->skel);
+	collector__bpf_stop(disk_bpf, &p->skel);
 	free(p->slots);
 	free(p->lists);
 	free(p);
+}
+
+static int disk_before_attach(void *skel, void *ctx)
+{
+	struct disk_bpf *s = skel;
+	const struct disk_priv *p = ctx;
+
+	s->bss->disk_want = p->want;
+	return 0;
+}
+
+/* Fields a kernel may lack that these programs read without a guard of
+ * their own: without them only that program is left out. */
+static const struct collector_guard disk_guards[] = {
+	{ "disk_rq_issue", "request", "part" },
+	{ "disk_bio_queue", "bio", "bi_bdev" },
+	{ "disk_bio_queue", "blkdev_dio", "iocb" },
+	{ "disk_bio_complete", "blkdev_dio", "iocb" },
+	{ "disk_bio_complete", "blkdev_dio", "size" },
+	{ "disk_rq_complete", "blkdev_dio", "iocb" },
+	{ "disk_rq_complete", "blkdev_dio", "size" },
+	{ "disk_iomap_dio_begin", "aio_kiocb", "ki_ctx" },
+	{ "disk_iomap_dio_complete", "aio_kiocb", "ki_res" },
+	{ "disk_uring_submit", "io_kiocb", "cqe" },
+	{ "disk_uring_complete", "io_uring_cqe", "res" },
+	{ NULL, NULL, NULL },
+};
+
+static const struct collector_bpf disk_bpf_life = {
+	.what = "vm.disk",
+	.attach_hint = "(is tracefs mounted at /sys/kernel/tracing?)",
+	.guards = disk_guards,
+	.before_attach = disk_before_attach,
+};
+
+/* Discovery's disks into the kernel's filters; start and reconfigure have
+ * no vmcache, so they scan once themselves and the next second counts. */
+static void sync_from_scan(struct disk_priv *p)
+{
+	struct vm_list list = { 0 };
+
+	if (!discovery__scan("/proc", &list)) {
+		sync_watched(p, &list);
+		discovery__free(&list);
+	}
 }
 
 /* On success c->priv owns the skeleton (loaded and attached) and the slot
@@ -320,7 +368,6 @@ static void priv_free(struct disk_priv *p)
 static int disk_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
 {
 	struct disk_priv *p = calloc(1, sizeof(*p));
-	struct vm_list list = { 0 };
 	char msg[256];
 	int err;
 
@@ -338,30 +385,12 @@ static int disk_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
 	}
 	memcpy(p->fields, fields, sizeof(p->fields));
 	want_of(fields, &p->want, &p->mode);
-	p->skel = disk_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		log_error(SUB, "opening the disk BPF object failed: %s", strerror(-err));
-		goto err_free;
-	}
-	p->skel->rodata->disk_want = p->want;
-	err = disk_bpf__load(p->skel);
+	err = collector__bpf_start(disk_bpf, &p->skel, &disk_bpf_life, p, msg, sizeof(msg));
 	if (err) {
-		log_error(SUB, "loading the disk BPF programs failed: %s", strerror(-err));
+		log_error(SUB, "%s", msg);
 		goto err_free;
 	}
-	err = disk_bpf__attach(p->skel);
-	if (err) {
-		log_error(SUB, "attaching to the block, iomap, io_uring and I/O syscall "
-			  "tracepoints failed: %s (is tracefs mounted at /sys/kernel/tracing?)",
-			  strerror(-err));
-		goto err_free;
-	}
-	/* start has no vmcache: scan once ourselves so the first second counts */
-	if (!discovery__scan("/proc", &list)) {
-		sync_watched(p, &list);
-		discovery__free(&list);
-	}
+	sync_from_scan(p);
 	c->priv = p;
 	describe_sources(p, c, 0);
 	return 0;
@@ -376,20 +405,26 @@ static void disk_stop(struct collector *c)
 	c->priv = NULL;
 }
 
+/* The key's fields are chosen in the kernel at run time (disk_want), and
+ * every key and slot says what it was built with: nothing is reloaded, so
+ * the seconds not yet drained stay exact for every instrumentation. */
 static int disk_reconfigure(struct collector *c, const uint64_t fields[METRIC__COUNT])
 {
 	struct disk_priv *p = c->priv;
 	enum slot_mode mode;
 	uint32_t want;
 
+	if (!p)
+		return -EINVAL;
 	want_of(fields, &want, &mode);
-	if (p && want == p->want && mode == p->mode) {
-		memcpy(p->fields, fields, sizeof(p->fields));
-		return 0;
+	memcpy(p->fields, fields, sizeof(p->fields));
+	p->want = want;
+	p->skel->bss->disk_want = want;
+	if (mode != p->mode) {
+		p->mode = mode;
+		sync_from_scan(p);
 	}
-	/* the key layout is fixed at load: reload (the current second is lost) */
-	disk_stop(c);
-	return disk_start(c, fields);
+	return 0;
 }
 
 static int64_t rec_time_of(const struct disk_key *key, const struct drain_emit *e)
@@ -417,13 +452,13 @@ static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 	rec.time = (int64_t)key->sec - e->env->tai_offset;
 	rec.value = vals[DISK_VAL_OPS];
 	rec.str[F_HOSTNAME] = e->env->hostname;
-	if (s && p->mode != SLOT_ONE)
+	if (s && s->mode != SLOT_ONE)
 		rec.str[F_VM] = s->vm;
-	if (s && p->mode == SLOT_PER_DISK)
+	if (s && s->mode == SLOT_PER_DISK)
 		rec.str[F_DISK_DISK] = s->path;
-	if ((p->want & DISK_WANT_OPTYPE) && key->optype < DISK_OP__COUNT)
+	if ((key->want & DISK_WANT_OPTYPE) && key->optype < DISK_OP__COUNT)
 		rec.str[F_DISK_OPTYPE] = optype_names[key->optype];
-	if (p->want & DISK_WANT_ERRNO) {
+	if (key->want & DISK_WANT_ERRNO) {
 		snprintf(errbuf, sizeof(errbuf), "%u", key->err);
 		rec.str[F_DISK_ERRNO] = errbuf;
 	}

@@ -19,7 +19,7 @@ struct exits_priv {
 	uint64_t drops_base;
 };
 
-static void set_config(struct exits_bpf *skel, const uint64_t fields[METRIC__COUNT])
+static void set_config(struct exits_bpf *skel, const uint64_t *fields)
 {
 	uint64_t f = fields[METRIC_VM_EXITS];
 
@@ -30,35 +30,38 @@ static void set_config(struct exits_bpf *skel, const uint64_t fields[METRIC__COU
 	skel->bss->exits_cfg.want_subsecond = !!(f & FIELD_BIT(F_EXITS_SUBSECOND));
 }
 
+static int exits_before_attach(void *skel, void *ctx)
+{
+	set_config(skel, ctx);
+	return 0;
+}
+
+static const struct collector_bpf exits_bpf_life = {
+	.what = "vm.exits",
+	.attach_hint = "(is KVM loaded and tracefs mounted at /sys/kernel/tracing?)",
+	.before_attach = exits_before_attach,
+};
+
 /* On success c->priv owns the loaded skeleton until stop(). */
 static int exits_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
 {
 	struct exits_priv *p = calloc(1, sizeof(*p));
+	char msg[256];
 	int err;
 
 	if (!p)
 		return -ENOMEM;
-	p->skel = exits_bpf__open_and_load();
-	if (!p->skel) {
-		err = -errno;
-		log_error("collector", "vm.exits: cannot load BPF programs: %s", strerror(errno));
-		goto err_free;
-	}
-	set_config(p->skel, fields);
-	err = exits_bpf__attach(p->skel);
+	err = collector__bpf_start(exits_bpf, &p->skel, &exits_bpf_life, (void *)fields, msg,
+				   sizeof(msg));
 	if (err) {
-		log_error("collector", "vm.exits: cannot attach to KVM tracepoints: %s", strerror(-err));
-		goto err_destroy;
+		log_error("collector", "%s", msg);
+		free(p);
+		return err;
 	}
 	c->priv = p;
 	c->source = "kvm_exit/kvm_entry where they fire, else kvm_pio, kvm_mmio, kvm_vcpu_wakeup, "
 		    "kvm_userspace_exit";
 	return 0;
-err_destroy:
-	exits_bpf__destroy(p->skel);
-err_free:
-	free(p);
-	return err;
 }
 
 static int exits_reconfigure(struct collector *c, const uint64_t fields[METRIC__COUNT])
@@ -120,7 +123,7 @@ static void exits_stop(struct collector *c)
 
 	if (!p)
 		return;
-	exits_bpf__destroy(p->skel);
+	collector__bpf_stop(exits_bpf, &p->skel);
 	free(p);
 	c->priv = NULL;
 }

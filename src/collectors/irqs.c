@@ -27,7 +27,7 @@ static int host_injects_in_hardware(void)
 	return access("/sys/module/kvm_intel", F_OK) == 0 || access("/sys/module/kvm_amd", F_OK) == 0;
 }
 
-static void set_config(struct irqs_bpf *skel, const uint64_t fields[METRIC__COUNT])
+static void set_config(struct irqs_bpf *skel, const uint64_t *fields)
 {
 	uint64_t f = fields[METRIC_VM_IRQS];
 
@@ -37,33 +37,48 @@ static void set_config(struct irqs_bpf *skel, const uint64_t fields[METRIC__COUN
 	skel->bss->irqs_cfg.want_subsecond = !!(f & FIELD_BIT(F_IRQS_SUBSECOND));
 }
 
+static int irqs_before_load(void *skel, void *ctx)
+{
+	struct irqs_bpf *s = skel;
+	const uint64_t *fields = ctx;
+
+	/* The PIC base is only needed to name PIC vectors. */
+	if (!(fields[METRIC_VM_IRQS] & FIELD_BIT(F_IRQS_VECTOR)))
+		bpf_program__set_autoload(s->progs.irqs_learn_pic, false);
+	return 0;
+}
+
+static int irqs_before_attach(void *skel, void *ctx)
+{
+	struct irqs_bpf *s = skel;
+
+	set_config(s, ctx);
+	s->bss->hw_irqs_host = host_injects_in_hardware();
+	return 0;
+}
+
+static const struct collector_bpf irqs_bpf_life = {
+	.what = "vm.irqs",
+	.attach_hint = "(is KVM loaded and tracefs mounted at /sys/kernel/tracing?)",
+	.before_load = irqs_before_load,
+	.before_attach = irqs_before_attach,
+};
+
 /* On success c->priv owns the loaded skeleton until stop(). */
 static int irqs_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
 {
 	struct irqs_priv *p = calloc(1, sizeof(*p));
+	char msg[256];
 	int err;
 
 	if (!p)
 		return -ENOMEM;
-	p->skel = irqs_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		goto err_free;
-	}
-	/* The PIC base is only needed to name PIC vectors. */
-	if (!(fields[METRIC_VM_IRQS] & FIELD_BIT(F_IRQS_VECTOR)))
-		bpf_program__set_autoload(p->skel->progs.irqs_learn_pic, false);
-	err = irqs_bpf__load(p->skel);
+	err = collector__bpf_start(irqs_bpf, &p->skel, &irqs_bpf_life, (void *)fields, msg,
+				   sizeof(msg));
 	if (err) {
-		log_error("collector", "vm.irqs: cannot load BPF programs: %s", strerror(-err));
-		goto err_destroy;
-	}
-	set_config(p->skel, fields);
-	p->skel->bss->hw_irqs_host = host_injects_in_hardware();
-	err = irqs_bpf__attach(p->skel);
-	if (err) {
-		log_error("collector", "vm.irqs: cannot attach to KVM tracepoints: %s", strerror(-err));
-		goto err_destroy;
+		log_error("collector", "%s", msg);
+		free(p);
+		return err;
 	}
 	c->priv = p;
 	c->source = p->skel->bss->hw_irqs_host
@@ -71,11 +86,6 @@ static int irqs_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
 		: "kvm_inj_virq where it fires, else kvm_set_irq, kvm_pic_set_irq, "
 		  "kvm_ioapic_set_irq, kvm_msi_set_irq (KVM's kernel workers booked to their VM)";
 	return 0;
-err_destroy:
-	irqs_bpf__destroy(p->skel);
-err_free:
-	free(p);
-	return err;
 }
 
 static int irqs_reconfigure(struct collector *c, const uint64_t fields[METRIC__COUNT])
@@ -132,7 +142,7 @@ static void irqs_stop(struct collector *c)
 
 	if (!p)
 		return;
-	irqs_bpf__destroy(p->skel);
+	collector__bpf_stop(irqs_bpf, &p->skel);
 	free(p);
 	c->priv = NULL;
 }

@@ -16,6 +16,19 @@ struct kvmstat {
 	int64_t tai_offset;
 };
 
+/* emulated instructions are counted per vCPU index, read unguarded */
+static const struct collector_guard kvmstat_guards[] = {
+	{ "btf_kvm_emulate_insn", "kvm_vcpu", "vcpu_idx" },
+	{ NULL, NULL, NULL },
+};
+
+static const struct collector_bpf kvmstat_bpf_life = {
+	.what = "kvmscope stat",
+	.guards = kvmstat_guards,
+	.attach_hint = "(is tracefs mounted ('mount -t tracefs nodev /sys/kernel/tracing') and KVM "
+		       "loaded?)",
+};
+
 /* Caller owns *out. */
 int kvmstat__open(struct kvmstat **out, char *err, size_t errlen)
 {
@@ -30,26 +43,13 @@ int kvmstat__open(struct kvmstat **out, char *err, size_t errlen)
 	if (!ks)
 		return -ENOMEM;
 	ks->tai_offset = collector__tai_offset();
-	ks->skel = kvmstat_bpf__open_and_load();
-	if (!ks->skel) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot load the BPF programs (%s): is BPF enabled in this kernel?",
-			 strerror(errno));
-		goto err_free;
-	}
-	rc = kvmstat_bpf__attach(ks->skel);
+	rc = collector__bpf_start(kvmstat_bpf, &ks->skel, &kvmstat_bpf_life, NULL, err, errlen);
 	if (rc) {
-		snprintf(err, errlen, "cannot attach to the KVM tracepoints (%s): is tracefs mounted "
-			 "('mount -t tracefs nodev /sys/kernel/tracing') and KVM loaded?", strerror(-rc));
-		goto err_destroy;
+		free(ks);
+		return rc;
 	}
 	*out = ks;
 	return 0;
-err_destroy:
-	kvmstat_bpf__destroy(ks->skel);
-err_free:
-	free(ks);
-	return rc;
 }
 
 struct drain_ctx {
@@ -91,6 +91,6 @@ void kvmstat__close(struct kvmstat *ks)
 {
 	if (!ks)
 		return;
-	kvmstat_bpf__destroy(ks->skel);
+	collector__bpf_stop(kvmstat_bpf, &ks->skel);
 	free(ks);
 }

@@ -221,16 +221,37 @@ static void priv_free(struct samples_priv *p)
 	for (size_t i = 0; i < p->nlinks; i++)
 		bpf_link__destroy(p->links[i]);
 	free(p->links);
-	samples_bpf__destroy(p->skel);
+	collector__bpf_stop(samples_bpf, &p->skel);
 	free(p);
 }
+
+static int samples_before_attach(void *skel, void *ctx)
+{
+	struct samples_priv *p = ctx;
+	struct vm_list list = { 0 };
+
+	p->skel = skel;
+	p->skel->bss->samples_want = p->want;
+	/* seed before sampling starts so the first second counts every vCPU */
+	if (!discovery__scan("/proc", &list)) {
+		sync_threads(p, &list);
+		discovery__free(&list);
+	}
+	return 0;
+}
+
+static const struct collector_bpf samples_bpf_life = {
+	.what = "vm.samples",
+	.attach_hint = "(tp_btf kvm_entry, kvm_exit and kvm_emulate_insn: is KVM loaded and its BTF "
+		       "available?)",
+	.before_attach = samples_before_attach,
+};
 
 /* On success c->priv owns the loaded skeleton, its tracepoint links and the
  * per-CPU perf links until samples_stop. */
 static int samples_start(struct collector *c, const uint64_t fields[METRIC__COUNT])
 {
 	struct samples_priv *p = calloc(1, sizeof(*p));
-	struct vm_list list = { 0 };
 	char msg[256];
 	int err;
 
@@ -242,27 +263,10 @@ static int samples_start(struct collector *c, const uint64_t fields[METRIC__COUN
 		goto err_free;
 	}
 	p->want = want_of(fields);
-	p->skel = samples_bpf__open();
-	if (!p->skel) {
-		err = -errno;
-		log_error(SUB, "opening the samples BPF object failed: %s", strerror(-err));
-		goto err_free;
-	}
-	p->skel->rodata->samples_want = p->want;
-	err = samples_bpf__load(p->skel);
+	err = collector__bpf_start(samples_bpf, &p->skel, &samples_bpf_life, p, msg, sizeof(msg));
 	if (err) {
-		log_error(SUB, "loading the samples BPF programs failed: %s", strerror(-err));
-		goto err_free;
-	}
-	/* seed before sampling starts so the first second counts every vCPU */
-	if (!discovery__scan("/proc", &list)) {
-		sync_threads(p, &list);
-		discovery__free(&list);
-	}
-	err = samples_bpf__attach(p->skel);
-	if (err) {
-		log_error(SUB, "attaching to tp_btf/kvm_entry, kvm_exit and kvm_emulate_insn failed: %s "
-			  "(is KVM loaded and its BTF available?)", strerror(-err));
+		p->skel = NULL;		/* destroyed by collector__bpf_start */
+		log_error(SUB, "%s", msg);
 		goto err_free;
 	}
 	err = attach_perf(p);
@@ -282,22 +286,23 @@ static void samples_stop(struct collector *c)
 	c->priv = NULL;
 }
 
+/* The key's fields are chosen in the kernel at run time (samples_want) and
+ * each key records its mask: no reload, so no undrained second is lost. */
 static int samples_reconfigure(struct collector *c, const uint64_t fields[METRIC__COUNT])
 {
 	struct samples_priv *p = c->priv;
 
-	if (p && want_of(fields) == p->want)
-		return 0;
-	/* the key layout is fixed at load: reload (the current second is lost) */
-	samples_stop(c);
-	return samples_start(c, fields);
+	if (!p)
+		return -EINVAL;
+	p->want = want_of(fields);
+	p->skel->bss->samples_want = p->want;
+	return 0;
 }
 
 static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 {
 	const struct samples_key *key = k;
 	struct drain_emit *e = ctx;
-	struct samples_priv *p = e->priv;
 	struct record rec;
 	char vm[VM_NAME_MAX], vcpu[16], mmuctx[24];
 	int idx = -1, err;
@@ -309,13 +314,13 @@ static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 	rec.time = (int64_t)key->sec - e->env->tai_offset;
 	rec.value = vals[0];
 	rec.str[F_HOSTNAME] = e->env->hostname;
-	if (p->want & (SAMPLES_WANT_VM | SAMPLES_WANT_VCPU)) {
+	if (key->want & (SAMPLES_WANT_VM | SAMPLES_WANT_VCPU)) {
 		if (e->env->vms)
 			rec.str[F_VM] = vmcache__vm_name(e->env->vms, (pid_t)key->tgid, vm, sizeof(vm));
 		else
 			rec.str[F_VM] = (snprintf(vm, sizeof(vm), "pid:%u", key->tgid), vm);
 	}
-	if (p->want & SAMPLES_WANT_VCPU) {
+	if (key->want & SAMPLES_WANT_VCPU) {
 		/* discovery's index is the VMM's; the kernel's is the fallback */
 		if (e->env->vms)
 			idx = vmcache__vcpu(e->env->vms, (pid_t)key->tgid, (pid_t)key->tid);
@@ -326,7 +331,7 @@ static int emit_one(const void *k, const uint64_t *vals, void *ctx)
 			rec.str[F_SAMPLES_VCPU] = vcpu;
 		}
 	}
-	if (p->want & SAMPLES_WANT_MMUCTX) {
+	if (key->want & SAMPLES_WANT_MMUCTX) {
 		if (key->cr3 == SAMPLES_CR3_UNAVAILABLE)
 			snprintf(mmuctx, sizeof(mmuctx), "unavailable");
 		else
