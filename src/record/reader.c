@@ -144,6 +144,40 @@ static int read_fully(FILE *f, void *buf, size_t len)
 	return fread(buf, 1, len, f) == len ? 0 : -1;
 }
 
+/* After a chunk that claims more bytes than the file has: is there a whole
+ * chunk (magic, sizes, CRC) further on? Then its size was damaged, not cut
+ * by a crash. Leaves the stream at the end. */
+static int valid_chunk_follows(struct record_reader *r, uint64_t from)
+{
+	unsigned char *rest = NULL;
+	size_t len = 0, cap = 0, n;
+	int found = 0;
+
+	if (fseeko(r->f, (off_t)from, SEEK_SET))
+		return 0;
+	for (;;) {
+		if (grow((void **)&rest, &cap, len + 65536, 1))
+			break;
+		n = fread(rest + len, 1, 65536, r->f);
+		len += n;
+		if (n < 65536 || len > 2 * (size_t)RECORD_CHUNK_MAX)
+			break;
+	}
+	for (size_t i = 0; !found && i + RECORD_CHUNK_HEADER_SIZE <= len; i++) {
+		uint32_t stored;
+
+		if (memcmp(rest + i, RECORD_CHUNK_MAGIC, 4))
+			continue;
+		stored = record_le32_get(rest + i + 4);
+		found = stored <= len - i - RECORD_CHUNK_HEADER_SIZE &&
+			record__chunk_crc(stored, record_le32_get(rest + i + 8),
+					  rest + i + RECORD_CHUNK_HEADER_SIZE) ==
+				record_le32_get(rest + i + 12);
+	}
+	free(rest);
+	return found;
+}
+
 /* Reads the chunk at r->offset into r->payload. 1: read; 0: the end (clean
  * or torn); -EBADMSG with a message; -ENOMEM. */
 static int load_chunk(struct record_reader *r, char *err, size_t errlen)
@@ -186,8 +220,15 @@ static int load_chunk(struct record_reader *r, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	if (read_fully(r->f, r->stored, stored))
+	if (read_fully(r->f, r->stored, stored)) {
+		if (valid_chunk_follows(r, r->offset + 1)) {
+			snprintf(err, errlen, "%s is corrupt: the chunk at byte %llu claims more bytes than "
+				 "the file holds, yet whole chunks follow (read up to second %lld)",
+				 r->path, (unsigned long long)r->offset, (long long)r->last_before);
+			return -EBADMSG;
+		}
 		goto torn;
+	}
 	if (record__chunk_crc(stored, raw, r->stored) != crc) {
 		if ((c = fgetc(r->f)) == EOF)
 			goto torn;	/* the last chunk: written in part when the recorder died */
