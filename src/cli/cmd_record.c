@@ -356,8 +356,9 @@ int cmd_record(int argc, char **argv)
 		if (stop)
 			break;
 		hub__drain(hub, t + 1);
-		/* as of t + 1: a VM that appeared during t shows from then on */
-		if (write_tables(hub, w, t + 1, metrics, nmetrics) && !rec.err)
+		/* the tables seen at the drain of second t hold for t: its records
+		 * name the VMs that lived in it */
+		if (write_tables(hub, w, t, metrics, nmetrics) && !rec.err)
 			rec.err = -ENOMEM;
 		for (size_t i = 0; i < nmetrics; i++)
 			drops[i] = hub__drops(hub, metrics[i]);

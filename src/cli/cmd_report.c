@@ -84,7 +84,9 @@ static int print_info(struct record_reader *r, const char *path, int json)
 	uint64_t records = 0, torn_at = 0;
 	int64_t last = INT64_MIN, seconds = 0;
 	size_t nchunks;
-	json_t *o = NULL, *cj;
+	json_t *o = NULL, *cj, *tables = json_array();
+	const json_t *vms;
+	int64_t since;
 	char err[512];
 	int rc;
 
@@ -110,6 +112,10 @@ static int print_info(struct record_reader *r, const char *path, int json)
 						    "end", (json_int_t)chunks[i].end, "before",
 						    (json_int_t)chunks[i].before));
 	json_object_set_new(o, "chunks", cj);
+	/* the VM table each time it changed: from which second on */
+	for (size_t i = 0; (vms = record_reader__vm_table(r, i, &since)); i++)
+		json_array_append_new(tables, json_pack("{s:I, s:O}", "time", (json_int_t)since, "vms", vms));
+	json_object_set_new(o, "vm_tables", tables);
 	json_object_set_new(o, "torn", json_boolean(record_reader__torn(r, &torn_at)));
 	if (record_reader__torn(r, NULL))
 		json_object_set_new(o, "torn_offset", json_integer((json_int_t)torn_at));

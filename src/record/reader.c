@@ -639,3 +639,12 @@ size_t record_reader__chunks(const struct record_reader *r, const struct record_
 	*out = r->chunks;
 	return r->nchunks;
 }
+
+const json_t *record_reader__vm_table(const struct record_reader *r, size_t i, int64_t *since)
+{
+	if (i >= r->vms.n)
+		return NULL;
+	if (since)
+		*since = r->vms.v[i].time;
+	return r->vms.v[i].json;
+}

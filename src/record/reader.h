@@ -65,6 +65,10 @@ int record_reader__next_second(struct record_reader *r, struct record_second *se
 const json_t *record_reader__vms_at(const struct record_reader *r, int64_t t);
 const json_t *record_reader__sources_at(const struct record_reader *r, int64_t t);
 
+/* The i-th VM table read so far and the second it holds from; NULL past
+ * the last one. Borrowed. */
+const json_t *record_reader__vm_table(const struct record_reader *r, size_t i, int64_t *since);
+
 /* After the end: 1 when the file ended in an incomplete chunk (the
  * recorder stopped mid-write), with its offset. */
 int record_reader__torn(const struct record_reader *r, uint64_t *offset);
