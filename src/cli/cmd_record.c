@@ -20,10 +20,8 @@
 
 #include "cli/commands.h"
 #include "collectors/hub.h"
-#include "collectors/vmcache.h"
-#include "discovery/discovery.h"
 #include "engine/metric.h"
-#include "record/writer.h"
+#include "record/recorder.h"
 
 static volatile sig_atomic_t stop;
 
@@ -76,31 +74,9 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-struct recorder {
-	struct record_writer *w;
-	int64_t from;		/* records before this second are the partial first one */
-	int err;		/* the first write error, which stops the recording */
-};
-
-static int write_record(const struct record *rec, void *ctx)
+static void warn(const char *msg)
 {
-	struct recorder *r = ctx;
-	int rc;
-
-	if (rec->time < r->from)
-		return 0;
-	rc = record_writer__record(r->w, rec);
-	if (rc && !r->err)
-		r->err = rc;
-	return 0;
-}
-
-/* Widens the kernel-side key to the numeric fields; records nothing. */
-static int ignore_record(const struct record *rec, void *ctx)
-{
-	(void)rec;
-	(void)ctx;
-	return 0;
+	fprintf(stderr, "kvmscope record: %s\n", msg);
 }
 
 static void sleep_until(int64_t unix_sec, long extra_ns)
@@ -109,34 +85,6 @@ static void sleep_until(int64_t unix_sec, long extra_ns)
 
 	while (!stop && clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL) == EINTR)
 		;
-}
-
-/* The VM table and sources as of second t, when they changed. */
-static int write_tables(struct hub *hub, struct record_writer *w, int64_t t,
-			const enum metric_id *metrics, size_t n)
-{
-	json_t *vms = discovery__to_json(vmcache__list(hub__vms(hub))), *src = json_object();
-	char *vtext = NULL, *stext = NULL;
-	int rc = -ENOMEM;
-
-	if (!vms || !src)
-		goto out;
-	for (size_t i = 0; i < n; i++)
-		json_object_set_new(src, metric__get(metrics[i])->name,
-				    json_string(hub__source(hub, metrics[i])));
-	vtext = json_dumps(vms, JSON_COMPACT | JSON_SORT_KEYS);
-	stext = json_dumps(src, JSON_COMPACT | JSON_SORT_KEYS);
-	if (!vtext || !stext)
-		goto out;
-	rc = record_writer__vms(w, t, vtext);
-	if (!rc)
-		rc = record_writer__sources(w, t, stext);
-out:
-	free(vtext);
-	free(stext);
-	json_decref(vms);
-	json_decref(src);
-	return rc;
 }
 
 static double cpu_seconds(void)
@@ -164,12 +112,10 @@ int cmd_record(int argc, char **argv)
 	};
 	const char *output = NULL, *metric_list = NULL, *field_list = NULL;
 	enum metric_id metrics[METRIC__COUNT];
-	uint64_t fields[METRIC__COUNT], drops[METRIC__COUNT], max_size = 0;
-	int consumers[2 * METRIC__COUNT];
-	size_t nmetrics = 0, nconsumers = 0;
+	uint64_t fields[METRIC__COUNT], max_size = 0;
+	size_t nmetrics = 0;
 	long duration = -1, keep = 9, seconds = 0;
-	struct record_writer *w = NULL;
-	struct recorder rec = { .from = INT64_MAX };
+	struct recorder *recorder = NULL;
 	struct hub *hub = NULL;
 	int json = 0, opt, rc = 2;
 	char err[512], *list = NULL;
@@ -282,106 +228,47 @@ int cmd_record(int argc, char **argv)
 		goto out;
 	}
 	rc = 1;
-	/* Two consumers per metric: the hub does not hand a consumer a record
-	 * lacking a numeric field it asked for (an exit whose latency is not
-	 * measurable), yet the recording needs those records too. One asks for
-	 * every field, which widens the kernel-side key, and drops what it
-	 * gets; the other asks for the discrete fields only and records all. */
-	{
-		size_t kept = 0;
-
-		for (size_t i = 0; i < nmetrics; i++) {
-			const struct metric_desc *md = metric__get(metrics[i]);
-			uint64_t numeric = 0;
-			int id;
-
-			for (unsigned int f = 0; f < md->nfields; f++)
-				if (md->fields[f]->type == FIELD_NUMERIC)
-					numeric |= FIELD_BIT(f);
-			struct hub_consumer all = { metrics[i], fields[i], ignore_record, NULL };
-			struct hub_consumer disc = { metrics[i], fields[i] & ~numeric, write_record, &rec };
-
-			int widened = -1;
-
-			id = 0;
-			if (fields[i] & numeric) {
-				id = widened = hub__add(hub, &all, err, sizeof(err));
-				if (id >= 0)
-					consumers[nconsumers++] = id;
-			}
-			if (id >= 0 && (id = hub__add(hub, &disc, err, sizeof(err))) >= 0)
-				consumers[nconsumers++] = id;
-			else if (widened >= 0 && hub__remove(hub, widened) == 0)
-				nconsumers--;	/* its widening twin went in: take it out */
-			if (id < 0) {
-				/* asked for by name: an error; by default: go on without it */
-				fprintf(stderr, "kvmscope record: %s %s: %s\n",
-					metric_list ? "cannot record" : "not recording", md->name, err);
-				if (metric_list)
-					goto out;
-				continue;
-			}
-			metrics[kept] = metrics[i];
-			fields[kept++] = fields[i];
-		}
-		nmetrics = kept;
-	}
-	if (!nmetrics) {
-		fprintf(stderr, "kvmscope record: no collector could start: nothing to record\n");
+	struct recorder_opts ro = {
+		.nmetrics = nmetrics, .metrics = metrics, .fields = fields,
+		/* named with -m: each one must start; by default: those that can */
+		.skip_unavailable = !metric_list, .warn_fn = warn,
+		.max_size = max_size, .keep = (unsigned int)keep,
+	};
+	if (recorder__new(hub, &ro, &recorder, err, sizeof(err))) {
+		fprintf(stderr, "kvmscope record: %s\n", err);
 		goto out;
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
 	int64_t start = time(NULL) + 1;
-	struct record_writer_opts wo = {
-		.hostname = hub__hostname(hub), .first = start, .nmetrics = nmetrics,
-		.metrics = metrics, .fields = fields, .max_size = max_size, .keep = (unsigned int)keep,
-	};
 
-	if (record_writer__open(output, &wo, &w, err, sizeof(err))) {
+	sleep_until(start, 50 * 1000 * 1000);
+	hub__drain(hub, start);		/* the partial first second: not recorded */
+	if (recorder__begin(recorder, output, start, err, sizeof(err))) {
 		fprintf(stderr, "kvmscope record: %s\n", err);
 		goto out;
 	}
-	rec.w = w;
-	sleep_until(start, 50 * 1000 * 1000);
-	hub__drain(hub, start);		/* the partial first second: dropped by the sink */
-	rec.from = start;
-	if (write_tables(hub, w, start, metrics, nmetrics))
-		rec.err = -ENOMEM;
-	for (long n = 0; !stop && !rec.err && (duration < 0 || n < duration); n++) {
+	for (long n = 0; !stop && (duration < 0 || n < duration); n++) {
 		int64_t t = start + n;
 
 		sleep_until(t + 1, 150 * 1000 * 1000);
 		if (stop)
 			break;
 		hub__drain(hub, t + 1);
-		/* the tables seen at the drain of second t hold for t: its records
-		 * name the VMs that lived in it */
-		if (write_tables(hub, w, t, metrics, nmetrics) && !rec.err)
-			rec.err = -ENOMEM;
-		for (size_t i = 0; i < nmetrics; i++)
-			drops[i] = hub__drops(hub, metrics[i]);
-		if (rec.err)
-			break;
-		if (record_writer__mark(w, t + 1, drops, err, sizeof(err))) {
+		if (recorder__end_second(recorder, t, err, sizeof(err))) {
 			fprintf(stderr, "kvmscope record: %s\n", err);
 			goto out;
 		}
 		seconds++;
 	}
-	if (rec.err) {
-		fprintf(stderr, "kvmscope record: %s: the recording stops at second %lld\n",
-			strerror(-rec.err), (long long)(start + seconds));
-		goto out;
-	}
 	rc = 0;
 out:
-	if (w) {
+	if (recorder) {
 		struct record_writer_stats st;
 		double cpu = cpu_seconds();
 
-		record_writer__stats(w, &st);
+		recorder__stats(recorder, &st);
 		fprintf(stderr, "kvmscope record: %ld s, %llu records, %llu bytes in %llu chunks (%.0f B/s, "
 			"%.1fx compression), %u rotations, CPU %.2f s\n",
 			seconds, (unsigned long long)st.records, (unsigned long long)st.bytes,
@@ -399,9 +286,7 @@ out:
 			json_decref(o);
 		}
 	}
-	record_writer__close(w);
-	for (size_t i = 0; i < nconsumers; i++)
-		hub__remove(hub, consumers[i]);
+	recorder__free(recorder);
 	hub__free(hub);
 	free(list);
 	return rc;
