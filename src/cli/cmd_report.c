@@ -90,7 +90,15 @@ static int print_info(struct record_reader *r, const char *path, int json)
 	char err[512];
 	int rc;
 
+	json_t *by_vm = json_object();
+
 	while ((rc = record_reader__next_second(r, &sec, err, sizeof(err))) > 0) {
+		for (size_t i = 0; i < sec.nrecs; i++) {
+			const char *vm = sec.recs[i].str[F_VM] ? sec.recs[i].str[F_VM] : "unknown";
+			json_t *n = json_object_get(by_vm, vm);
+
+			json_object_set_new(by_vm, vm, json_integer(n ? json_integer_value(n) + 1 : 1));
+		}
 		records += sec.nrecs;
 		seconds += sec.before - sec.from;
 		last = sec.before - 1;
@@ -106,6 +114,8 @@ static int print_info(struct record_reader *r, const char *path, int json)
 	json_object_set_new(o, "last", last == INT64_MIN ? json_null() : json_integer(last));
 	json_object_set_new(o, "seconds", json_integer(seconds));
 	json_object_set_new(o, "records", json_integer((json_int_t)records));
+	/* what each VM costs in the file */
+	json_object_set_new(o, "records_by_vm", by_vm);
 	cj = json_array();
 	for (size_t i = 0; i < nchunks; i++)
 		json_array_append_new(cj, json_pack("{s:I, s:I, s:I}", "offset", (json_int_t)chunks[i].offset,
