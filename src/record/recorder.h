@@ -35,9 +35,9 @@ int recorder__new(struct hub *hub, const struct recorder_opts *o, struct recorde
 		  char *err, size_t errlen);
 /* The metrics really recorded (collectors that started), in order. */
 size_t recorder__metrics(const struct recorder *r, const enum metric_id **metrics);
-/* Creates path; records from second `first` on (earlier ones are a partial
- * second: call it before the drain of `first`... after draining up to it).
- * Writes the VM table and sources as of `first`. */
+/* Creates path and records from second `first` on. Call it after
+ * hub__drain(hub, first) (the partial second before `first` is then gone,
+ * not recorded). Writes the VM table and sources as of `first`. */
 int recorder__begin(struct recorder *r, const char *path, int64_t first, char *err, size_t errlen);
 /* After hub__drain(hub, t + 1): the tables if they changed, the mark of
  * second t, the chunk written. -errno with a message (the recording then
