@@ -18,7 +18,7 @@ ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 WARN       := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS     ?= -O2 -g
 CFLAGS     += -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -I$(OUT) -I$(OUT)/bpf -Ibpf
-LDLIBS     += -lbpf -lelf -lz -ljansson -lmicrohttpd -lspng -lcurl -lpthread -lm
+LDLIBS     += -lbpf -lelf -lz -lzstd -ljansson -lmicrohttpd -lspng -lcurl -lpthread -lm
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(OUT)/bpf -Ibpf -Isrc \
               -Wall -Werror -Wno-unused-function
 
@@ -91,7 +91,7 @@ DEB_PKGS := make clang llvm gcc libbpf-dev bpftool libelf-dev zlib1g-dev \
             libmicrohttpd-dev libjansson-dev libspng-dev libpng-dev libcmocka-dev \
             iproute2 util-linux jq curl bpftrace python3 chromium libcurl4-openssl-dev prometheus wrk \
             linux-perf valgrind hyperfine strace \
-            qemu-system-x86 qemu-utils nasm seabios liburing-dev \
+            qemu-system-x86 qemu-utils nasm seabios liburing-dev libzstd-dev \
             libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "kvmscope: 'make deps' installs Debian packages and must run as root" >&2; exit 1; fi

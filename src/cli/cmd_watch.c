@@ -117,14 +117,8 @@ static int terminal_columns(void)
 	return 80;
 }
 
-struct view {
-	int width, rows, has_ymax;
-	double ymax;
-	int color, tty;
-};
-
-/* Heatmap of the last view->width slots ending with `last`. */
-static int draw_heatmap(struct instr *in, int64_t first, int64_t last, const struct view *v,
+/* Heatmap of the last view->width slots ending with `last` (also report's). */
+int watch__draw_heatmap(struct instr *in, int64_t first, int64_t last, const struct watch_view *v,
 			const char *title)
 {
 	const struct field_desc *nf = instr__numeric_field(in);
@@ -178,7 +172,7 @@ int cmd_watch(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *decomposition = NULL, *predicate = NULL, *metric;
-	struct view view = { .rows = 20 };
+	struct watch_view view = { .rows = 20 };
 	struct instr *in = NULL;
 	struct hub *hub = NULL;
 	json_t *spec = NULL, *pred = NULL;
@@ -330,7 +324,7 @@ int cmd_watch(int argc, char **argv)
 				 hub__source(hub, instr__metric(in)->id),
 				 drops ? "  [events lost: kernel map full]" : "");
 			if (instr__numeric_field(in)) {
-				draw_heatmap(in, start, t, &view, title);
+				watch__draw_heatmap(in, start, t, &view, title);
 			} else {
 				json_t *value = instr__value(in, t);
 				char when[64];

@@ -15,6 +15,8 @@ static const struct command commands[] = {
 	{ "stat",  cmd_stat,  "kvmstat for Linux: per-vCPU exit, interrupt and emulation rates" },
 	{ "watch", cmd_watch, "run one instrumentation locally and print it each second" },
 	{ "agent", cmd_agent, "the daemon: CA-compatible REST API, heatmaps, web UI" },
+	{ "record", cmd_record, "record every metric's records to a file, for report" },
+	{ "report", cmd_report, "watch's tables and heatmaps over a recording" },
 };
 
 static void usage(FILE *f)
