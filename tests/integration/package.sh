@@ -199,6 +199,18 @@ check "the packaged vmload completed" test "$(jq -r .completed "$TMPD/truth.json
 got=$(curl -s "$BASE/ca/instrumentations/$ID/value/raw?start_time=$T0&duration=1&ndatapoints=$((T1 - T0 + 2))" | jq '[.[].value.iox // 0] | add')
 expect_eq "vm.exits class iox equals vmload's port writes (BPF under the unit's capabilities)" "$got" "$(jq '[.vcpus[].pio] | add' "$TMPD/truth.json")"
 
+# every collector loads under the unit's capabilities
+for m in irqs disk_ops samples nic_bytes; do
+	expect_eq "vm.$m instrumentation created" "$(code POST /ca/instrumentations -H 'Content-Type: application/json' \
+		-d '{"module":"vm","stat":"'$m'","decomposition":["vm"],"predicate":{"eq":["vm","'$VM'"]}}')" 201
+done
+sleep 2
+if [ "${VIA%% *}" != systemd ]; then
+	started=$(grep -o 'collector [a-z]* started' "$TMPD/agent.log" | sort -u | awk '{print $2}' | tr '\n' ' ')
+	expect_eq "collectors started" "$started" "disk exits irqs nic samples "
+	no_logged_errors "$TMPD/agent.log"
+fi
+
 if [ "${VIA%% *}" = systemd ]; then
 	systemctl stop kvmscope-agent.service; rc=$?
 	expect_eq "systemctl stop" "$rc" 0
