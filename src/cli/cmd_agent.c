@@ -46,6 +46,7 @@ static void usage(FILE *f)
 		"  --max-cells N              size bound of one instrumentation (default %llu)\n"
 		"  --web-dir DIR              static files served at / (default: ../../web next\n"
 		"                             to the binary, else /usr/share/kvmscope/web)\n"
+		"  --proc-root DIR            find VMs under DIR instead of /proc\n"
 		"  --metrics                  serve GET /metrics (Prometheus/OpenMetrics); starts\n"
 		"                             every collector for as long as the agent runs\n"
 		"  --metrics-max-series N     bound on exported series (default %d; beyond it\n"
