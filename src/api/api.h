@@ -54,6 +54,7 @@ struct api_response {
 	char *body;			/* owned; sent as body_type (/metrics text) */
 	size_t body_len;
 	const char *body_type;
+	int retry_after;		/* seconds, for 503; 0: no Retry-After */
 };
 
 /* Sets r to {"code": code, "message": printf(...)} with status. */
@@ -81,7 +82,6 @@ typedef void (*api_handler_fn)(const struct api_ctx *cx, const struct api_reques
 
 enum {
 	ROUTE_TOKEN = 1,	/* 401 without a valid bearer token (or none configured) */
-	ROUTE_HEAD = 2,		/* HEAD is served as GET */
 };
 
 struct api_route {

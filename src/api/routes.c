@@ -22,7 +22,7 @@ const struct api_route api_routes[] = {
 	/* what is left under /ca: 404 (or 405 for a path above of another method) */
 	{ NULL,     "/ca/*",				routes_ca__not_found,		ROUTE_TOKEN },
 	/* its own 401 and 403: Prometheus users get their own hints */
-	{ "GET",    "/metrics",				routes_metrics__serve,		ROUTE_HEAD },
-	{ "GET",    "/*",				routes_static__serve,		ROUTE_HEAD },
+	{ "GET",    "/metrics",				routes_metrics__serve,		0 },
+	{ "GET",    "/*",				routes_static__serve,		0 },
 };
 const size_t api_routes_count = sizeof(api_routes) / sizeof(api_routes[0]);

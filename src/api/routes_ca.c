@@ -2,6 +2,7 @@
  * Each handler parses the request, calls the agent and turns what it
  * answers, or its error kind, into the CA response. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -349,6 +350,14 @@ void routes_ca__value_raw(const struct api_ctx *cx, const struct api_request *rq
 	    !arg_int(rq, r, "duration", 1, INSTR_RETENTION_MAX, &duration, NULL) ||
 	    !arg_int(rq, r, "ndatapoints", 1, INSTR_RAW_NDATAPOINTS_MAX, &ndp, NULL))
 		return;
+	/* A data point longer than the retention cannot be whole, and summing
+	 * one held the agent lock for minutes (604800 s x 3600 points). */
+	if (duration > info.retention) {
+		api__error(r, 400, "InvalidArgument",
+			   "duration %lld exceeds the instrumentation's retention-time of %d s",
+			   duration, info.retention);
+		return;
+	}
 	rc = agent__value_raw(cx->agent, rq->who, rq->params[0], start, duration, (int)ndp,
 				   &out, &e);
 	answer(r, rc, out, &e);
@@ -362,12 +371,42 @@ struct hm_req {
 	const char *selected[64];
 	int hues[64];
 	json_t *args;		/* owns the selected strings */
+	long long budget;	/* bytes of hm_budget this request holds */
 };
+
+/* Memory all heatmap requests together may hold: the image (4 bytes a
+ * pixel while drawn, then the PNG) and the copied window. Four maximal
+ * requests at once (4096 x 4096, 1000 buckets) took 825 MiB before the
+ * window was typed and can still take ~100 MiB each; beyond the budget a
+ * request gets 503 and a Retry-After instead of pushing the agent towards
+ * its MemoryMax. */
+#define HEATMAP_BUDGET_BYTES	(384ll << 20)
+static _Atomic long long hm_budget_used;
+
+static bool hm_budget_take(struct hm_req *h, long long bytes)
+{
+	if (atomic_fetch_add(&hm_budget_used, bytes) + bytes > HEATMAP_BUDGET_BYTES) {
+		atomic_fetch_sub(&hm_budget_used, bytes);
+		return false;
+	}
+	h->budget += bytes;
+	return true;
+}
 
 static void hm_req_free(struct hm_req *h)
 {
 	dist_window__free(&h->w);
 	json_decref(h->args);
+	atomic_fetch_sub(&hm_budget_used, h->budget);
+	h->budget = 0;
+}
+
+static void hm_budget_refused(struct api_response *r)
+{
+	api__error(r, 503, "ServiceUnavailable",
+		   "heatmaps in progress hold the agent's heatmap memory budget of %lld MiB: retry in a second, or ask for a smaller image",
+		   HEATMAP_BUDGET_BYTES >> 20);
+	r->retry_after = 1;
 }
 
 /* Collects a repeated or comma-separated parameter into strings borrowed
@@ -533,8 +572,19 @@ static bool heatmap_gather(const struct api_ctx *cx, const struct api_request *r
 		hm_req_free(h);
 		return false;
 	}
+	if (!hm_budget_take(h, 4ll * h->p.width * h->p.height)) {
+		hm_budget_refused(r);
+		hm_req_free(h);
+		return false;
+	}
 	if (agent__window(cx->agent, rq->who, rq->params[0], h->start, h->nslots, &h->w, &e)) {
 		api__agent_error(r, &e);
+		hm_req_free(h);
+		return false;
+	}
+	if (!hm_budget_take(h, (long long)(h->w.cell_cap * sizeof(*h->w.cells) +
+					   h->w.names_cap + h->w.bucket_cap * sizeof(*h->w.buckets)))) {
+		hm_budget_refused(r);
 		hm_req_free(h);
 		return false;
 	}

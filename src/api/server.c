@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,15 +20,22 @@
 #include <microhttpd.h>
 
 #include "api/api.h"
+#include "api/conn_guard.h"
 #include "common/log.h"
 
 struct api_server {
 	struct MHD_Daemon *daemon;
 	struct api_ctx cx;
+	struct conn_guard *guard;
 };
 
 #define SERVER_CONN_LIMIT	512
 #define SERVER_PER_IP_LIMIT	128
+/* Query parameters a request may carry: no route takes more than a dozen.
+ * microhttpd keeps each in its per-connection pool and, when the pool is
+ * full, closes the connection without an answer; beyond this count the
+ * query is cut before microhttpd parses it and the request gets 414. */
+#define SERVER_MAX_PARAMS	256
 #define SERVER_HEADER_MEMORY	(32 * 1024)
 
 /* Per-request state between MHD's calls, freed in request_done. */
@@ -36,6 +44,8 @@ struct conn_ctx {
 	size_t len, cap;
 	bool too_large;
 	bool answered;
+	bool started;			/* on_request has seen the headers */
+	unsigned nparams;		/* > SERVER_MAX_PARAMS: the query was cut */
 };
 
 void api__error(struct api_response *r, int status, const char *code, const char *fmt, ...)
@@ -205,7 +215,9 @@ static void dispatch(const struct api_ctx *cx, struct api_request *rq, struct ap
 	}
 	for (size_t i = 0; i < api_routes_count; i++) {
 		const struct api_route *rt = &api_routes[i];
-		bool head = (rt->flags & ROUTE_HEAD) && !strcmp(rq->method, "HEAD");
+		/* HEAD wherever GET is (RFC 9110 9.3.2): MHD leaves the body out */
+		bool get = rt->method && !strcmp(rt->method, "GET");
+		bool head = get && !strcmp(rq->method, "HEAD");
 
 		memset(rq->params, 0, sizeof(rq->params));
 		if (!route__match(rt->pattern, rq->path, rq->params, 4, capbuf, sizeof(capbuf)))
@@ -218,7 +230,7 @@ static void dispatch(const struct api_ctx *cx, struct api_request *rq, struct ap
 		if (!rt->method && path_known)
 			break;
 		if (rt->method && strcmp(rt->method, rq->method) && !head) {
-			const char *m[2] = { rt->method, rt->flags & ROUTE_HEAD ? "HEAD" : NULL };
+			const char *m[2] = { rt->method, get ? "HEAD" : NULL };
 
 			path_known = true;
 			for (size_t k = 0; k < 2 && m[k]; k++)
@@ -301,6 +313,12 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct api_res
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
 	if (r->allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+	if (r->retry_after > 0) {
+		char ra[16];
+
+		snprintf(ra, sizeof(ra), "%d", r->retry_after);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
 	if (r->location[0])
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
 	if (r->status == 401)
@@ -322,6 +340,57 @@ static enum MHD_Result early_error(struct MHD_Connection *conn, int status, cons
 	return ret;
 }
 
+struct header_count {
+	const char *name;
+	unsigned n;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				    const char *value)
+{
+	struct header_count *hc = cls;
+
+	(void)kind;
+	(void)value;
+	if (key && !strcasecmp(key, hc->name))
+		hc->n++;
+	return MHD_YES;
+}
+
+/* How often header `name` occurs: MHD_lookup_connection_value() sees the
+ * first only. */
+static unsigned count_headers(struct MHD_Connection *conn, const char *name)
+{
+	struct header_count hc = { name, 0 };
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &hc);
+	return hc.n;
+}
+
+/* MHD_OPTION_URI_LOG_CALLBACK: runs on the request line, before microhttpd
+ * parses the query into its per-connection pool. A query of more than
+ * SERVER_MAX_PARAMS parameters is cut here (the buffer is microhttpd's read
+ * buffer, which it parses right after this call) and answered 414 by
+ * on_request: parsed, it would fill the pool and microhttpd would close the
+ * connection without a word. Ownership: the returned context becomes the
+ * request's *con_cls, freed in request_done. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct conn_ctx *cx = calloc(1, sizeof(*cx));
+	char *q = strchr(uri, '?');
+
+	(void)cls;
+	(void)conn;
+	if (!cx || !q)
+		return cx;
+	cx->nparams = 1;
+	for (const char *p = q + 1; *p; p++)
+		cx->nparams += *p == '&';
+	if (cx->nparams > SERVER_MAX_PARAMS)
+		q[1] = '\0';
+	return cx;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -334,15 +403,32 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	char msg[160];
 
 	(void)version;
-	if (!cx) {
+	if (!cx || !cx->started) {
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 
-		cx = calloc(1, sizeof(*cx));
-		if (!cx)
+		if (!cx && !(cx = calloc(1, sizeof(*cx))))
 			return MHD_NO;
 		*con_cls = cx;
+		cx->started = true;
+		if (cx->nparams > SERVER_MAX_PARAMS) {
+			cx->answered = true;
+			conn_guard__request_complete(conn);
+			snprintf(msg, sizeof(msg), "%u query parameters: at most %d are accepted",
+				 cx->nparams, SERVER_MAX_PARAMS);
+			return early_error(conn, 414, "RequestTooLarge", msg);
+		}
+		if (count_headers(conn, MHD_HTTP_HEADER_CONTENT_LENGTH) > 1 ||
+		    (cl && MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING))) {
+			/* two framings of one body: a proxy in front may read it
+			 * the other way (request smuggling) */
+			cx->answered = true;
+			conn_guard__request_complete(conn);
+			return early_error(conn, 400, "InvalidArgument",
+					   "a request has one Content-Length or a chunked body, not both or two");
+		}
 		if (cl && strtoull(cl, NULL, 10) > API_BODY_MAX) {
+			conn_guard__request_complete(conn);
 			cx->answered = true;
 			snprintf(msg, sizeof(msg), "request body of %s bytes exceeds the limit of %d bytes",
 				 cl, API_BODY_MAX);
@@ -376,6 +462,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (cx->answered)
 		return MHD_YES;
+	conn_guard__request_complete(conn);
 	if (cx->too_large) {
 		snprintf(msg, sizeof(msg), "request body exceeds the limit of %d bytes", API_BODY_MAX);
 		return early_error(conn, 413, "RequestTooLarge", msg);
@@ -408,8 +495,8 @@ static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct conn_ctx *cx = *con_cls;
 
 	(void)cls;
-	(void)conn;
 	(void)toe;
+	conn_guard__answered(conn);
 	if (cx) {
 		free(cx->body);
 		free(cx);
@@ -565,6 +652,12 @@ int server__start(struct agent *a, const struct api_server_config *cfg, struct a
 		goto err_close;
 	}
 	s->cx = (struct api_ctx){ a, cfg->tokens, cfg->web_root ? cfg->web_root : "" };
+	rc = conn_guard__new(CONN_GUARD_DEADLINE_MS, CONN_GUARD_WAITING_PER_ADDR, &s->guard);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the connection guard: %s", strerror(-rc));
+		free(s);
+		goto err_close;
+	}
 	/* Slow or stuck clients: 10 s without a byte closes a connection; one
 	 * address holds at most SERVER_PER_IP_LIMIT of the SERVER_CONN_LIMIT
 	 * connections, so one slow client cannot starve the others. Request
@@ -573,6 +666,8 @@ int server__start(struct agent *a, const struct api_server_config *cfg, struct a
 				     MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				     MHD_OPTION_LISTEN_SOCKET, fd,
 				     MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL,
+				     MHD_OPTION_NOTIFY_CONNECTION, conn_guard__notify, s->guard,
+				     MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
 				     MHD_OPTION_UNESCAPE_CALLBACK, unescape_keep_nul, NULL,
 				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SERVER_CONN_LIMIT,
 				     MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)SERVER_PER_IP_LIMIT,
@@ -583,6 +678,7 @@ int server__start(struct agent *a, const struct api_server_config *cfg, struct a
 				     MHD_OPTION_END);
 	if (!s->daemon) {
 		snprintf(err, errlen, "cannot serve on %s", cfg->listen);
+		conn_guard__free(s->guard);
 		free(s);
 		rc = -EIO;
 		goto err_close;
@@ -600,5 +696,6 @@ void server__stop(struct api_server *s)
 	if (!s)
 		return;
 	MHD_stop_daemon(s->daemon);
+	conn_guard__free(s->guard);
 	free(s);
 }

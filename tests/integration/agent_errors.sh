@@ -103,7 +103,7 @@ for _ in 1 2 3; do curl -s -X POST "$BASE$P" "${J[@]}" -d '{"metric":"vm.exits"}
 expect 429 "5 instrumentations" POST $P "${J[@]}" -d '{"metric":"vm.exits"}'
 
 ALLOW=$(curl -s -o /dev/null -D - -X PATCH "$BASE$P/1" | tr -d '\r' | sed -n 's/^Allow: //Ip')
-expect_eq "405 carries an Allow header" "$ALLOW" "GET, PUT, DELETE"
+expect_eq "405 carries an Allow header" "$ALLOW" "GET, HEAD, PUT, DELETE"
 RET=$(curl -s -o /dev/null -w '%{http_code}' -X PUT "$BASE$P/2" "${J[@]}" -d '{"retention-time":120}')
 expect_eq "PUT of a mutable property works" "$RET" 200
 expect_eq "PUT changed retention-time" "$(curl -s "$BASE$P/2" | jq '."retention-time"')" 120

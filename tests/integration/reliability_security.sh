@@ -42,9 +42,10 @@ python3 "$_root/tests/reliability/slowloris.py" 127.0.0.1 "$PORT" 140 12 127.0.0
 if [ ! -s "$TMPD/slow.json" ]; then
 	not_ok "slow-client driver ran"; sed 's/^/# /' "$TMPD/slow.err"
 else
-	read -r nopen nfail nmax n < <(jq -r '[.slow_open, .normal_failed, (.normal | max), (.normal | length)] | @tsv' "$TMPD/slow.json")
+	read -r nopen nalive nfail nmax n < <(jq -r '[.slow_opened, .slow_alive_at_end, .normal_failed, (.normal | max), (.normal | length)] | @tsv' "$TMPD/slow.json")
 	echo "# slow clients: $(cat "$TMPD/slow.json")"
 	check "140 slow connections opened ($nopen)" test "$nopen" -ge 100
+	expect_eq "none of them outlives the deadline for a whole request" "$nalive" 0
 	expect_eq "a normal client is never refused while they trickle" "$nfail" 0
 	check "normal client answered $n times, slowest in ${nmax}s (< 1 s)" \
 		python3 -c "import sys; sys.exit(not ($n >= 15 and $nmax < 1.0))"

@@ -6,7 +6,8 @@ usage: slowloris.py HOST PORT NSLOW SECONDS [SRC_ADDR ...]
 Opens NSLOW connections (spread over the source addresses, default
 127.0.0.2), each sending an unfinished request one byte per second. Meanwhile
 a normal client on 127.0.0.1 sends GET /ca every 0.5 s. Prints one JSON line:
-{"slow_open": N, "normal": [seconds...], "normal_failed": N}
+{"slow_opened": N, "slow_open": N still sending, "slow_alive_at_end": N,
+ "normal": [seconds...], "normal_failed": N}
 """
 import json, socket, sys, time
 
@@ -24,6 +25,7 @@ for i in range(nslow):
     except OSError:
         s.close()
 
+opened = len(slow)
 normal, failed = [], 0
 end = time.time() + secs
 tick = 0
@@ -61,5 +63,5 @@ for s in slow:
         alive += 1
     except OSError:
         pass
-print(json.dumps({"slow_open": len(slow), "slow_alive_at_end": alive,
+print(json.dumps({"slow_opened": opened, "slow_open": len(slow), "slow_alive_at_end": alive,
                   "normal": normal, "normal_failed": failed}))
