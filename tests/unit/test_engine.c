@@ -571,6 +571,57 @@ static void test_ring_granularity(void **state)
 
 /* instr__window (the typed copy heatmaps are drawn from) holds exactly what
  * the CA raw values say, slot by slot: same keys, buckets and counts. */
+/* Cells keep 32-bit counts; a count beyond that moves to an overflow table
+ * and must read back exactly, survive a save and restore, and go when its
+ * slot is recycled. */
+static void test_count_beyond_32_bits(void **state)
+{
+	int64_t now = T0 + 10;
+	struct instr *in = mk("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"latency\"], \"retention-time\": 5}", &now);
+	struct instr *back = mk("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"latency\"], \"retention-time\": 5}", &now);
+	const uint64_t big = 3000000000ULL;
+	json_t *v, *data;
+	struct instr_stats st;
+	uint64_t v0, v1;
+
+	(void)state;
+	ingest(in, exit_rec(T0, big, "web1", "0", "HLT", 12, 0));
+	v0 = instr__slot_version(in, T0);
+	assert_true(v0 != 0);
+	ingest(in, exit_rec(T0, big, "web1", "0", "HLT", 12, 0));	/* 6e9: wide */
+	ingest(in, exit_rec(T0, 5, "db2", "0", "HLT", 12, 0));
+	v1 = instr__slot_version(in, T0);
+	assert_true(v1 != v0);
+	assert_int_equal(instr__slot_version(in, T0 + 1), 0);	/* never written */
+	ingest(in, exit_rec(T0, UINT32_MAX, "web1", "0", "HLT", 12, 0));
+	v = instr__value(in, T0);
+	assert_int_equal(json_integer_value(json_array_get(json_array_get(json_object_get(v, "web1"), 0), 1)),
+			 2 * big + UINT32_MAX);
+	assert_int_equal(json_integer_value(json_array_get(json_array_get(json_object_get(v, "db2"), 0), 1)), 5);
+	data = instr__data_to_json(in);
+	assert_non_null(data);
+	assert_int_equal(instr__data_from_json(back, data), 0);
+	assert_true(json_equal(v, json_object_get(json_array_get(json_object_get(data, "slots"), 0), "value")));
+	json_decref(v);
+	v = instr__value(back, T0);
+	assert_int_equal(json_integer_value(json_array_get(json_array_get(json_object_get(v, "web1"), 0), 1)),
+			 2 * big + UINT32_MAX);
+	json_decref(v);
+	json_decref(data);
+	/* the ring moves past T0: the overflow goes with the slot */
+	ingest(in, exit_rec(T0 + 5, 1, "web1", "0", "HLT", 12, 0));
+	assert_int_equal(instr__slot_version(in, T0), 0);
+	ingest(in, exit_rec(T0 + 10, 2, "web1", "0", "HLT", 12, 0));
+	v = instr__value(in, T0 + 10);
+	assert_int_equal(json_integer_value(json_array_get(json_array_get(json_object_get(v, "web1"), 0), 1)), 2);
+	json_decref(v);
+	instr__stats(in, &st);
+	assert_true(st.bytes > 0);
+	assert_true(instr__uid(in) != instr__uid(back));
+	instr__free(in);
+	instr__free(back);
+}
+
 static void test_window_matches_value(void **state)
 {
 	int64_t now = T0 + 100;
@@ -1121,6 +1172,7 @@ int main(void)
 		cmocka_unit_test(test_persist_dump_while_moving),
 		cmocka_unit_test(test_persist_rejects),
 		cmocka_unit_test(test_window_matches_value),
+		cmocka_unit_test(test_count_beyond_32_bits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
