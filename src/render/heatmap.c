@@ -114,7 +114,7 @@ static int check_input(const struct heatmap_input *in)
 	return 0;
 }
 
-static int check_params(const struct heatmap_input *in, const struct heatmap_params *p)
+int heatmap__check_params(const struct heatmap_input *in, const struct heatmap_params *p)
 {
 	size_t i;
 
@@ -294,14 +294,14 @@ static int keyset__build(const struct heatmap_input *in, const struct heatmap_pa
 
 /* ---- buckets and spreading --------------------------------------------- */
 
-int is_point(const struct dist_bucket *b)
+int dist_bucket__is_point(const struct dist_bucket *b)
 {
 	return b->hi >= OVERFLOW_HI || b->hi <= b->lo;
 }
 
 static double midpoint(const struct dist_bucket *b)
 {
-	return is_point(b) ? b->lo : (b->lo + b->hi) / 2;
+	return dist_bucket__is_point(b) ? b->lo : (b->lo + b->hi) / 2;
 }
 
 void prep__free(struct prep *pr)
@@ -333,7 +333,7 @@ static int prep__build(const struct heatmap_input *in, const struct heatmap_para
 			c = cells_of(in, s, &n);
 			for (i = 0; i < n; i++) {
 				const struct dist_bucket *bk = &w->buckets[c[i].bucket];
-				double top = is_point(bk) ? bk->lo : bk->hi;
+				double top = dist_bucket__is_point(bk) ? bk->lo : bk->hi;
 
 				if (pr->ks.drawn[c[i].key] >= 0 && c[i].count > 0 && top > max)
 					max = top;
@@ -369,7 +369,7 @@ int prep__spans(struct prep *pr, const struct dist_bucket *buckets, size_t nb)
 		sp->ib = -1;
 		sp->mid = midpoint(bk);
 		sp->width = bk->hi - bk->lo;
-		sp->point = is_point(bk);
+		sp->point = dist_bucket__is_point(bk);
 		if (sp->point) {
 			if (bk->lo < pr->ymin || bk->lo >= pr->ymax)
 				continue;
@@ -418,7 +418,7 @@ int prep__spans(struct prep *pr, const struct dist_bucket *buckets, size_t nb)
 /* Adds the drawn cells of slots s0..s1-1 to col ([nbuckets][ndrawn]), each
  * source bucket in proportion to its overlap with each y-bucket; whatever
  * lies outside [ymin, ymax) is clipped away. */
-void spread_cells(const struct prep *pr, const struct dist_cell *c, size_t n, int weighted,
+void span__spread_cells(const struct prep *pr, const struct dist_cell *c, size_t n, int weighted,
 		  double *col)
 {
 	size_t nk = pr->ks.ndrawn, i;
@@ -453,7 +453,7 @@ static void spread_slots(const struct heatmap_input *in, const struct prep *pr, 
 
 	for (s = s0; s < s1; s++) {
 		c = cells_of(in, s, &n);
-		spread_cells(pr, c, n, weighted, col);
+		span__spread_cells(pr, c, n, weighted, col);
 	}
 }
 
@@ -608,7 +608,7 @@ static int adopt_keys(struct heatmap *hm, const struct keyset *ks)
 	return failed ? -ENOMEM : 0;
 }
 
-bool layers_are_keys(const size_t *key_layer, size_t nkeys, size_t nl)
+bool keyset__layers_are_keys(const size_t *key_layer, size_t nkeys, size_t nl)
 {
 	size_t k;
 
@@ -617,7 +617,7 @@ bool layers_are_keys(const size_t *key_layer, size_t nkeys, size_t nl)
 	return k == nkeys && nkeys == nl;
 }
 
-void layer_values(const double *cells, size_t ncells, const size_t *key_layer, size_t nkeys,
+void keyset__layer_values(const double *cells, size_t ncells, const size_t *key_layer, size_t nkeys,
 		  size_t nl, double *lv)
 {
 	size_t c, k;
@@ -627,7 +627,7 @@ void layer_values(const double *cells, size_t ncells, const size_t *key_layer, s
 			lv[c * nl + key_layer[k]] += cells[c * nkeys + k];
 }
 
-int collect_values(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
+int distinct__collect(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
 		   struct distinct *dv, double *max, double *max_total)
 {
 	double last = 0;
@@ -659,7 +659,7 @@ int collect_values(const double *vals, size_t ncells, size_t nl, enum heatmap_co
 	return 0;
 }
 
-void colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
+void hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
 		  double max, const struct distinct *dv, const struct hue_tab *ht, uint8_t *cellrgb,
 		  float *levels)
 {
@@ -705,12 +705,15 @@ void colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_col
 	}
 }
 
-void paint(uint8_t *rgb, int width, int height, int nbuckets, size_t ncols,
-	   const uint8_t *const *colrgb)
+int heatmap__paint(uint8_t *rgb, int width, int height, int nbuckets, size_t ncols,
+		  const uint8_t *const *colrgb)
 {
+	const uint8_t **src = malloc((size_t)width * sizeof(*src));
 	long prev_bk = -1;
 	int x, y;
 
+	if (!src)
+		return -ENOMEM;
 	for (y = 0; y < height; y++) {
 		size_t bk = (size_t)nbuckets - 1 - (size_t)y * nbuckets / height;
 		uint8_t *row = rgb + (size_t)y * width * 3;
@@ -720,10 +723,15 @@ void paint(uint8_t *rgb, int width, int height, int nbuckets, size_t ncols,
 			memcpy(row, row - (size_t)width * 3, (size_t)width * 3);
 			continue;
 		}
+		if (prev_bk < 0)
+			for (x = 0; x < width; x++)
+				src[x] = colrgb[(size_t)x * ncols / width];
 		prev_bk = (long)bk;
 		for (x = 0; x < width; x++)
-			memcpy(row + (size_t)x * 3, colrgb[(size_t)x * ncols / width] + bk * 3, 3);
+			memcpy(row + (size_t)x * 3, src[x] + bk * 3, 3);
 	}
+	free(src);
+	return 0;
 }
 
 int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *p,
@@ -740,7 +748,7 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	int err;
 
 	last_error[0] = 0;
-	err = check_params(in, p);
+	err = heatmap__check_params(in, p);
 	if (err)
 		return err;
 	err = prep__build(in, p, &pr);
@@ -791,24 +799,25 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	/* per-layer cell values and the set they are normalised against; when
 	 * every key is a layer of its own (decompose_all, or one key) they are
 	 * the cells themselves */
-	if (!layers_are_keys(hm->key_layer, hm->nkeys, nl)) {
+	if (!keyset__layers_are_keys(hm->key_layer, hm->nkeys, nl)) {
 		lv = calloc(ncells * nl, sizeof(*lv));
 		if (!lv)
 			goto err_nomem;
-		layer_values(hm->cells, ncells, hm->key_layer, hm->nkeys, nl, lv);
+		keyset__layer_values(hm->cells, ncells, hm->key_layer, hm->nkeys, nl, lv);
 	}
-	if (collect_values(lv ? lv : hm->cells, ncells, nl, p->coloring, &dv, &hm->max,
+	if (distinct__collect(lv ? lv : hm->cells, ncells, nl, p->coloring, &dv, &hm->max,
 			   &hm->max_total))
 		goto err_nomem;
 	if (p->coloring == COLORING_RANK && distinct__rank(&dv))
 		goto err_nomem;
 	for (l = 0; l < hm->nlayers; l++)
 		hue_tab__init(&ht[l], hm->layers[l].hue);
-	colour_cells(lv ? lv : hm->cells, ncells, nl, p->coloring, hm->max, &dv, ht, cellrgb,
+	hue_tab__colour_cells(lv ? lv : hm->cells, ncells, nl, p->coloring, hm->max, &dv, ht, cellrgb,
 		     hm->level);
 	for (c = 0; c < hm->ncols; c++)
 		colrgb[c] = cellrgb + c * (size_t)hm->nbuckets * 3;
-	paint(hm->rgb, hm->width, hm->height, hm->nbuckets, hm->ncols, colrgb);
+	if (heatmap__paint(hm->rgb, hm->width, hm->height, hm->nbuckets, hm->ncols, colrgb))
+		goto err_nomem;
 	*out = hm;
 	hm = NULL;
 	err = 0;
@@ -904,7 +913,7 @@ int heatmap__details(const struct heatmap_input *in, const struct heatmap_params
 	int err;
 
 	last_error[0] = 0;
-	err = check_params(in, p);
+	err = heatmap__check_params(in, p);
 	if (err)
 		return err;
 	if (x < 0 || y < 0 || x >= p->width || y >= p->height) {
@@ -1013,7 +1022,7 @@ static int summarize(const struct heatmap_input *in, const struct heatmap_params
 				if (cum + bc >= target || i == m - 1) {
 					double f = fmin(1, fmax(0, (target - cum) / bc));
 
-					v = is_point(b) ? b->lo : b->lo + f * (b->hi - b->lo);
+					v = dist_bucket__is_point(b) ? b->lo : b->lo + f * (b->hi - b->lo);
 					break;
 				}
 				cum += bc;

@@ -91,15 +91,18 @@ static inline size_t distinct__slot(const struct distinct *d, uint64_t bits)
 	return i;
 }
 
+/* -EINVAL (with the reason for heatmap__last_error) for parameters or an
+ * input heatmap__build refuses. */
+int heatmap__check_params(const struct heatmap_input *in, const struct heatmap_params *p);
 void keyset__free(struct keyset *ks);
 int keyset__from_seen(const struct heatmap_params *p, size_t nk, const char *const *names,
 		      const unsigned char *seen, const size_t *order, struct keyset *ks);
 void prep__free(struct prep *pr);
 int prep__spans(struct prep *pr, const struct dist_bucket *buckets, size_t nb);
-int is_point(const struct dist_bucket *b);
+int dist_bucket__is_point(const struct dist_bucket *b);
 /* Adds n cells to col ([nbuckets][ndrawn]), each source bucket in proportion
  * to its overlap with each y-bucket. */
-void spread_cells(const struct prep *pr, const struct dist_cell *c, size_t n, int weighted,
+void span__spread_cells(const struct prep *pr, const struct dist_cell *c, size_t n, int weighted,
 		  double *col);
 void hue_tab__init(struct hue_tab *t, double h);
 int distinct__add(struct distinct *d, double v);
@@ -107,21 +110,22 @@ int distinct__rank(struct distinct *d);
 double distinct__intensity(const struct distinct *d, double v);
 
 /* Every key a layer of its own, in order: the cells are the layer values. */
-bool layers_are_keys(const size_t *key_layer, size_t nkeys, size_t nl);
+bool keyset__layers_are_keys(const size_t *key_layer, size_t nkeys, size_t nl);
 /* lv ([ncells][nl], zeroed) = cells ([ncells][nkeys]) summed by layer. */
-void layer_values(const double *cells, size_t ncells, const size_t *key_layer, size_t nkeys,
+void keyset__layer_values(const double *cells, size_t ncells, const size_t *key_layer, size_t nkeys,
 		  size_t nl, double *lv);
 /* Adds the distinct non-zero values of vals ([ncells][nl]) to dv (rank
  * colouring) and raises *max (largest value) and *max_total (largest cell
  * total). 0 or -ENOMEM. */
-int collect_values(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
+int distinct__collect(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
 		   struct distinct *dv, double *max, double *max_total);
 /* The colour (and, when levels is not NULL, the intensity) of each cell. */
-void colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
+void hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
 		  double max, const struct distinct *dv, const struct hue_tab *ht, uint8_t *cellrgb,
 		  float *levels);
-/* The pixels: column c's cell colours are colrgb[c] ([nbuckets][3]). */
-void paint(uint8_t *rgb, int width, int height, int nbuckets, size_t ncols,
+/* The pixels: column c's cell colours are colrgb[c] ([nbuckets][3]).
+ * 0 or -ENOMEM. */
+int heatmap__paint(uint8_t *rgb, int width, int height, int nbuckets, size_t ncols,
 	   const uint8_t *const *colrgb);
 
 #endif
