@@ -18,6 +18,7 @@
 #include "fleet/fleet.h"
 #include "render/base64.h"
 #include "render/heatmap.h"
+#include "render/heatmap_live.h"
 #include "render/png.h"
 
 #define HEATMAP_DURATION_DEFAULT 600
@@ -700,6 +701,70 @@ static void heatmap_failed(struct api_response *r, int rc)
 		api__error(r, 400, "InvalidArgument", "heatmap: %s", heatmap__last_error());
 }
 
+/* A local instrumentation's image goes through the live panel cache
+ * (render/heatmap_live.h): slots it drew before are not copied again, and
+ * viewers of one panel within a second share one drawing. The panel is
+ * taken before the agent lock, never under it. */
+static void heatmap_image_live(struct agent *a, const struct api_request *rq,
+			       struct api_response *r)
+{
+	struct heatmap_live_req q;
+	struct heatmap_live_image im;
+	struct agent_instr *ai;
+	struct hm_req h;
+	uint64_t uid = 0;
+	size_t copied = 0;
+	long got = 1;
+	int rc;
+
+	pthread_mutex_lock(&a->lock);
+	ai = find_or_404(a, rq, r);
+	if (ai && !heatmap_request(a, ai, rq, r, &h))
+		hm_req_free(&h);
+	else if (ai)
+		uid = instr__uid(ai->in);
+	pthread_mutex_unlock(&a->lock);
+	if (!uid)
+		return;
+	rc = heatmap_live__begin(&q, uid, &h.p, h.start, h.g, h.nslots);
+	if (rc) {
+		heatmap_failed(r, rc);
+		goto out;
+	}
+	while (got > 0 && copied < h.nslots) {
+		pthread_mutex_lock(&a->lock);
+		ai = find_or_404(a, rq, r);	/* deleted meanwhile: 404 */
+		if (ai && instr__uid(ai->in) != uid)
+			api__error(r, 409, "InvalidState", "instrumentation %lu changed while it was drawn",
+				   ai->id);
+		got = ai && instr__uid(ai->in) == uid ?
+		      heatmap_live__copy(&q, ai->in, copied, HEATMAP_COPY_CELLS) : 0;
+		pthread_mutex_unlock(&a->lock);
+		if (got < 0)
+			api__error(r, 500, "InternalError", "out of memory");
+		copied += got > 0 ? (size_t)got : 0;
+	}
+	rc = got > 0 ? heatmap_live__image(&q, &im) : 0;
+	heatmap_live__end(&q);
+	if (got <= 0)
+		goto out;
+	if (rc == -EIO)
+		api__error(r, 500, "InternalError", "PNG encoding failed");
+	else if (rc)
+		heatmap_failed(r, rc);
+	if (rc)
+		goto out;
+	r->json = json_pack("{s:s, s:f, s:f, s:i, s:i, s:i, s:O, s:I, s:I}", "image", im.image,
+			    "ymin", im.ymin, "ymax", im.ymax, "nbuckets", im.nbuckets,
+			    "width", im.width, "height", im.height, "present", im.present,
+			    "start_time", (json_int_t)h.start, "duration", (json_int_t)h.duration);
+	if (!r->json)
+		api__error(r, 500, "InternalError", "out of memory");
+	heatmap_live_image__free(&im);
+out:
+	hm_req_free(&h);
+}
+
 static void heatmap_image(struct agent *a, const struct api_request *rq, struct api_response *r)
 {
 	struct heatmap_input in;
@@ -710,6 +775,10 @@ static void heatmap_image(struct agent *a, const struct api_request *rq, struct 
 	struct hm_req h;
 	int rc;
 
+	if (!a->fleet) {
+		heatmap_image_live(a, rq, r);
+		return;
+	}
 	if (!heatmap_gather(a, rq, r, &h))
 		return;
 	in = (struct heatmap_input){ &h.w, 0, h.w.nslots };
