@@ -33,7 +33,9 @@
 #include <time.h>
 
 #include "common/errmsg.h"
+#include "common/hash.h"
 #include "common/json_util.h"
+#include "common/utf8.h"
 #include "engine/instr.h"
 #include "engine/merge.h"
 
@@ -141,29 +143,7 @@ static int64_t wall_now(void *ctx)
 	return (int64_t)time(NULL);
 }
 
-static inline uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	return x;
-}
-
 /* ---- interned decomposition keys -------------------------------------- */
-
-#define FNV_OFF 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
-
-static uint64_t fnv(uint64_t h, const char *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= FNV_PRIME;
-	}
-	return h;
-}
 
 static int keytab_init(struct keytab *kt)
 {
@@ -230,7 +210,7 @@ static bool key_matches(const struct ikey *k, const char *const *pc, const size_
  * table owns the copy). 0 when out of memory. */
 static uint32_t keytab_intern(struct keytab *kt, const char *const *pc, const size_t *len, int n)
 {
-	uint64_t h = FNV_OFF;
+	uint64_t h = HASH_SEED;
 	struct ikey *k;
 	size_t total = 0, off = 0;
 	uint32_t id;
@@ -238,8 +218,8 @@ static uint32_t keytab_intern(struct keytab *kt, const char *const *pc, const si
 
 	for (i = 0; i < n; i++) {
 		if (i)
-			h = fnv(h, ",", 1);
-		h = fnv(h, pc[i], len[i]);
+			h = hash__bytes(h, ",", 1);
+		h = hash__bytes(h, pc[i], len[i]);
 		total += len[i] + (i ? 1 : 0);
 	}
 	for (k = kt->buckets[h & (kt->nbuckets - 1)]; k; k = k->next)
@@ -411,7 +391,7 @@ static int slot_grow(struct slot *s, uint32_t want)
 	for (i = 0; i < s->cap; i++) {
 		if (!s->cells[i].count)
 			continue;
-		for (j = (uint32_t)mix64(s->cells[i].key) & (ncap - 1); nc[j].count;
+		for (j = (uint32_t)hash__mix64(s->cells[i].key) & (ncap - 1); nc[j].count;
 		     j = (j + 1) & (ncap - 1))
 			;
 		nc[j] = s->cells[i];
@@ -432,7 +412,7 @@ static int slot_add(struct instr *in, struct slot *s, uint32_t key, uint64_t n)
 		return 0;
 	}
 	if (s->cap) {
-		for (j = (uint32_t)mix64(key) & (s->cap - 1); s->cells[j].count;
+		for (j = (uint32_t)hash__mix64(key) & (s->cap - 1); s->cells[j].count;
 		     j = (j + 1) & (s->cap - 1))
 			if (s->cells[j].key == key) {
 				if (cell_add(in, s, &s->cells[j], n))
@@ -445,7 +425,7 @@ static int slot_add(struct instr *in, struct slot *s, uint32_t key, uint64_t n)
 	if ((s->used + 1) * 4 > s->cap * 3) {
 		if (slot_grow(s, s->used + 1))
 			return -ENOMEM;
-		for (j = (uint32_t)mix64(key) & (s->cap - 1); s->cells[j].count;
+		for (j = (uint32_t)hash__mix64(key) & (s->cap - 1); s->cells[j].count;
 		     j = (j + 1) & (s->cap - 1))
 			;
 	}
@@ -973,27 +953,24 @@ static json_t *bucket_json(const struct instr *in, uint64_t bidx, uint64_t count
 
 /* Sets obj[key] = val, taking the reference to val. Keys come from guests'
  * and VMMs' strings, which need not be UTF-8: JSON cannot carry those, so
- * their bytes outside ASCII are shown as '?' rather than losing the value. */
+ * they are shown sanitised (utf8__sanitize) rather than losing the value. */
 static int set_key(json_t *obj, const char *key, json_t *val)
 {
-	char *clean;
-	size_t i;
-	int ret = 0;
+	size_t len = strlen(key);
+	char *clean = NULL;
+	int ret = -ENOMEM;
 
 	if (!val)
 		return -ENOMEM;
-	if (json_object_set(obj, key, val)) {
+	if (!utf8__valid(key, len)) {
 		clean = strdup(key);
-		if (!clean) {
-			json_decref(val);
-			return -ENOMEM;
-		}
-		for (i = 0; clean[i]; i++)
-			if ((unsigned char)clean[i] >= 0x80)
-				clean[i] = '?';
-		ret = json_object_set(obj, clean, val) ? -ENOMEM : 0;
-		free(clean);
+		if (!clean)
+			goto out;
+		utf8__sanitize(clean, len);
 	}
+	ret = json_object_set(obj, clean ? clean : key, val) ? -ENOMEM : 0;
+out:
+	free(clean);
 	json_decref(val);
 	return ret;
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/hash.h"
 #include "render/heatmap.h"
 
 /* The keys with data in the drawn slots and which of them are drawn, in
@@ -79,12 +80,7 @@ struct distinct {
 static inline size_t distinct__slot(const struct distinct *d, uint64_t bits)
 {
 	/* whole numbers have all-zero low mantissa bits: mix them all in */
-	uint64_t h = bits ^ (bits >> 33);
-	size_t i;
-
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	i = (size_t)h & (d->cap - 1);
+	size_t i = (size_t)hash__mix64(bits) & (d->cap - 1);
 
 	while (d->bits[i] && d->bits[i] != bits)
 		i = (i + 1) & (d->cap - 1);
