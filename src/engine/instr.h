@@ -163,8 +163,11 @@ struct instr_dump {
 };
 /* Writes the head of the object. 0, -ENOMEM or -EIO. */
 int instr__dump_begin(const struct instr *in, struct instr_dump *d, FILE *f);
-/* Looks at up to max slots from d->next on and writes those with data.
+/* Looks at up to max slots from d->next on and writes those with data,
+ * stopping early once INSTR_DUMP_CELLS cells are written (so that one call
+ * costs about a millisecond whatever the slots hold).
  * 1: more remain; 0: done (the object is closed); -ENOMEM or -EIO. */
+#define INSTR_DUMP_CELLS 4096
 int instr__dump_step(const struct instr *in, struct instr_dump *d, FILE *f, unsigned int max);
 /* Replaces the retained data with `data` (borrowed). -EINVAL when it was
  * saved by an instrumentation of another metric, decomposition or

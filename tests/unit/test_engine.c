@@ -622,6 +622,54 @@ static void test_count_beyond_32_bits(void **state)
 	instr__free(back);
 }
 
+/* The data file written a few slots at a time, straight from the cells, is
+ * byte for byte the JSON tree instr__data_to_json() gives, for every arity
+ * and for keys JSON must escape or cannot carry. */
+static void test_dump_equals_tree(void **state)
+{
+	static const char *const specs[] = {
+		"{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"latency\"]}",
+		"{\"metric\": \"vm.exits\", \"decomposition\": [\"latency\"]}",
+		"{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"vcpu\"]}",
+		"{\"metric\": \"vm.exits\"}",
+	};
+	int64_t now = T0 + 100;
+	size_t k;
+
+	(void)state;
+	for (k = 0; k < sizeof(specs) / sizeof(specs[0]); k++) {
+		struct instr *in = mk(specs[k], &now);
+		struct instr_dump d;
+		char *buf = NULL, *tree;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+		json_t *data;
+		int rc;
+
+		ingest(in, exit_rec(T0, 3, "web1", "0", "HLT", 12, 0));
+		ingest(in, exit_rec(T0, 4, "we\"b\\1\n", "1", "HLT", 2000, 0));
+		ingest(in, exit_rec(T0 + 1, 5, "db2", "1", "HLT", 20000000000ULL, 0));
+		ingest(in, exit_rec(T0 + 3, 6, "web1", "0", "HLT", 14, 0));
+		ingest(in, exit_rec(T0 + 3, 7, "caf\xc3\xa9", "0", "HLT", 14, 0));
+		ingest(in, exit_rec(T0 + 4, 1, "b\xff" "ad", "0", "HLT", 300, 0));
+		ingest(in, exit_rec(T0 + 4, 2, "web1", "0", "HLT", 300, 0));
+		assert_non_null(f);
+		assert_int_equal(instr__dump_begin(in, &d, f), 0);
+		while ((rc = instr__dump_step(in, &d, f, 2)) == 1)
+			;
+		assert_int_equal(rc, 0);
+		assert_int_equal(fclose(f), 0);
+		data = instr__data_to_json(in);
+		tree = json_dumps(data, JSON_COMPACT);
+		assert_non_null(tree);
+		assert_string_equal(buf, tree);
+		free(tree);
+		free(buf);
+		json_decref(data);
+		instr__free(in);
+	}
+}
+
 static void test_window_matches_value(void **state)
 {
 	int64_t now = T0 + 100;
@@ -1173,6 +1221,7 @@ int main(void)
 		cmocka_unit_test(test_persist_rejects),
 		cmocka_unit_test(test_window_matches_value),
 		cmocka_unit_test(test_count_beyond_32_bits),
+		cmocka_unit_test(test_dump_equals_tree),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
