@@ -525,13 +525,12 @@ out:
 	return err;
 }
 
-/* Sorts key ids by name (qsort has no context argument: the table is
- * passed through a thread-local). */
-static _Thread_local char *const *sort_names;
-
-static int cmp_id_name(const void *a, const void *b)
+/* Orders key ids by name (qsort_r's context: the panel's names). */
+static int cmp_id_name(const void *a, const void *b, void *names)
 {
-	return strcmp(sort_names[*(const size_t *)a], sort_names[*(const size_t *)b]);
+	char *const *n = names;
+
+	return strcmp(n[*(const size_t *)a], n[*(const size_t *)b]);
 }
 
 /* The keys drawn, ymax and spans of this window; bumps the configuration
@@ -558,8 +557,7 @@ static int configure(struct heatmap_live_panel *pn, const struct heatmap_params 
 		for (i = 0; i < nk; i++)
 			if (seen[i])
 				order[norder++] = i;
-		sort_names = pn->names;
-		qsort(order, norder, sizeof(*order), cmp_id_name);
+		qsort_r(order, norder, sizeof(*order), cmp_id_name, pn->names);
 		/* unseen keys last: they are not drawn */
 		for (i = 0; i < nk; i++)
 			if (!seen[i])

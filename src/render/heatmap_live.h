@@ -84,7 +84,10 @@ int heatmap_live__begin(struct heatmap_live_req *q, uint64_t instr_uid,
 long heatmap_live__copy(struct heatmap_live_req *q, const struct instr *in, size_t from,
 			size_t max_cells);
 /* After the copy: the image into out. 0, -EINVAL (heatmap__last_error()),
- * -ENOMEM, -EIO (PNG encoding). */
+ * -ENOMEM, -EIO (PNG encoding), -EAGAIN (the window's buckets are not the
+ * panel's: the panel starts over, ask again; an instrumentation's buckets
+ * never change, so only a caller mixing instrumentations under one uid
+ * sees it). */
 int heatmap_live__image(struct heatmap_live_req *q, struct heatmap_live_image *out);
 void heatmap_live__end(struct heatmap_live_req *q);
 void heatmap_live_image__free(struct heatmap_live_image *im);
