@@ -13,6 +13,10 @@
  *   details      heatmap/details of one pixel (10 minutes)
  *   average, percentile   the overlays (10 minutes)
  *   refresh      the 10-minute image again after one more second came in
+ *                (a live panel: through the cache of render/heatmap_live.h,
+ *                which copies and draws only the new column)
+ *   repeat       the same image asked again with nothing new (what the
+ *                other viewers of a live panel get within the second)
  *   lock_*       the longest hold of the agent's lock by each (the copy; the
  *                agent copies up to 100000 cells per hold)
  *   floor_10m    a tight C loop drawing the same image from the same typed
@@ -43,6 +47,9 @@
 #include "render/base64.h"
 #include "render/heatmap.h"
 #include "render/png.h"
+#ifndef HEATMAP_JSON_INPUT
+#include "render/heatmap_live.h"
+#endif
 
 #define NVMS	10
 #define NLAT	18
@@ -250,6 +257,67 @@ static double request(struct instr *in, int64_t dur, enum op op, double *lock_ms
 	return now_ms() - t0;
 }
 
+#ifndef HEATMAP_JSON_INPUT
+/* A live panel's image, as the agent serves it: the copy under the lock in
+ * pieces of 100000 cells, then the drawing. Returns the total time; *lock_ms
+ * the longest piece. */
+static double live_request(struct instr *in, int64_t dur, double *lock_ms, FILE *out)
+{
+	struct heatmap_params p;
+	struct heatmap_live_req q;
+	struct heatmap_live_image im;
+	double t0 = now_ms();
+	size_t done = 0;
+	long k;
+
+	params(&p);
+	*lock_ms = 0;
+	if (heatmap_live__begin(&q, instr__uid(in), &p, clock_now - dur, 1, (size_t)dur))
+		exit(1);
+	while (done < (size_t)dur) {
+		double t1 = now_ms();
+
+		k = heatmap_live__copy(&q, in, done, 100000);
+		if (k <= 0)
+			exit(1);
+		done += (size_t)k;
+		if (now_ms() - t1 > *lock_ms)
+			*lock_ms = now_ms() - t1;
+	}
+	if (heatmap_live__image(&q, &im)) {
+		fprintf(stderr, "heatmap_bench: live image failed (%s)\n", heatmap__last_error());
+		exit(1);
+	}
+	heatmap_live__end(&q);
+	if (out)
+		fprintf(out, "%s\n", im.image);
+	heatmap_live_image__free(&im);
+	return now_ms() - t0;
+}
+
+/* The base64 PNG of a cold render, for comparison with the live one. */
+static char *cold_b64(struct instr *in, int64_t dur)
+{
+	struct heatmap_params p;
+	struct heatmap *hm;
+	struct copy c;
+	unsigned char *png;
+	char *b64;
+	size_t len;
+
+	memset(&c, 0, sizeof(c));
+	params(&p);
+	if (copy_out(in, clock_now - dur, (size_t)dur, &c) || copy_finish(&c) ||
+	    heatmap__build(&c.in, &p, &hm) || png__encode_rgb(hm->rgb, hm->width, hm->height, &png, &len) ||
+	    base64__encode(png, len, &b64))
+		exit(1);
+	free(png);
+	heatmap__free(hm);
+	copy_free(&c);
+	return b64;
+}
+#endif
+
 static void report(const char *name, double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(*v), cmp_d);
@@ -377,6 +445,7 @@ int main(int argc, char **argv)
 		report(name, lk, n);
 	}
 	/* a live panel: one more second, then the same 10 minutes again */
+#ifdef HEATMAP_JSON_INPUT
 	for (int i = 0; i < rounds; i++) {
 		if (feed(in, clock_now))
 			return 1;
@@ -385,6 +454,43 @@ int main(int argc, char **argv)
 	}
 	report("refresh", v, rounds);
 	report("lock_refresh", lk, rounds);
+#else
+	{
+		char *b64, *line = NULL;
+		size_t cap = 0;
+		FILE *f;
+
+		live_request(in, 600, &lk[0], NULL);	/* the panel opens */
+		for (int i = 0; i < rounds; i++) {
+			if (feed(in, clock_now))
+				return 1;
+			clock_now++;
+			v[i] = live_request(in, 600, &lk[i], NULL);
+		}
+		report("refresh", v, rounds);
+		report("lock_refresh", lk, rounds);
+		for (int i = 0; i < rounds; i++)
+			v[i] = live_request(in, 600, &lk[i], NULL);
+		report("repeat", v, rounds);
+		report("lock_repeat", lk, rounds);
+		/* the refreshed panel is what a cold render draws */
+		f = tmpfile();
+		if (!f)
+			return 1;
+		live_request(in, 600, &lk[0], f);
+		rewind(f);
+		b64 = cold_b64(in, 600);
+		if (getline(&line, &cap, f) < 1 || strncmp(line, b64, strlen(b64)) ||
+		    line[strlen(b64)] != '\n') {
+			fprintf(stderr, "heatmap_bench: the live panel differs from a cold render\n");
+			return 1;
+		}
+		printf("live_equals_cold 1 1\n");
+		free(line);
+		free(b64);
+		fclose(f);
+	}
+#endif
 #ifndef HEATMAP_JSON_INPUT
 	for (int i = 0; i < rounds; i++)
 		v[i] = floor_image(in, 600);

@@ -26,7 +26,6 @@
 /* cells copied per hold of the agent's lock (about a millisecond here): a
  * long or wide window is copied in pieces so that the drain and other
  * requests are not kept waiting */
-#define AGENT_WINDOW_COPY_CELLS 100000
 
 int64_t agent__now(void)
 {
@@ -682,6 +681,27 @@ static int merged_window(const struct agent *a, struct agent_instr *ai, int64_t 
 			rc = 0;
 		json_decref(v);
 	}
+	return rc;
+}
+
+int agent__read_instr(struct agent *a, const struct principal *who, const char *id,
+		      long (*fn)(const struct instr *in, void *arg), void *arg, long *result,
+		      struct agent_error *e)
+{
+	struct agent_instr *ai;
+	int rc = 0;
+
+	pthread_mutex_lock(&a->lock);
+	ai = find_locked(a, who, id, e);
+	if (!ai)
+		rc = -ENOENT;
+	else if (a->fleet)
+		rc = -EXDEV;
+	if (!rc) {
+		ai->last_read = newest_locked(a);
+		*result = fn(ai->in, arg);
+	}
+	pthread_mutex_unlock(&a->lock);
 	return rc;
 }
 

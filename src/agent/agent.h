@@ -26,11 +26,14 @@
 /* Upper bound on an instrumentation's value cells: slots x buckets of the
  * numeric field x AGENT_KEYS_ESTIMATE per discrete field decomposed. */
 #define AGENT_CELLS_MAX_DEFAULT	20000000ull
+/* Cells a reader copies per hold of the agent lock (about 2 ms here). */
+#define AGENT_WINDOW_COPY_CELLS	100000
 #define AGENT_KEYS_ESTIMATE	16
 #define AGENT_PERSIST_INTERVAL	10
 
 struct agent;
 struct dist_window;
+struct instr;
 
 enum principal_role { ROLE_OPERATOR, ROLE_TENANT };
 
@@ -146,6 +149,16 @@ int agent__find(struct agent *a, const struct principal *who, const char *id,
 int agent__value_raw(struct agent *a, const struct principal *who, const char *id,
 		     long long start, long long duration, int ndatapoints, json_t **out,
 		     struct agent_error *e);
+/* Calls fn(in, arg) under the agent lock with instrumentation id's engine
+ * object, borrowed for the call only; *result gets what fn returns. For a
+ * reader that copies what it needs in pieces (the live heatmap cache), one
+ * call per piece: the lock is never held across calls. Counts as a read for
+ * idle-max. 0, -ENOENT (AGENT_ENOENT) when who cannot see id, or -EXDEV
+ * for an aggregator's instrumentation, whose values are not in `in` alone
+ * but merged with its peers' (use agent__window). */
+int agent__read_instr(struct agent *a, const struct principal *who, const char *id,
+		      long (*fn)(const struct instr *in, void *arg), void *arg, long *result,
+		      struct agent_error *e);
 /* Copies nslots slots from start into w (initialised here; the caller's, to
  * dist_window__free, also on error), a bounded number of cells per hold of
  * the lock; an aggregator's are merged with the peers'. The window is

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "common/utf8.h"
 
 static int hexval(char c)
 {
@@ -19,10 +20,7 @@ static int hexval(char c)
 
 static bool utf8_ok(const char *k)
 {
-	json_t *j = json_string(k);
-
-	json_decref(j);
-	return j != NULL;
+	return utf8__valid(k, strlen(k));
 }
 
 /* Decodes s[0..len) into a new string owned by the caller (*out). */

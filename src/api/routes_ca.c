@@ -16,6 +16,7 @@
 #include "engine/window.h"
 #include "render/base64.h"
 #include "render/heatmap.h"
+#include "render/heatmap_live.h"
 #include "render/png.h"
 
 #define HEATMAP_DURATION_DEFAULT 600
@@ -557,8 +558,8 @@ static bool heatmap_request(const struct agent_instr_info *info, const struct ap
 /* Finds the instrumentation, parses the parameters and has the agent copy
  * the slots into h's typed window, so that drawing runs without the agent's
  * lock. false with r set (and nothing in h to free) on failure. */
-static bool heatmap_gather(const struct api_ctx *cx, const struct api_request *rq,
-			   struct api_response *r, struct hm_req *h)
+static bool heatmap_prepare(const struct api_ctx *cx, const struct api_request *rq,
+			    struct api_response *r, struct hm_req *h)
 {
 	struct agent_instr_info info;
 	struct agent_error e;
@@ -577,6 +578,16 @@ static bool heatmap_gather(const struct api_ctx *cx, const struct api_request *r
 		hm_req_free(h);
 		return false;
 	}
+	return true;
+}
+
+static bool heatmap_gather(const struct api_ctx *cx, const struct api_request *rq,
+			   struct api_response *r, struct hm_req *h)
+{
+	struct agent_error e;
+
+	if (!heatmap_prepare(cx, rq, r, h))
+		return false;
 	if (agent__window(cx->agent, rq->who, rq->params[0], h->start, h->nslots, &h->w, &e)) {
 		api__agent_error(r, &e);
 		hm_req_free(h);
@@ -599,6 +610,98 @@ static void heatmap_failed(struct api_response *r, int rc)
 		api__error(r, 400, "InvalidArgument", "heatmap: %s", heatmap__last_error());
 }
 
+/* Copies for heatmap_image_live under the agent lock, one piece a call. */
+struct live_copy {
+	struct heatmap_live_req *q;
+	uint64_t uid;
+	size_t from;
+};
+
+static long live_uid(const struct instr *in, void *arg)
+{
+	*(uint64_t *)arg = instr__uid(in);
+	return 0;
+}
+
+static long live_copy(const struct instr *in, void *arg)
+{
+	struct live_copy *c = arg;
+
+	/* deleted and another made under the same id meanwhile */
+	if (instr__uid(in) != c->uid)
+		return -ESTALE;
+	return heatmap_live__copy(c->q, in, c->from, AGENT_WINDOW_COPY_CELLS);
+}
+
+/* A local instrumentation's image goes through the live panel cache
+ * (render/heatmap_live.h): slots it drew before are not copied again, and
+ * viewers of one panel within a second share one drawing. The panel is
+ * taken before the agent lock, never under it. Returns false, with nothing
+ * answered, for an aggregator's instrumentation: its slots are merged from
+ * the peers (heatmap_gather). */
+static bool heatmap_image_live(const struct api_ctx *cx, const struct api_request *rq,
+			       struct api_response *r)
+{
+	struct heatmap_live_req q;
+	struct heatmap_live_image im;
+	struct live_copy c = { &q, 0, 0 };
+	struct agent_error e;
+	struct hm_req h;
+	long got = 1;
+	int rc;
+
+	if (!heatmap_prepare(cx, rq, r, &h))
+		return true;
+	rc = agent__read_instr(cx->agent, rq->who, rq->params[0], live_uid, &c.uid, &got, &e);
+	if (rc == -EXDEV) {
+		hm_req_free(&h);
+		return false;
+	}
+	if (rc) {
+		api__agent_error(r, &e);
+		goto out;
+	}
+	rc = heatmap_live__begin(&q, c.uid, &h.p, h.start, h.g, h.nslots);
+	if (rc) {
+		heatmap_failed(r, rc);
+		goto out;
+	}
+	got = 1;
+	while (got > 0 && c.from < h.nslots) {
+		rc = agent__read_instr(cx->agent, rq->who, rq->params[0], live_copy, &c, &got, &e);
+		if (rc) {
+			api__agent_error(r, &e);	/* deleted meanwhile: 404 */
+			got = 0;
+		} else if (got == -ESTALE) {
+			api__error(r, 409, "InvalidState", "instrumentation %s changed while it was drawn",
+				   rq->params[0]);
+		} else if (got < 0) {
+			api__error(r, 500, "InternalError", "out of memory");
+		}
+		c.from += got > 0 ? (size_t)got : 0;
+	}
+	rc = got > 0 ? heatmap_live__image(&q, &im) : 0;
+	heatmap_live__end(&q);
+	if (got <= 0)
+		goto out;
+	if (rc == -EIO)
+		api__error(r, 500, "InternalError", "PNG encoding failed");
+	else if (rc)
+		heatmap_failed(r, rc);
+	if (rc)
+		goto out;
+	r->json = json_pack("{s:s, s:f, s:f, s:i, s:i, s:i, s:O, s:I, s:I}", "image", im.image,
+			    "ymin", im.ymin, "ymax", im.ymax, "nbuckets", im.nbuckets,
+			    "width", im.width, "height", im.height, "present", im.present,
+			    "start_time", (json_int_t)h.start, "duration", (json_int_t)h.duration);
+	if (!r->json)
+		api__error(r, 500, "InternalError", "out of memory");
+	heatmap_live_image__free(&im);
+out:
+	hm_req_free(&h);
+	return true;
+}
+
 void routes_ca__heatmap_image(const struct api_ctx *cx, const struct api_request *rq,
 			      struct api_response *r)
 {
@@ -610,6 +713,8 @@ void routes_ca__heatmap_image(const struct api_ctx *cx, const struct api_request
 	struct hm_req h;
 	int rc;
 
+	if (heatmap_image_live(cx, rq, r))
+		return;
 	if (!heatmap_gather(cx, rq, r, &h))
 		return;
 	in = (struct heatmap_input){ &h.w, 0, h.w.nslots };

@@ -1,10 +1,12 @@
 /* `kvmscope vms -j`: the VM list as JSON (jansson). */
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
 
 #include "collectors/collector.h"
+#include "common/utf8.h"
 #include "discovery/discovery.h"
 
 /* jansson refuses strings that are not UTF-8, and names and paths come from
@@ -12,16 +14,18 @@
  * '?' for every non-ASCII byte rather than dropping the field. */
 static json_t *jstr(const char *s)
 {
-	char buf[512];
-	size_t i;
-	json_t *j = json_string(s);
+	char *clean;
+	json_t *j;
 
-	if (j)
-		return j;
-	for (i = 0; s[i] && i + 1 < sizeof(buf); i++)
-		buf[i] = (unsigned char)s[i] >= 0x80 ? '?' : s[i];
-	buf[i] = '\0';
-	return json_string(buf);
+	if (utf8__valid(s, strlen(s)))
+		return json_string(s);
+	clean = strdup(s);
+	if (!clean)
+		return NULL;
+	utf8__sanitize(clean, strlen(clean));
+	j = json_string(clean);
+	free(clean);
+	return j;
 }
 
 static json_t *vm_json(const struct vm_info *vm)

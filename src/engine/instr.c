@@ -2,16 +2,22 @@
  *
  * Storage. One ring of retention/granularity slots; slot i holds the interval
  * starting at start = i * granularity (mod the ring). A slot is a small
- * open-addressing hash of cells, cell key = (decomposition key id << 16) |
- * numeric bucket index, cell value = count:
+ * open-addressing hash of packed 8-byte cells, cell key = (decomposition key
+ * id << 8) | numeric bucket index, cell value = a 32-bit count:
  *   scalar              no cells, slot->total only
  *   discrete            one cell per key (bucket index 0)
  *   numeric             one cell per non-empty bucket (key id 0)
  *   discrete + numeric  one cell per (key, non-empty bucket)
- * State bytes per slot: 32 for the header + 16 per cell of capacity
- * (capacity is a power of two, at most 4/3 of the cells used rounded up, at
- * least 8 once used), so an idle slot costs 32 bytes and a slot with 100
- * keys about 2 KB. Decomposition keys ("web1,3") are interned once per
+ * A count that outgrows 32 bits moves to the instrumentation's overflow
+ * table (struct wide) and its cell says COUNT_WIDE: one cell in four billion
+ * events pays a lookup, every other cell is half the size. Bucket indexes fit
+ * in 8 bits (the catalogue has at most 256 buckets per field: instr__new
+ * checks), key ids in 24 (at most INSTR_KEYS_MAX keys held at once).
+ * State bytes per slot: 40 for the header + 8 per cell of capacity
+ * (capacity is a power of two, at most 8/7 of the cells used rounded up, at
+ * least 8 once used), so an idle slot costs 40 bytes and a slot with 100
+ * keys about 1 KB. Linear probing at that load still finds a cell in a few
+ * probes, within a cache line or two (the mixer spreads the keys). Decomposition keys ("web1,3") are interned once per
  * instrumentation in a chained hash with a reference count per slot using
  * them, and freed when the last slot holding them is recycled.
  *
@@ -28,25 +34,40 @@
 #include <time.h>
 
 #include "common/errmsg.h"
+#include "common/hash.h"
 #include "common/json_util.h"
+#include "common/utf8.h"
 #include "engine/instr.h"
 #include "engine/merge.h"
 
-#define BIDX_BITS 16
-#define BIDX_MASK ((1ULL << BIDX_BITS) - 1)
+#define BIDX_BITS 8
+#define BIDX_MASK ((1U << BIDX_BITS) - 1)
 #define CELLS_MIN 8
+/* a slot's table grows beyond LOAD_NUM / LOAD_DEN full */
+#define LOAD_NUM 7
+#define LOAD_DEN 8
 #define UNKNOWN_KEY "unknown"
+/* a cell's count lives in the overflow table */
+#define COUNT_WIDE UINT32_MAX
+_Static_assert(INSTR_KEYS_MAX <= UINT32_MAX >> BIDX_BITS, "key ids must fit beside the bucket");
 
 struct cell {
-	uint64_t key;
-	uint64_t count;		/* 0 = empty cell */
+	uint32_t key;
+	uint32_t count;		/* 0 = empty cell */
 };
 
 struct slot {
 	int64_t start;		/* INT64_MIN: never used */
 	uint64_t total;
+	uint64_t version;	/* instr.version when last changed */
 	uint32_t used, cap;
 	struct cell *cells;
+};
+
+/* A count beyond 32 bits: cell `key` of slot number `slot`. */
+struct wide {
+	uint32_t slot, key;
+	uint64_t count;
 };
 
 struct ikey {
@@ -89,6 +110,10 @@ struct instr {
 	struct slot *slots;
 	int64_t newest;			/* start of the newest slot, INT64_MIN if none */
 	struct keytab keys;
+	struct wide *wide;		/* [nwide] counts beyond 32 bits */
+	uint32_t nwide, wide_cap;
+	uint64_t uid;			/* unique in the process */
+	uint64_t version;		/* bumped on every change of a slot */
 	struct instr_stats st;
 };
 
@@ -122,29 +147,7 @@ static int64_t wall_now(void *ctx)
 	return (int64_t)time(NULL);
 }
 
-static inline uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	return x;
-}
-
 /* ---- interned decomposition keys -------------------------------------- */
-
-#define FNV_OFF 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
-
-static uint64_t fnv(uint64_t h, const char *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= FNV_PRIME;
-	}
-	return h;
-}
 
 static int keytab_init(struct keytab *kt)
 {
@@ -211,7 +214,7 @@ static bool key_matches(const struct ikey *k, const char *const *pc, const size_
  * table owns the copy). 0 when out of memory. */
 static uint32_t keytab_intern(struct keytab *kt, const char *const *pc, const size_t *len, int n)
 {
-	uint64_t h = FNV_OFF;
+	uint64_t h = HASH_SEED;
 	struct ikey *k;
 	size_t total = 0, off = 0;
 	uint32_t id;
@@ -219,8 +222,8 @@ static uint32_t keytab_intern(struct keytab *kt, const char *const *pc, const si
 
 	for (i = 0; i < n; i++) {
 		if (i)
-			h = fnv(h, ",", 1);
-		h = fnv(h, pc[i], len[i]);
+			h = hash__bytes(h, ",", 1);
+		h = hash__bytes(h, pc[i], len[i]);
 		total += len[i] + (i ? 1 : 0);
 	}
 	for (k = kt->buckets[h & (kt->nbuckets - 1)]; k; k = k->next)
@@ -244,7 +247,7 @@ static uint32_t keytab_intern(struct keytab *kt, const char *const *pc, const si
 			kt->freeids = f;
 			kt->idcap = cap;
 		}
-		if (kt->next_id > (UINT32_MAX >> 1))
+		if (kt->next_id > INSTR_KEYS_MAX)
 			return 0;
 		id = kt->next_id++;
 	}
@@ -292,19 +295,79 @@ static void keytab_unref(struct keytab *kt, uint32_t id)
 
 /* ---- slots ------------------------------------------------------------- */
 
+static uint32_t slot_index(const struct instr *in, const struct slot *s)
+{
+	return (uint32_t)(s - in->slots);
+}
+
+static struct wide *wide_find(const struct instr *in, const struct slot *s, uint32_t key)
+{
+	uint32_t i, si = slot_index(in, s);
+
+	for (i = 0; i < in->nwide; i++)
+		if (in->wide[i].slot == si && in->wide[i].key == key)
+			return &in->wide[i];
+	return NULL;
+}
+
+static uint64_t cell_count(const struct instr *in, const struct slot *s, const struct cell *c)
+{
+	const struct wide *w;
+
+	if (c->count != COUNT_WIDE)
+		return c->count;
+	w = wide_find(in, s, c->key);
+	return w ? w->count : COUNT_WIDE;
+}
+
+/* Adds n to cell c of slot s, moving its count to the overflow table when it
+ * no longer fits in 32 bits. 0 or -ENOMEM (c unchanged). */
+static int cell_add(struct instr *in, struct slot *s, struct cell *c, uint64_t n)
+{
+	struct wide *w;
+	uint64_t sum;
+
+	if (c->count == COUNT_WIDE && (w = wide_find(in, s, c->key))) {
+		w->count += n;
+		return 0;
+	}
+	sum = (uint64_t)c->count + n;
+	if (sum < COUNT_WIDE) {
+		c->count = (uint32_t)sum;
+		return 0;
+	}
+	if (in->nwide == in->wide_cap) {
+		uint32_t cap = in->wide_cap ? in->wide_cap * 2 : 4;
+		struct wide *nw = realloc(in->wide, cap * sizeof(*nw));
+
+		if (!nw)
+			return -ENOMEM;
+		in->wide = nw;
+		in->wide_cap = cap;
+	}
+	in->wide[in->nwide++] = (struct wide){ slot_index(in, s), c->key, sum };
+	c->count = COUNT_WIDE;
+	return 0;
+}
+
 static void slot_clear(struct instr *in, struct slot *s, int64_t start)
 {
-	uint32_t i;
+	uint32_t i, si = slot_index(in, s);
 
 	if (s->used) {
 		for (i = 0; i < s->cap; i++) {
 			if (!s->cells[i].count)
 				continue;
 			if (s->cells[i].key >> BIDX_BITS)
-				keytab_unref(&in->keys, (uint32_t)(s->cells[i].key >> BIDX_BITS));
+				keytab_unref(&in->keys, s->cells[i].key >> BIDX_BITS);
 		}
 		memset(s->cells, 0, s->cap * sizeof(*s->cells));
 	}
+	for (i = 0; i < in->nwide;)
+		if (in->wide[i].slot == si)
+			in->wide[i] = in->wide[--in->nwide];
+		else
+			i++;
 	/* a slot that had many keys gives its memory back */
 	if (s->cap > 64 && s->used < s->cap / 8) {
 		free(s->cells);
@@ -314,19 +377,26 @@ static void slot_clear(struct instr *in, struct slot *s, int64_t start)
 	s->used = 0;
 	s->total = 0;
 	s->start = start;
+	s->version = ++in->version;
 }
 
-static int slot_grow(struct slot *s)
+/* Makes room in s for `want` cells in all (the table doubles until they fit
+ * under its load limit). 0 or -ENOMEM (s unchanged). */
+static int slot_grow(struct slot *s, uint32_t want)
 {
 	uint32_t ncap = s->cap ? s->cap * 2 : CELLS_MIN, i, j;
-	struct cell *nc = calloc(ncap, sizeof(*nc));
+	struct cell *nc;
 
+	while ((uint64_t)want * LOAD_DEN > (uint64_t)ncap * LOAD_NUM)
+		ncap *= 2;
+	nc = calloc(ncap, sizeof(*nc));
 	if (!nc)
 		return -ENOMEM;
 	for (i = 0; i < s->cap; i++) {
 		if (!s->cells[i].count)
 			continue;
-		for (j = mix64(s->cells[i].key) & (ncap - 1); nc[j].count; j = (j + 1) & (ncap - 1))
+		for (j = (uint32_t)hash__mix64(s->cells[i].key) & (ncap - 1); nc[j].count;
+		     j = (j + 1) & (ncap - 1))
 			;
 		nc[j] = s->cells[i];
 	}
@@ -336,31 +406,40 @@ static int slot_grow(struct slot *s)
 	return 0;
 }
 
-static int slot_add(struct instr *in, struct slot *s, uint64_t key, uint64_t n)
+static int slot_add(struct instr *in, struct slot *s, uint32_t key, uint64_t n)
 {
 	uint32_t j = 0;
 
-	s->total += n;
-	if (in->arity == INSTR_SCALAR)
+	if (in->arity == INSTR_SCALAR) {
+		s->total += n;
+		s->version = ++in->version;
 		return 0;
+	}
 	if (s->cap) {
-		for (j = mix64(key) & (s->cap - 1); s->cells[j].count; j = (j + 1) & (s->cap - 1))
+		for (j = (uint32_t)hash__mix64(key) & (s->cap - 1); s->cells[j].count;
+		     j = (j + 1) & (s->cap - 1))
 			if (s->cells[j].key == key) {
-				s->cells[j].count += n;
+				if (cell_add(in, s, &s->cells[j], n))
+					return -ENOMEM;
+				s->total += n;
+				s->version = ++in->version;
 				return 0;
 			}
 	}
-	if ((s->used + 1) * 4 > s->cap * 3) {
-		if (slot_grow(s)) {
-			s->total -= n;
+	if ((uint64_t)(s->used + 1) * LOAD_DEN > (uint64_t)s->cap * LOAD_NUM) {
+		if (slot_grow(s, s->used + 1))
 			return -ENOMEM;
-		}
-		for (j = mix64(key) & (s->cap - 1); s->cells[j].count; j = (j + 1) & (s->cap - 1))
+		for (j = (uint32_t)hash__mix64(key) & (s->cap - 1); s->cells[j].count;
+		     j = (j + 1) & (s->cap - 1))
 			;
 	}
 	s->cells[j].key = key;
-	s->cells[j].count = n;
+	s->cells[j].count = 0;
+	if (cell_add(in, s, &s->cells[j], n))
+		return -ENOMEM;
 	s->used++;
+	s->total += n;
+	s->version = ++in->version;
 	if (key >> BIDX_BITS)
 		in->keys.byid[key >> BIDX_BITS]->refs++;
 	return 0;
@@ -591,6 +670,8 @@ static int get_persist(const json_t *spec, bool *out, char *err, size_t errlen)
 }
 
 /* On success *out is owned by the caller. */
+static uint64_t next_uid;
+
 int instr__new(const json_t *spec, struct instr **out, char *err, size_t errlen)
 {
 	struct instr *in;
@@ -628,6 +709,12 @@ int instr__new(const json_t *spec, struct instr **out, char *err, size_t errlen)
 		goto err_free;
 	if (in->numidx >= 0)
 		in->numf = in->m->fields[in->numidx];
+	if (in->numf && metric__nbuckets(in->numf) > BIDX_MASK + 1) {
+		/* the catalogue's fields all fit; a new one must too */
+		ret = errmsg__invalid(err, errlen, "field \"%s\" has %u buckets, more than %u",
+				      in->numf->name, metric__nbuckets(in->numf), BIDX_MASK + 1);
+		goto err_free;
+	}
 	in->arity = in->numidx >= 0 ? (in->ndisc ? INSTR_DISCRETE_NUMERIC : INSTR_NUMERIC) :
 				      (in->ndisc ? INSTR_DISCRETE : INSTR_SCALAR);
 	ret = get_int(spec, "granularity", 1, 1, INSTR_GRANULARITY_MAX, &g, err, errlen);
@@ -667,6 +754,7 @@ int instr__new(const json_t *spec, struct instr **out, char *err, size_t errlen)
 		in->slots[i].start = INT64_MIN;
 	if (in->ndisc && keytab_init(&in->keys))
 		goto err_free;
+	in->uid = __atomic_add_fetch(&next_uid, 1, __ATOMIC_RELAXED);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	in->crtime_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	*out = in;
@@ -685,6 +773,7 @@ void instr__free(struct instr *in)
 	for (i = 0; in->slots && i < in->nslots; i++)
 		free(in->slots[i].cells);
 	free(in->slots);
+	free(in->wide);
 	keytab_free(&in->keys);
 	predicate__free(in->pred);
 	free(in->id);
@@ -802,7 +891,7 @@ int instr__ingest(struct instr *in, const struct record *rec)
 {
 	const char *pc[INSTR_DECOMP_MAX];
 	size_t len[INSTR_DECOMP_MAX];
-	uint64_t key = 0;
+	uint32_t key = 0;
 	struct slot *s;
 	uint32_t id;
 	int i, b;
@@ -827,7 +916,7 @@ int instr__ingest(struct instr *in, const struct record *rec)
 		return 0;
 	if (in->numf) {
 		b = metric__bucket_index(in->numf, rec->num[in->numidx]);
-		key = (uint64_t)b;
+		key = (uint32_t)b;
 	}
 	if (in->ndisc) {
 		for (i = 0; i < in->ndisc; i++) {
@@ -837,7 +926,7 @@ int instr__ingest(struct instr *in, const struct record *rec)
 		id = keytab_intern(&in->keys, pc, len, in->ndisc);
 		if (!id)
 			return -ENOMEM;
-		key |= (uint64_t)id << BIDX_BITS;
+		key |= id << BIDX_BITS;
 		if (slot_add(in, s, key, rec->value)) {
 			if (!in->keys.byid[id]->refs) {
 				in->keys.byid[id]->refs = 1;
@@ -861,9 +950,15 @@ static json_t *empty_value(const struct instr *in)
 	}
 }
 
+/* A cell with its count resolved, for sorting. */
+struct vcell {
+	uint32_t key;
+	uint64_t count;
+};
+
 static int cell_cmp(const void *a, const void *b)
 {
-	const struct cell *x = a, *y = b;
+	const struct vcell *x = a, *y = b;
 
 	return x->key < y->key ? -1 : x->key > y->key;
 }
@@ -879,27 +974,24 @@ static json_t *bucket_json(const struct instr *in, uint64_t bidx, uint64_t count
 
 /* Sets obj[key] = val, taking the reference to val. Keys come from guests'
  * and VMMs' strings, which need not be UTF-8: JSON cannot carry those, so
- * their bytes outside ASCII are shown as '?' rather than losing the value. */
+ * they are shown sanitised (utf8__sanitize) rather than losing the value. */
 static int set_key(json_t *obj, const char *key, json_t *val)
 {
-	char *clean;
-	size_t i;
-	int ret = 0;
+	size_t len = strlen(key);
+	char *clean = NULL;
+	int ret = -ENOMEM;
 
 	if (!val)
 		return -ENOMEM;
-	if (json_object_set(obj, key, val)) {
+	if (!utf8__valid(key, len)) {
 		clean = strdup(key);
-		if (!clean) {
-			json_decref(val);
-			return -ENOMEM;
-		}
-		for (i = 0; clean[i]; i++)
-			if ((unsigned char)clean[i] >= 0x80)
-				clean[i] = '?';
-		ret = json_object_set(obj, clean, val) ? -ENOMEM : 0;
-		free(clean);
+		if (!clean)
+			goto out;
+		utf8__sanitize(clean, len);
 	}
+	ret = json_object_set(obj, clean ? clean : key, val) ? -ENOMEM : 0;
+out:
+	free(clean);
 	json_decref(val);
 	return ret;
 }
@@ -908,7 +1000,7 @@ static int set_key(json_t *obj, const char *key, json_t *val)
 json_t *instr__value(const struct instr *in, int64_t slot_start)
 {
 	const struct slot *s;
-	struct cell *cells;
+	struct vcell *cells;
 	json_t *v, *dist = NULL;
 	uint32_t i, n = 0;
 	uint64_t cur = UINT64_MAX;
@@ -928,7 +1020,8 @@ json_t *instr__value(const struct instr *in, int64_t slot_start)
 		goto err;
 	for (i = 0; i < s->cap; i++)
 		if (s->cells[i].count)
-			cells[n++] = s->cells[i];
+			cells[n++] = (struct vcell){ s->cells[i].key,
+						     cell_count(in, s, &s->cells[i]) };
 	qsort(cells, n, sizeof(*cells), cell_cmp);
 	for (i = 0; i < n; i++) {
 		uint64_t id = cells[i].key >> BIDX_BITS, bidx = cells[i].key & BIDX_MASK;
@@ -972,6 +1065,20 @@ static bool slot_current(const struct instr *in, const struct slot *s, int64_t t
 {
 	return s->start == t && in->newest != INT64_MIN &&
 	       t > in->newest - (int64_t)in->nslots * in->gran;
+}
+
+uint64_t instr__uid(const struct instr *in)
+{
+	return in->uid;
+}
+
+uint64_t instr__slot_version(const struct instr *in, int64_t slot_start)
+{
+	const struct slot *s;
+
+	slot_start = align(in, slot_start);
+	s = slot_of(in, slot_start);
+	return slot_current(in, s, slot_start) ? s->version : 0;
 }
 
 /* The caller owns w (dist_window__free), whatever the result. */
@@ -1034,7 +1141,7 @@ long instr__window_append(const struct instr *in, int64_t start, size_t nslots,
 			continue;
 		for (i = 0; i < s->cap; i++) {
 			const struct cell *c = &s->cells[i];
-			uint32_t id = (uint32_t)(c->key >> BIDX_BITS);
+			uint32_t id = c->key >> BIDX_BITS;
 
 			if (!c->count)
 				continue;
@@ -1047,7 +1154,8 @@ long instr__window_append(const struct instr *in, int64_t start, size_t nslots,
 				dense[id] = (uint32_t)ix + 1;
 			}
 			if (dist_window__add_cell(w, id ? dense[id] - 1 : 0,
-						  (uint32_t)(c->key & BIDX_MASK), (double)c->count))
+						  c->key & BIDX_MASK,
+						  (double)cell_count(in, s, c)))
 				goto out;
 		}
 	}
@@ -1118,6 +1226,7 @@ void instr__stats(const struct instr *in, struct instr_stats *st)
 	*st = in->st;
 	st->keys = in->keys.count;
 	st->bytes = sizeof(*in) + (uint64_t)in->nslots * sizeof(struct slot) + in->keys.bytes +
+		    (uint64_t)in->wide_cap * sizeof(struct wide) +
 		    (uint64_t)in->keys.nbuckets * sizeof(void *) +
 		    (uint64_t)in->keys.idcap * (sizeof(void *) + sizeof(uint32_t));
 	for (i = 0; i < in->nslots; i++)
@@ -1207,28 +1316,110 @@ out:
 	return rc;
 }
 
+/* Writes slot s's value as instr__value's JSON would be written (compact),
+ * straight from the cells: the agent saves millions of cells under its
+ * lock, and building the JSON tree first costs ten times as much. Keys are
+ * escaped by jansson itself. 1: written; 0: a key is not valid UTF-8 (the
+ * caller writes the JSON tree, whose sanitised keys may merge); -ENOMEM,
+ * -EIO. */
+static int dump_value(const struct instr *in, const struct slot *s, FILE *f)
+{
+	struct vcell *cells = NULL;
+	uint32_t i, n = 0, cur = UINT32_MAX;
+	char *esc = NULL;
+	int rc = -ENOMEM, bad = 0;
+
+	if (in->arity == INSTR_SCALAR)
+		return fprintf(f, "%llu", (unsigned long long)s->total) < 0 ? -EIO : 1;
+	cells = malloc((s->used ? s->used : 1) * sizeof(*cells));
+	if (!cells)
+		goto out;
+	for (i = 0; i < s->cap; i++)
+		if (s->cells[i].count)
+			cells[n++] = (struct vcell){ s->cells[i].key, cell_count(in, s, &s->cells[i]) };
+	qsort(cells, n, sizeof(*cells), cell_cmp);
+	rc = 0;
+	for (i = 0; i < n; i++) {
+		const struct ikey *k = cells[i].key >> BIDX_BITS ?
+				       in->keys.byid[cells[i].key >> BIDX_BITS] : NULL;
+
+		if (k && !utf8__valid(k->s, k->len))
+			goto out;
+	}
+	bad |= fputc(in->arity == INSTR_NUMERIC ? '[' : '{', f) == EOF;
+	for (i = 0; i < n && !bad; i++) {
+		uint32_t id = cells[i].key >> BIDX_BITS;
+		uint64_t lo = 0, hi = 0;
+
+		if (in->numf) {
+			lo = metric__bucket_lo(in->numf, cells[i].key & BIDX_MASK, &hi);
+			hi = metric__json_hi(in->numf, lo, hi);
+		}
+		if (in->arity != INSTR_NUMERIC && id != cur) {
+			json_t *js = json_stringn(in->keys.byid[id]->s, in->keys.byid[id]->len);
+
+			free(esc);
+			esc = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+			json_decref(js);
+			if (!esc) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			bad |= fprintf(f, "%s%s:%s", cur == UINT32_MAX ? "" :
+				       in->arity == INSTR_DISCRETE ? "," : "],", esc,
+				       in->arity == INSTR_DISCRETE ? "" : "[") < 0;
+			cur = id;
+		} else if (i) {
+			bad |= fputc(',', f) == EOF;
+		}
+		if (in->arity == INSTR_DISCRETE)
+			bad |= fprintf(f, "%lld", (long long)cells[i].count) < 0;
+		else
+			bad |= fprintf(f, "[[%lld,%lld],%lld]", (long long)lo, (long long)hi,
+				       (long long)cells[i].count) < 0;
+	}
+	if (in->arity == INSTR_DISCRETE_NUMERIC && n)
+		bad |= fputc(']', f) == EOF;
+	bad |= fputc(in->arity == INSTR_NUMERIC ? ']' : '}', f) == EOF;
+	rc = bad ? -EIO : 1;
+out:
+	free(esc);
+	free(cells);
+	return rc;
+}
+
 int instr__dump_step(const struct instr *in, struct instr_dump *d, FILE *f, unsigned int max)
 {
 	unsigned int n;
 	json_t *v;
 	int64_t t = d->next;
-	int bad;
+	int bad, done;
+	size_t cells = 0;
 
 	if (in->newest == INT64_MIN)
 		t = INT64_MAX;
 	else if (t < oldest_retained(in))
 		t = oldest_retained(in);	/* the ring moved on meanwhile */
-	for (n = 0; n < max && t <= in->newest; n++, t += in->gran) {
+	for (n = 0; n < max && t <= in->newest && cells < INSTR_DUMP_CELLS; n++, t += in->gran) {
 		if (!slot_filled(in, t))
 			continue;
-		v = instr__value(in, t);
-		if (!v)
-			return -ENOMEM;
-		bad = fprintf(f, "%s{\"start_time\":%lld,\"value\":", d->written ? "," : "",
-			      (long long)t) < 0 ||
-		      json_dumpf(v, f, JSON_COMPACT | JSON_ENCODE_ANY) || fputc('}', f) == EOF;
-		json_decref(v);
-		if (bad)
+		cells += slot_of(in, t)->used + 1;
+		if (fprintf(f, "%s{\"start_time\":%lld,\"value\":", d->written ? "," : "",
+			    (long long)t) < 0)
+			return -EIO;
+		done = dump_value(in, slot_of(in, t), f);
+		if (done < 0)
+			return done;
+		if (!done) {
+			v = instr__value(in, t);
+			if (!v)
+				return -ENOMEM;
+			bad = json_dumpf(v, f, JSON_COMPACT | JSON_ENCODE_ANY);
+			json_decref(v);
+			if (bad)
+				return -EIO;
+		}
+		if (fputc('}', f) == EOF)
 			return -EIO;
 		d->written++;
 	}
@@ -1261,7 +1452,7 @@ static int load_dist(struct instr *in, struct slot *s, uint32_t id, const json_t
 			return -EINVAL;
 		if (!s || !json_integer_value(n))
 			continue;
-		ret = slot_add(in, s, ((uint64_t)id << BIDX_BITS) | (uint64_t)b,
+		ret = slot_add(in, s, (id << BIDX_BITS) | (uint32_t)b,
 			       (uint64_t)json_integer_value(n));
 		if (ret)
 			return ret;
@@ -1269,15 +1460,37 @@ static int load_dist(struct instr *in, struct slot *s, uint32_t id, const json_t
 	return 0;
 }
 
+/* Cells a saved value holds, at most (for sizing the slot once). */
+static size_t value_cells(const struct instr *in, const json_t *v)
+{
+	const char *k;
+	const json_t *kv;
+	size_t n = 0;
+
+	if (in->arity == INSTR_NUMERIC)
+		return json_array_size(v);
+	if (in->arity == INSTR_DISCRETE)
+		return json_object_size(v);
+	json_object_foreach((json_t *)v, k, kv)
+		n += json_array_size(kv);
+	return n;
+}
+
 /* s == NULL: only check that v has this instrumentation's shape. */
 static int load_value(struct instr *in, struct slot *s, const json_t *v)
 {
 	const char *k;
 	const json_t *kv;
-	size_t klen;
+	size_t klen, want;
 	uint32_t id = 0;
 	int ret;
 
+	/* one table of the final size, not a series of doublings that would
+	 * leave holes between the parsed JSON's blocks */
+	want = s && in->arity != INSTR_SCALAR ? s->used + value_cells(in, v) : 0;
+	if (want && want < UINT32_MAX / 2 && want * LOAD_DEN > (size_t)s->cap * LOAD_NUM &&
+	    slot_grow(s, (uint32_t)want))
+		return -ENOMEM;
 	switch (in->arity) {
 	case INSTR_SCALAR:
 		if (!json_is_integer(v) || json_integer_value(v) < 0)
@@ -1304,7 +1517,7 @@ static int load_value(struct instr *in, struct slot *s, const json_t *v)
 				return -ENOMEM;
 			if (in->arity == INSTR_DISCRETE)
 				ret = json_integer_value(kv) ?
-				      slot_add(in, s, (uint64_t)id << BIDX_BITS,
+				      slot_add(in, s, id << BIDX_BITS,
 					       (uint64_t)json_integer_value(kv)) : 0;
 			else
 				ret = load_dist(in, s, id, kv);

@@ -44,6 +44,9 @@
 #define INSTR_IDLE_MAX_DEFAULT	3600
 #define INSTR_IDLE_MAX_MAX	(30 * 86400)
 #define INSTR_DECOMP_MAX	8
+/* distinct decomposition keys held at once (a cell packs the key's id in
+ * 24 bits); a record with a key beyond them is refused as if out of memory */
+#define INSTR_KEYS_MAX		((1U << 24) - 1)
 /* records stamped further than this past the instrumentation's clock are
  * dropped: one bogus timestamp must not roll the whole ring away */
 #define INSTR_FUTURE_MAX	60
@@ -111,6 +114,14 @@ int instr__ingest(struct instr *in, const struct record *rec);
  * 0, {} or [] as fits the arity. New reference owned by the caller. */
 json_t *instr__value(const struct instr *in, int64_t slot_start);
 
+/* A number no other instrumentation of this process has had. */
+uint64_t instr__uid(const struct instr *in);
+/* The version of the slot starting at slot_start (aligned down): it changes
+ * whenever the slot's data does (a record added, the slot recycled or
+ * restored), so that a reader who kept a copy of the slot knows whether the
+ * copy still holds. 0 for a slot outside the ring (no data). */
+uint64_t instr__slot_version(const struct instr *in, int64_t slot_start);
+
 /* Copies the nslots slots from start (aligned down to the granularity) into
  * w (initialised here; the caller's, released with dist_window__free) in
  * O(cells held) with a few allocations for the whole window, none per cell:
@@ -154,8 +165,11 @@ struct instr_dump {
 };
 /* Writes the head of the object. 0, -ENOMEM or -EIO. */
 int instr__dump_begin(const struct instr *in, struct instr_dump *d, FILE *f);
-/* Looks at up to max slots from d->next on and writes those with data.
+/* Looks at up to max slots from d->next on and writes those with data,
+ * stopping early once INSTR_DUMP_CELLS cells are written (so that one call
+ * costs about a millisecond whatever the slots hold).
  * 1: more remain; 0: done (the object is closed); -ENOMEM or -EIO. */
+#define INSTR_DUMP_CELLS 4096
 int instr__dump_step(const struct instr *in, struct instr_dump *d, FILE *f, unsigned int max);
 /* Replaces the retained data with `data` (borrowed). -EINVAL when it was
  * saved by an instrumentation of another metric, decomposition or

@@ -1,6 +1,8 @@
 /* Typed time windows: see window.h. Every array allocated here belongs to
  * the window and is released by dist_window__free(). */
 #include "common/errmsg.h"
+#include "common/hash.h"
+#include "common/utf8.h"
 #include "engine/window.h"
 
 #include <errno.h>
@@ -72,23 +74,15 @@ int dist_window__reserve(struct dist_window *w, size_t nslots, size_t ncells, si
 
 long dist_window__add_key(struct dist_window *w, const char *s, size_t len)
 {
-	json_t *check;
 	char *k;
-	size_t i;
 
 	if (dist_window__reserve(w, 0, 0, 1, len))
 		return -ENOMEM;
 	k = w->names + w->names_len;
 	memcpy(k, s, len);
 	k[len] = 0;
-	/* the test JSON itself applies: a key jansson refuses is shown with
-	 * its bytes outside ASCII as '?', as raw values show it */
-	check = json_stringn(k, len);
-	if (!check)
-		for (i = 0; i < len; i++)
-			if ((unsigned char)k[i] >= 0x80)
-				k[i] = '?';
-	json_decref(check);
+	/* shown as raw values show it */
+	utf8__sanitize(k, len);
 	w->names_len += len + 1;
 	w->keys[w->nkeys] = k;
 	w->decomposed = true;
@@ -123,10 +117,7 @@ static uint64_t hash_bucket(double lo, double hi)
 
 	memcpy(&a, &lo, sizeof(a));
 	memcpy(&b, &hi, sizeof(b));
-	a ^= b * 0x9e3779b97f4a7c15ULL;
-	a ^= a >> 33;
-	a *= 0xff51afd7ed558ccdULL;
-	return a ^ (a >> 33);
+	return hash__mix64(a ^ b * 0x9e3779b97f4a7c15ULL);
 }
 
 /* Index of bucket [lo, hi), added if new (the lookup table is the

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/hash.h"
+#include "common/utf8.h"
 #include "engine/metric.h"
 #include "export/om.h"
 
@@ -153,9 +155,7 @@ void om_store__free(struct om_store *s)
 
 static uint32_t fnv1a(const char *p, size_t n, uint32_t h)
 {
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 16777619u;
-	return h;
+	return (uint32_t)hash__bytes(HASH_SEED ^ h, p, n);
 }
 
 static uint64_t series_weight(const struct om_fam_state *fs, const struct om_family *f)
@@ -389,35 +389,8 @@ void om_buf__printf(struct om_buf *b, const char *fmt, ...)
 /* Length of the valid UTF-8 sequence at p (1..4), or 0 if it is not one. */
 static size_t utf8_len(const unsigned char *p)
 {
-	unsigned char c = p[0];
-	size_t n;
-	unsigned char lo = 0x80, hi = 0xbf;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	/* overlong forms, surrogates and code points past U+10FFFF */
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
+	/* NUL-terminated: the check stops at the NUL */
+	return utf8__seq_len(p, 4);
 }
 
 void om_buf__label_value(struct om_buf *b, const char *v)

@@ -10,6 +10,7 @@
  * up in a hash of the distinct ones (a few dozen, typically) rather than
  * sorting every cell value, and each hue's HSV sextant is worked out once. */
 #include "render/heatmap.h"
+#include "render/heatmap_impl.h"
 
 #include <errno.h>
 #include <math.h>
@@ -113,7 +114,7 @@ static int check_input(const struct heatmap_input *in)
 	return 0;
 }
 
-static int check_params(const struct heatmap_input *in, const struct heatmap_params *p)
+int heatmap__check_params(const struct heatmap_input *in, const struct heatmap_params *p)
 {
 	size_t i;
 
@@ -173,22 +174,7 @@ static int check_params(const struct heatmap_input *in, const struct heatmap_par
 	return 0;
 }
 
-/* The keys with data in the drawn slots and which of them are drawn, in
- * which layer. */
-struct keyset {
-	int named;		/* decomposed, with keys in the drawn slots */
-	size_t npresent;
-	const char **present;	/* [npresent] sorted, borrowed from the window */
-	long *drawn;		/* [window keys, or 1] drawn key index, -1 if not drawn */
-	size_t ndrawn;
-	const char **drawn_name;/* [ndrawn] NULL if undecomposed */
-	size_t *drawn_layer;	/* [ndrawn] */
-	size_t nlayers;
-	int *layer_hue;		/* [nlayers] */
-	const char **layer_name;/* [nlayers] NULL for the total / "the rest" */
-};
-
-static void keyset__free(struct keyset *ks)
+void keyset__free(struct keyset *ks)
 {
 	free(ks->present);
 	free(ks->drawn);
@@ -209,40 +195,33 @@ static const struct dist_cell *cells_of(const struct heatmap_input *in, size_t s
 }
 
 /* Fills ks (the caller's, released with keyset__free() whatever the
- * result). */
-static int keyset__build(const struct heatmap_input *in, const struct heatmap_params *p,
-			 struct keyset *ks)
+ * result) from nk keys named names[i] (NULL when undecomposed), seen[i] set
+ * for those with data in the drawn slots; order lists the key indexes in
+ * strcmp order of their names (NULL: they are in that order already). */
+int keyset__from_seen(const struct heatmap_params *p, size_t nk, const char *const *names,
+		      const unsigned char *seen, const size_t *order, struct keyset *ks)
 {
-	const struct dist_window *w = in->w;
-	size_t nk = w->decomposed && w->nkeys ? w->nkeys : 1, s, i, n;
-	unsigned char *seen = NULL;
-	const struct dist_cell *c;
 	long rest = -1;
-	int err = -ENOMEM;
+	size_t i, o;
 
 	memset(ks, 0, sizeof(*ks));
-	seen = calloc(nk, 1);
+	if (!nk)
+		nk = 1;
 	ks->present = calloc(nk, sizeof(*ks->present));
 	ks->drawn = malloc(nk * sizeof(*ks->drawn));
 	ks->drawn_name = calloc(nk, sizeof(*ks->drawn_name));
 	ks->drawn_layer = calloc(nk, sizeof(*ks->drawn_layer));
 	ks->layer_hue = calloc(nk + 1, sizeof(*ks->layer_hue));
 	ks->layer_name = calloc(nk + 1, sizeof(*ks->layer_name));
-	if (!seen || !ks->present || !ks->drawn || !ks->drawn_name || !ks->drawn_layer ||
+	if (!ks->present || !ks->drawn || !ks->drawn_name || !ks->drawn_layer ||
 	    !ks->layer_hue || !ks->layer_name)
-		goto out;
-	if (w->decomposed && w->nkeys)
-		for (s = 0; s < in->nslots; s++) {
-			c = cells_of(in, s, &n);
-			for (i = 0; i < n; i++)
-				seen[c[i].key] = 1;
-		}
-	for (i = 0; i < nk; i++) {
+		return -ENOMEM;
+	for (o = 0; o < nk; o++) {
+		i = order ? order[o] : o;
 		ks->drawn[i] = -1;
-		if (w->decomposed && w->nkeys && seen[i])
-			ks->present[ks->npresent++] = w->keys[i];
+		if (names && seen[i])
+			ks->present[ks->npresent++] = names[i];
 	}
-	err = 0;
 	if (!ks->npresent) {
 		/* one unnamed distribution: selection does not apply */
 		for (i = 0; i < nk; i++)
@@ -250,29 +229,30 @@ static int keyset__build(const struct heatmap_input *in, const struct heatmap_pa
 		ks->ndrawn = 1;
 		ks->nlayers = 1;
 		ks->layer_hue[0] = hue_of(p, 0);
-		goto out;
+		return 0;
 	}
 	ks->named = 1;
-	for (i = 0; i < nk; i++) {
+	for (o = 0; o < nk; o++) {
 		int sel;
 
+		i = order ? order[o] : o;
 		if (!seen[i])
 			continue;
-		sel = selected_index(p, w->keys[i]);
+		sel = selected_index(p, names[i]);
 		if ((p->isolate && sel < 0) || (p->exclude && sel >= 0))
 			continue;
 		ks->drawn[i] = (long)ks->ndrawn;
-		ks->drawn_name[ks->ndrawn] = w->keys[i];
+		ks->drawn_name[ks->ndrawn] = names[i];
 		if (p->decompose_all) {
 			ks->drawn_layer[ks->ndrawn] = ks->nlayers;
 			ks->layer_hue[ks->nlayers] = hue_of(p, ks->nlayers + 1);
-			ks->layer_name[ks->nlayers++] = w->keys[i];
+			ks->layer_name[ks->nlayers++] = names[i];
 		} else if (sel >= 0 && !p->exclude) {
 			/* hue follows the selection order, present or not, so a
 			 * key keeps its colour while others come and go */
 			ks->drawn_layer[ks->ndrawn] = ks->nlayers;
 			ks->layer_hue[ks->nlayers] = hue_of(p, (size_t)sel + 1);
-			ks->layer_name[ks->nlayers++] = w->keys[i];
+			ks->layer_name[ks->nlayers++] = names[i];
 		} else {
 			if (rest < 0) {
 				rest = (long)ks->nlayers;
@@ -283,42 +263,48 @@ static int keyset__build(const struct heatmap_input *in, const struct heatmap_pa
 		}
 		ks->ndrawn++;
 	}
-out:
+	return 0;
+}
+
+/* The same for the drawn slots of a window. */
+static int keyset__build(const struct heatmap_input *in, const struct heatmap_params *p,
+			 struct keyset *ks)
+{
+	const struct dist_window *w = in->w;
+	int named = w->decomposed && w->nkeys;
+	size_t nk = named ? w->nkeys : 1, s, i, n;
+	unsigned char *seen = calloc(nk, 1);
+	const struct dist_cell *c;
+	int err;
+
+	if (!seen) {
+		memset(ks, 0, sizeof(*ks));
+		return -ENOMEM;
+	}
+	if (named)
+		for (s = 0; s < in->nslots; s++) {
+			c = cells_of(in, s, &n);
+			for (i = 0; i < n; i++)
+				seen[c[i].key] = 1;
+		}
+	err = keyset__from_seen(p, nk, named ? (const char *const *)w->keys : NULL, seen, NULL, ks);
 	free(seen);
 	return err;
 }
 
 /* ---- buckets and spreading --------------------------------------------- */
 
-static int is_point(const struct dist_bucket *b)
+int dist_bucket__is_point(const struct dist_bucket *b)
 {
 	return b->hi >= OVERFLOW_HI || b->hi <= b->lo;
 }
 
 static double midpoint(const struct dist_bucket *b)
 {
-	return is_point(b) ? b->lo : (b->lo + b->hi) / 2;
+	return dist_bucket__is_point(b) ? b->lo : (b->lo + b->hi) / 2;
 }
 
-/* How one source bucket lands on the y-buckets: rows ia..ib, each taking
- * ov[off + i - ia] / width of the count (a point bucket: all of it on ia). */
-struct span {
-	long ia, ib;		/* ib < ia: nothing drawn */
-	size_t off;
-	double width, mid;
-	int point;
-};
-
-/* What a build and a details request share: keys, ymax and the spans. */
-struct prep {
-	struct keyset ks;
-	double ymin, ymax, step;
-	int nbuckets;
-	struct span *span;	/* [window buckets] */
-	double *ov;
-};
-
-static void prep__free(struct prep *pr)
+void prep__free(struct prep *pr)
 {
 	keyset__free(&pr->ks);
 	free(pr->span);
@@ -330,7 +316,7 @@ static int prep__build(const struct heatmap_input *in, const struct heatmap_para
 		       struct prep *pr)
 {
 	const struct dist_window *w = in->w;
-	size_t s, i, n, b, nov = 0;
+	size_t s, i, n;
 	const struct dist_cell *c;
 	int err;
 
@@ -347,7 +333,7 @@ static int prep__build(const struct heatmap_input *in, const struct heatmap_para
 			c = cells_of(in, s, &n);
 			for (i = 0; i < n; i++) {
 				const struct dist_bucket *bk = &w->buckets[c[i].bucket];
-				double top = is_point(bk) ? bk->lo : bk->hi;
+				double top = dist_bucket__is_point(bk) ? bk->lo : bk->hi;
 
 				if (pr->ks.drawn[c[i].key] >= 0 && c[i].count > 0 && top > max)
 					max = top;
@@ -361,12 +347,21 @@ static int prep__build(const struct heatmap_input *in, const struct heatmap_para
 	} else {
 		pr->ymax = p->ymax;
 	}
+	return prep__spans(pr, w->buckets, w->nbuckets);
+}
+
+/* Works out pr's step and how each of the nb buckets spreads, from pr's
+ * ymin, ymax and nbuckets. 0 or -ENOMEM (pr is freed by prep__free). */
+int prep__spans(struct prep *pr, const struct dist_bucket *buckets, size_t nb)
+{
+	size_t b, nov = 0;
+
 	pr->step = (pr->ymax - pr->ymin) / pr->nbuckets;
-	pr->span = calloc(w->nbuckets ? w->nbuckets : 1, sizeof(*pr->span));
+	pr->span = calloc(nb ? nb : 1, sizeof(*pr->span));
 	if (!pr->span)
 		return -ENOMEM;
-	for (b = 0; b < w->nbuckets; b++) {
-		const struct dist_bucket *bk = &w->buckets[b];
+	for (b = 0; b < nb; b++) {
+		const struct dist_bucket *bk = &buckets[b];
 		struct span *sp = &pr->span[b];
 		double lo, hi;
 
@@ -374,7 +369,7 @@ static int prep__build(const struct heatmap_input *in, const struct heatmap_para
 		sp->ib = -1;
 		sp->mid = midpoint(bk);
 		sp->width = bk->hi - bk->lo;
-		sp->point = is_point(bk);
+		sp->point = dist_bucket__is_point(bk);
 		if (sp->point) {
 			if (bk->lo < pr->ymin || bk->lo >= pr->ymax)
 				continue;
@@ -401,8 +396,8 @@ static int prep__build(const struct heatmap_input *in, const struct heatmap_para
 	if (!pr->ov)
 		return -ENOMEM;
 	nov = 0;
-	for (b = 0; b < w->nbuckets; b++) {
-		const struct dist_bucket *bk = &w->buckets[b];
+	for (b = 0; b < nb; b++) {
+		const struct dist_bucket *bk = &buckets[b];
 		struct span *sp = &pr->span[b];
 		double lo = fmax(bk->lo, pr->ymin), hi = fmin(bk->hi, pr->ymax);
 		long i2;
@@ -423,14 +418,12 @@ static int prep__build(const struct heatmap_input *in, const struct heatmap_para
 /* Adds the drawn cells of slots s0..s1-1 to col ([nbuckets][ndrawn]), each
  * source bucket in proportion to its overlap with each y-bucket; whatever
  * lies outside [ymin, ymax) is clipped away. */
-static void spread_slots(const struct heatmap_input *in, const struct prep *pr, size_t s0,
-			 size_t s1, int weighted, double *col)
+void span__spread_cells(const struct prep *pr, const struct dist_cell *c, size_t n, int weighted,
+		  double *col)
 {
-	size_t nk = pr->ks.ndrawn, s, i, n;
-	const struct dist_cell *c;
+	size_t nk = pr->ks.ndrawn, i;
 
-	for (s = s0; s < s1; s++) {
-		c = cells_of(in, s, &n);
+	{
 		for (i = 0; i < n; i++) {
 			const struct span *sp = &pr->span[c[i].bucket];
 			long key = pr->ks.drawn[c[i].key], y;
@@ -452,38 +445,26 @@ static void spread_slots(const struct heatmap_input *in, const struct prep *pr, 
 	}
 }
 
+static void spread_slots(const struct heatmap_input *in, const struct prep *pr, size_t s0,
+			 size_t s1, int weighted, double *col)
+{
+	const struct dist_cell *c;
+	size_t s, n;
+
+	for (s = s0; s < s1; s++) {
+		c = cells_of(in, s, &n);
+		span__spread_cells(pr, c, n, weighted, col);
+	}
+}
+
 /* ---- colour ------------------------------------------------------------ */
 
-/* A hue's HSV sextant and the share of its second component, worked out
- * once: the colour at saturation s (value 1) is then a few multiplications. */
-struct hue_tab {
-	int sextant;
-	double k;
-};
-
-static void hue_tab__init(struct hue_tab *t, double h)
+void hue_tab__init(struct hue_tab *t, double h)
 {
 	double hp = fmod(h, 360) / 60;
 
 	t->k = 1 - fabs(fmod(hp, 2) - 1);
 	t->sextant = hp < 1 ? 0 : hp < 2 ? 1 : hp < 3 ? 2 : hp < 4 ? 3 : hp < 5 ? 4 : 5;
-}
-
-static inline void hue_tab__rgb(const struct hue_tab *t, double s, double v, double rgb[3])
-{
-	double c = v * s, x = c * t->k, m = v - c, r = 0, g = 0, b = 0;
-
-	switch (t->sextant) {
-	case 0: r = c; g = x; break;
-	case 1: r = x; g = c; break;
-	case 2: g = c; b = x; break;
-	case 3: g = x; b = c; break;
-	case 4: r = x; b = c; break;
-	default: r = c; b = x; break;
-	}
-	rgb[0] = r + m;
-	rgb[1] = g + m;
-	rgb[2] = b + m;
 }
 
 void heatmap__hue_rgb(int hue, double intensity, uint8_t rgb[3])
@@ -498,32 +479,8 @@ void heatmap__hue_rgb(int hue, double intensity, uint8_t rgb[3])
 		rgb[i] = (uint8_t)lround(c[i] * 255);
 }
 
-/* The distinct non-zero cell values, for rank colouring: an open-addressing
- * hash of their bit patterns; after ranking, rank[i] is the 1-based position
- * of vals[i] among them in ascending order. */
-struct distinct {
-	uint64_t *bits;		/* 0 = empty slot (0.0 is never stored) */
-	uint32_t *rank;
-	size_t cap, n;
-};
-
-static inline size_t distinct__slot(const struct distinct *d, uint64_t bits)
-{
-	/* whole numbers have all-zero low mantissa bits: mix them all in */
-	uint64_t h = bits ^ (bits >> 33);
-	size_t i;
-
-	h *= 0xff51afd7ed558ccdULL;
-	h ^= h >> 33;
-	i = (size_t)h & (d->cap - 1);
-
-	while (d->bits[i] && d->bits[i] != bits)
-		i = (i + 1) & (d->cap - 1);
-	return i;
-}
-
 /* d's table (its own) grows as needed; the caller frees d->bits, d->rank. */
-static int distinct__add(struct distinct *d, double v)
+int distinct__add(struct distinct *d, double v)
 {
 	uint64_t bits;
 	size_t i;
@@ -557,7 +514,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Sorts the distinct values and records each one's rank (d->rank, d's). */
-static int distinct__rank(struct distinct *d)
+int distinct__rank(struct distinct *d)
 {
 	double *v = malloc((d->n ? d->n : 1) * sizeof(*v));
 	size_t i, n = 0;
@@ -581,7 +538,7 @@ static int distinct__rank(struct distinct *d)
 	return 0;
 }
 
-static double distinct__intensity(const struct distinct *d, double v)
+double distinct__intensity(const struct distinct *d, double v)
 {
 	uint64_t bits;
 
@@ -651,6 +608,132 @@ static int adopt_keys(struct heatmap *hm, const struct keyset *ks)
 	return failed ? -ENOMEM : 0;
 }
 
+bool keyset__layers_are_keys(const size_t *key_layer, size_t nkeys, size_t nl)
+{
+	size_t k;
+
+	for (k = 0; k < nkeys && key_layer[k] == k; k++)
+		;
+	return k == nkeys && nkeys == nl;
+}
+
+void keyset__layer_values(const double *cells, size_t ncells, const size_t *key_layer, size_t nkeys,
+		  size_t nl, double *lv)
+{
+	size_t c, k;
+
+	for (c = 0; c < ncells; c++)
+		for (k = 0; k < nkeys; k++)
+			lv[c * nl + key_layer[k]] += cells[c * nkeys + k];
+}
+
+int distinct__collect(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
+		   struct distinct *dv, double *max, double *max_total)
+{
+	double last = 0;
+	size_t c, l;
+
+	for (c = 0; c < ncells; c++) {
+		const double *cl = vals + c * nl;
+		double total = 0;
+
+		for (l = 0; l < nl; l++) {
+			double v = cl[l];
+
+			if (v > 0) {
+				/* a source bucket spread over several rows gives
+				 * them one value: look it up once */
+				if (coloring == COLORING_RANK && v != last) {
+					if (distinct__add(dv, v))
+						return -ENOMEM;
+					last = v;
+				}
+				if (v > *max)
+					*max = v;
+				total += v;
+			}
+		}
+		if (total > *max_total)
+			*max_total = total;
+	}
+	return 0;
+}
+
+void hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
+		  double max, const struct distinct *dv, const struct hue_tab *ht, uint8_t *cellrgb,
+		  float *levels)
+{
+	double last = 0, last_in = 0;
+	size_t c, l, b;
+
+	for (c = 0; c < ncells; c++) {
+		double total = 0, rgb[3] = { 0, 0, 0 }, one[3], level = 0;
+		const double *cl = vals + c * nl;
+
+		for (l = 0; l < nl; l++)
+			total += cl[l];
+		if (total <= 0) {
+			memset(cellrgb + c * 3, 255, 3);
+			if (levels)
+				levels[c] = 0;
+			continue;
+		}
+		for (l = 0; l < nl; l++) {
+			double v = cl[l], share, in_;
+
+			if (v <= 0)
+				continue;
+			share = v / total;
+			if (coloring == COLORING_LINEAR) {
+				in_ = max > 0 ? v / max : 0;
+			} else if (v == last) {
+				in_ = last_in;
+			} else {
+				in_ = distinct__intensity(dv, v);
+				last = v;
+				last_in = in_;
+			}
+			hue_tab__rgb(&ht[l], in_, 1, one);
+			for (b = 0; b < 3; b++)
+				rgb[b] += share * one[b];
+			level += share * in_;
+		}
+		for (b = 0; b < 3; b++)
+			cellrgb[c * 3 + b] = (uint8_t)lround(fmin(1, fmax(0, rgb[b])) * 255);
+		if (levels)
+			levels[c] = (float)level;
+	}
+}
+
+int heatmap__paint(uint8_t *rgb, int width, int height, int nbuckets, size_t ncols,
+		  const uint8_t *const *colrgb)
+{
+	const uint8_t **src = malloc((size_t)width * sizeof(*src));
+	long prev_bk = -1;
+	int x, y;
+
+	if (!src)
+		return -ENOMEM;
+	for (y = 0; y < height; y++) {
+		size_t bk = (size_t)nbuckets - 1 - (size_t)y * nbuckets / height;
+		uint8_t *row = rgb + (size_t)y * width * 3;
+
+		if ((long)bk == prev_bk) {
+			/* rows of one y-bucket are alike */
+			memcpy(row, row - (size_t)width * 3, (size_t)width * 3);
+			continue;
+		}
+		if (prev_bk < 0)
+			for (x = 0; x < width; x++)
+				src[x] = colrgb[(size_t)x * ncols / width];
+		prev_bk = (long)bk;
+		for (x = 0; x < width; x++)
+			memcpy(row + (size_t)x * 3, src[x] + bk * 3, 3);
+	}
+	free(src);
+	return 0;
+}
+
 int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *p,
 		   struct heatmap **out)
 {
@@ -658,15 +741,14 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	struct heatmap *hm = NULL;
 	struct distinct dv = { 0 };
 	struct hue_tab *ht = NULL;
-	struct { double v, in; } *memo = NULL;	/* per layer: the last value seen */
-	size_t c, b, k, l, ncells, nl, *xcol = NULL;
+	const uint8_t **colrgb = NULL;
+	size_t c, l, ncells, nl;
 	double *lv = NULL;
 	uint8_t *cellrgb = NULL;
-	int err, x, y;
-	long prev_bk = -1;
+	int err;
 
 	last_error[0] = 0;
-	err = check_params(in, p);
+	err = heatmap__check_params(in, p);
 	if (err)
 		return err;
 	err = prep__build(in, p, &pr);
@@ -697,12 +779,11 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	hm->rgb = malloc((size_t)hm->width * hm->height * 3);
 	cellrgb = malloc(ncells * 3);
 	ht = calloc(nl, sizeof(*ht));
-	memo = calloc(nl, sizeof(*memo));
-	xcol = malloc((size_t)hm->width * sizeof(*xcol));
+	colrgb = malloc(hm->ncols * sizeof(*colrgb));
 	dv.cap = 64;
 	dv.bits = calloc(dv.cap, sizeof(*dv.bits));
 	if (!hm->col_start || !hm->col_nslots || !hm->cells || !hm->level || !hm->rgb ||
-	    !cellrgb || !ht || !memo || !xcol || !dv.bits)
+	    !cellrgb || !ht || !colrgb || !dv.bits)
 		goto err_nomem;
 
 	/* columns: when there are more slots than pixels, neighbours merge */
@@ -718,98 +799,25 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	/* per-layer cell values and the set they are normalised against; when
 	 * every key is a layer of its own (decompose_all, or one key) they are
 	 * the cells themselves */
-	for (k = 0; k < hm->nkeys && hm->key_layer[k] == k; k++)
-		;
-	if (k == hm->nkeys && hm->nkeys == nl) {
-		free(lv);
-		lv = NULL;
-	} else if (!lv) {
+	if (!keyset__layers_are_keys(hm->key_layer, hm->nkeys, nl)) {
 		lv = calloc(ncells * nl, sizeof(*lv));
 		if (!lv)
 			goto err_nomem;
+		keyset__layer_values(hm->cells, ncells, hm->key_layer, hm->nkeys, nl, lv);
 	}
-	for (c = 0; c < ncells; c++) {
-		double total = 0, *cl = lv ? lv + c * nl : hm->cells + c * nl;
-
-		if (lv)
-			for (k = 0; k < hm->nkeys; k++)
-				cl[hm->key_layer[k]] += hm->cells[c * hm->nkeys + k];
-		for (l = 0; l < hm->nlayers; l++) {
-			double v = cl[l];
-
-			if (v > 0) {
-				/* a source bucket spread over several rows gives
-				 * them one value: look it up once */
-				if (p->coloring == COLORING_RANK && v != memo[l].v) {
-					if (distinct__add(&dv, v))
-						goto err_nomem;
-					memo[l].v = v;
-				}
-				if (v > hm->max)
-					hm->max = v;
-				total += v;
-			}
-		}
-		if (total > hm->max_total)
-			hm->max_total = total;
-	}
+	if (distinct__collect(lv ? lv : hm->cells, ncells, nl, p->coloring, &dv, &hm->max,
+			   &hm->max_total))
+		goto err_nomem;
 	if (p->coloring == COLORING_RANK && distinct__rank(&dv))
 		goto err_nomem;
-	for (l = 0; l < nl; l++)
-		memo[l].v = 0;
 	for (l = 0; l < hm->nlayers; l++)
 		hue_tab__init(&ht[l], hm->layers[l].hue);
-
-	for (c = 0; c < ncells; c++) {
-		double total = 0, rgb[3] = { 0, 0, 0 }, one[3], level = 0;
-		const double *cl = lv ? lv + c * nl : hm->cells + c * nl;
-
-		for (l = 0; l < hm->nlayers; l++)
-			total += cl[l];
-		if (total <= 0) {
-			memset(cellrgb + c * 3, 255, 3);
-			continue;
-		}
-		for (l = 0; l < hm->nlayers; l++) {
-			double v = cl[l], share, in_;
-
-			if (v <= 0)
-				continue;
-			share = v / total;
-			if (p->coloring == COLORING_LINEAR) {
-				in_ = hm->max > 0 ? v / hm->max : 0;
-			} else if (v == memo[l].v) {
-				in_ = memo[l].in;
-			} else {
-				in_ = distinct__intensity(&dv, v);
-				memo[l].v = v;
-				memo[l].in = in_;
-			}
-			hue_tab__rgb(&ht[l], in_, 1, one);
-			for (b = 0; b < 3; b++)
-				rgb[b] += share * one[b];
-			level += share * in_;
-		}
-		for (b = 0; b < 3; b++)
-			cellrgb[c * 3 + b] = (uint8_t)lround(fmin(1, fmax(0, rgb[b])) * 255);
-		hm->level[c] = (float)level;
-	}
-
-	for (x = 0; x < hm->width; x++)
-		xcol[x] = (size_t)x * hm->ncols / hm->width;
-	for (y = 0; y < hm->height; y++) {
-		size_t bk = (size_t)hm->nbuckets - 1 - (size_t)y * hm->nbuckets / hm->height;
-		uint8_t *row = hm->rgb + (size_t)y * hm->width * 3;
-
-		if ((long)bk == prev_bk) {
-			/* rows of one y-bucket are alike */
-			memcpy(row, row - (size_t)hm->width * 3, (size_t)hm->width * 3);
-			continue;
-		}
-		prev_bk = (long)bk;
-		for (x = 0; x < hm->width; x++)
-			memcpy(row + (size_t)x * 3, cellrgb + (xcol[x] * hm->nbuckets + bk) * 3, 3);
-	}
+	hue_tab__colour_cells(lv ? lv : hm->cells, ncells, nl, p->coloring, hm->max, &dv, ht, cellrgb,
+		     hm->level);
+	for (c = 0; c < hm->ncols; c++)
+		colrgb[c] = cellrgb + c * (size_t)hm->nbuckets * 3;
+	if (heatmap__paint(hm->rgb, hm->width, hm->height, hm->nbuckets, hm->ncols, colrgb))
+		goto err_nomem;
 	*out = hm;
 	hm = NULL;
 	err = 0;
@@ -823,8 +831,7 @@ out:
 	free(dv.bits);
 	free(dv.rank);
 	free(ht);
-	free(memo);
-	free(xcol);
+	free(colrgb);
 	free(cellrgb);
 	free(lv);
 	prep__free(&pr);
@@ -906,7 +913,7 @@ int heatmap__details(const struct heatmap_input *in, const struct heatmap_params
 	int err;
 
 	last_error[0] = 0;
-	err = check_params(in, p);
+	err = heatmap__check_params(in, p);
 	if (err)
 		return err;
 	if (x < 0 || y < 0 || x >= p->width || y >= p->height) {
@@ -1015,7 +1022,7 @@ static int summarize(const struct heatmap_input *in, const struct heatmap_params
 				if (cum + bc >= target || i == m - 1) {
 					double f = fmin(1, fmax(0, (target - cum) / bc));
 
-					v = is_point(b) ? b->lo : b->lo + f * (b->hi - b->lo);
+					v = dist_bucket__is_point(b) ? b->lo : b->lo + f * (b->hi - b->lo);
 					break;
 				}
 				cum += bc;

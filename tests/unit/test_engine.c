@@ -579,6 +579,105 @@ static void test_ring_granularity(void **state)
 
 /* instr__window (the typed copy heatmaps are drawn from) holds exactly what
  * the CA raw values say, slot by slot: same keys, buckets and counts. */
+/* Cells keep 32-bit counts; a count beyond that moves to an overflow table
+ * and must read back exactly, survive a save and restore, and go when its
+ * slot is recycled. */
+static void test_count_beyond_32_bits(void **state)
+{
+	int64_t now = T0 + 10;
+	struct instr *in = mk("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"latency\"], \"retention-time\": 5}", &now);
+	struct instr *back = mk("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"latency\"], \"retention-time\": 5}", &now);
+	const uint64_t big = 3000000000ULL;
+	json_t *v, *data;
+	struct instr_stats st;
+	uint64_t v0, v1;
+
+	(void)state;
+	ingest(in, exit_rec(T0, big, "web1", "0", "HLT", 12, 0));
+	v0 = instr__slot_version(in, T0);
+	assert_true(v0 != 0);
+	ingest(in, exit_rec(T0, big, "web1", "0", "HLT", 12, 0));	/* 6e9: wide */
+	ingest(in, exit_rec(T0, 5, "db2", "0", "HLT", 12, 0));
+	v1 = instr__slot_version(in, T0);
+	assert_true(v1 != v0);
+	assert_int_equal(instr__slot_version(in, T0 + 1), 0);	/* never written */
+	ingest(in, exit_rec(T0, UINT32_MAX, "web1", "0", "HLT", 12, 0));
+	v = instr__value(in, T0);
+	assert_int_equal(json_integer_value(json_array_get(json_array_get(json_object_get(v, "web1"), 0), 1)),
+			 2 * big + UINT32_MAX);
+	assert_int_equal(json_integer_value(json_array_get(json_array_get(json_object_get(v, "db2"), 0), 1)), 5);
+	data = instr__data_to_json(in);
+	assert_non_null(data);
+	assert_int_equal(instr__data_from_json(back, data), 0);
+	assert_true(json_equal(v, json_object_get(json_array_get(json_object_get(data, "slots"), 0), "value")));
+	json_decref(v);
+	v = instr__value(back, T0);
+	assert_int_equal(json_integer_value(json_array_get(json_array_get(json_object_get(v, "web1"), 0), 1)),
+			 2 * big + UINT32_MAX);
+	json_decref(v);
+	json_decref(data);
+	/* the ring moves past T0: the overflow goes with the slot */
+	ingest(in, exit_rec(T0 + 5, 1, "web1", "0", "HLT", 12, 0));
+	assert_int_equal(instr__slot_version(in, T0), 0);
+	ingest(in, exit_rec(T0 + 10, 2, "web1", "0", "HLT", 12, 0));
+	v = instr__value(in, T0 + 10);
+	assert_int_equal(json_integer_value(json_array_get(json_array_get(json_object_get(v, "web1"), 0), 1)), 2);
+	json_decref(v);
+	instr__stats(in, &st);
+	assert_true(st.bytes > 0);
+	assert_true(instr__uid(in) != instr__uid(back));
+	instr__free(in);
+	instr__free(back);
+}
+
+/* The data file written a few slots at a time, straight from the cells, is
+ * byte for byte the JSON tree instr__data_to_json() gives, for every arity
+ * and for keys JSON must escape or cannot carry. */
+static void test_dump_equals_tree(void **state)
+{
+	static const char *const specs[] = {
+		"{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"latency\"]}",
+		"{\"metric\": \"vm.exits\", \"decomposition\": [\"latency\"]}",
+		"{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"vcpu\"]}",
+		"{\"metric\": \"vm.exits\"}",
+	};
+	int64_t now = T0 + 100;
+	size_t k;
+
+	(void)state;
+	for (k = 0; k < sizeof(specs) / sizeof(specs[0]); k++) {
+		struct instr *in = mk(specs[k], &now);
+		struct instr_dump d;
+		char *buf = NULL, *tree;
+		size_t len = 0;
+		FILE *f = open_memstream(&buf, &len);
+		json_t *data;
+		int rc;
+
+		ingest(in, exit_rec(T0, 3, "web1", "0", "HLT", 12, 0));
+		ingest(in, exit_rec(T0, 4, "we\"b\\1\n", "1", "HLT", 2000, 0));
+		ingest(in, exit_rec(T0 + 1, 5, "db2", "1", "HLT", 20000000000ULL, 0));
+		ingest(in, exit_rec(T0 + 3, 6, "web1", "0", "HLT", 14, 0));
+		ingest(in, exit_rec(T0 + 3, 7, "caf\xc3\xa9", "0", "HLT", 14, 0));
+		ingest(in, exit_rec(T0 + 4, 1, "b\xff" "ad", "0", "HLT", 300, 0));
+		ingest(in, exit_rec(T0 + 4, 2, "web1", "0", "HLT", 300, 0));
+		assert_non_null(f);
+		assert_int_equal(instr__dump_begin(in, &d, f), 0);
+		while ((rc = instr__dump_step(in, &d, f, 2)) == 1)
+			;
+		assert_int_equal(rc, 0);
+		assert_int_equal(fclose(f), 0);
+		data = instr__data_to_json(in);
+		tree = json_dumps(data, JSON_COMPACT);
+		assert_non_null(tree);
+		assert_string_equal(buf, tree);
+		free(tree);
+		free(buf);
+		json_decref(data);
+		instr__free(in);
+	}
+}
+
 static void test_window_matches_value(void **state)
 {
 	int64_t now = T0 + 100;
@@ -1129,6 +1228,8 @@ int main(void)
 		cmocka_unit_test(test_persist_dump_while_moving),
 		cmocka_unit_test(test_persist_rejects),
 		cmocka_unit_test(test_window_matches_value),
+		cmocka_unit_test(test_count_beyond_32_bits),
+		cmocka_unit_test(test_dump_equals_tree),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,7 +16,9 @@
 #include <time.h>
 
 #include "render/base64.h"
+#include "engine/instr.h"
 #include "render/heatmap.h"
+#include "render/heatmap_live.h"
 #include "render/png.h"
 #include "render/term_heatmap.h"
 #include "render/term_table.h"
@@ -802,6 +804,202 @@ static void test_term_table(void **state)
 	json_decref(d);
 }
 
+/* ---- live panels ------------------------------------------------------- */
+
+static int64_t live_clock;
+
+static int64_t live_now(void *ctx)
+{
+	(void)ctx;
+	return live_clock;
+}
+
+static void live_rec(struct instr *in, int64_t t, const char *vm, uint64_t lat, uint64_t n)
+{
+	struct record r = { .metric = METRIC_VM_EXITS, .time = t, .value = n };
+
+	r.str[F_HOSTNAME] = "host1";
+	r.str[F_VM] = vm;
+	r.str[F_EXITS_VCPU] = "0";
+	r.str[F_EXITS_REASON] = "IO_INSTRUCTION";
+	r.str[F_EXITS_CLASS] = "iox";
+	r.num[F_EXITS_LATENCY] = lat;
+	assert_int_equal(instr__ingest(in, &r), 0);
+}
+
+/* A cold render of [start, start + n): the copy, heatmap__build, PNG, base64. */
+static void cold_image(const struct instr *in, const struct heatmap_params *p, int64_t start,
+		       size_t n, struct heatmap_live_image *out)
+{
+	struct dist_window w;
+	struct heatmap_input hi;
+	struct heatmap *hm;
+	unsigned char *png;
+	size_t len;
+
+	assert_int_equal(instr__window(in, start, n, &w), 0);
+	assert_int_equal(dist_window__finish(&w), 0);
+	hi = (struct heatmap_input){ &w, 0, w.nslots };
+	assert_int_equal(heatmap__build(&hi, p, &hm), 0);
+	assert_int_equal(png__encode_rgb(hm->rgb, hm->width, hm->height, &png, &len), 0);
+	assert_int_equal(base64__encode(png, len, &out->image), 0);
+	out->ymin = hm->ymin;
+	out->ymax = hm->ymax;
+	out->nbuckets = hm->nbuckets;
+	out->width = hm->width;
+	out->height = hm->height;
+	out->present = json_incref(hm->present);
+	free(png);
+	heatmap__free(hm);
+	dist_window__free(&w);
+}
+
+/* The live answer (copied in pieces of 7 cells) must equal the cold one. */
+struct live_work {
+	size_t nstale, nspread, ncoloured;
+	int reused;
+};
+
+static struct live_work expect_live_is_cold(const struct instr *in, const struct heatmap_params *p,
+					    int64_t start, size_t n)
+{
+	struct heatmap_live_req q;
+	struct live_work work;
+	struct heatmap_live_image live, cold;
+	size_t done = 0;
+
+	memset(&cold, 0, sizeof(cold));
+	cold_image(in, p, start, n, &cold);
+	assert_int_equal(heatmap_live__begin(&q, instr__uid(in), p, start, instr__granularity(in), n), 0);
+	while (done < n) {
+		long got = heatmap_live__copy(&q, in, done, 7);
+
+		assert_true(got >= 1);
+		done += (size_t)got;
+	}
+	assert_int_equal(heatmap_live__image(&q, &live), 0);
+	work = (struct live_work){ q.nstale, q.nspread, q.ncoloured, q.reused };
+	heatmap_live__end(&q);
+	assert_string_equal(live.image, cold.image);
+	assert_true(live.ymin == cold.ymin);
+	assert_true(live.ymax == cold.ymax);
+	assert_int_equal(live.nbuckets, cold.nbuckets);
+	assert_int_equal(live.width, cold.width);
+	assert_int_equal(live.height, cold.height);
+	assert_true(json_equal(live.present, cold.present));
+	heatmap_live_image__free(&live);
+	heatmap_live_image__free(&cold);
+	return work;
+}
+
+/* Refreshes of a live panel share work with the answer before, and give
+ * what a cold render of the same window gives, byte for byte, through new
+ * seconds, late records into old slots, keys coming and going, ymax going
+ * up and down and every parameter that changes the drawing. */
+static void test_live_refresh_equals_cold(void **state)
+{
+	static const char *vms[] = { "web1", "db2", "cache3" };
+	const char *sel[] = { "db2", "new4" };
+	static const int hues[] = { 200, 10 };
+	struct instr *in;
+	struct heatmap_params p, variants[6];
+	char err[256];
+	json_t *spec = json_pack("{s:s, s:[s,s], s:i}", "metric", "vm.exits", "decomposition",
+				 "vm", "latency", "retention-time", 120);
+	int64_t t, start;
+	struct live_work wk;
+	size_t v;
+
+	(void)state;
+	heatmap_live__flush();
+	assert_int_equal(instr__new(spec, &in, err, sizeof(err)), 0);
+	json_decref(spec);
+	live_clock = T0 + 60;
+	instr__set_clock(in, live_now, NULL);
+	for (t = T0; t < T0 + 60; t++)
+		for (v = 0; v < 3; v++)
+			live_rec(in, t, vms[v], 1000 + 700 * (uint64_t)((t + (int64_t)v) % 9),
+				 1 + (uint64_t)((t * 3 + (int64_t)v) % 7));
+	heatmap_params__init(&p);
+	p.width = 60;
+	p.height = 40;
+	p.nbuckets = 20;
+	p.decompose_all = 1;
+	start = T0 + 20;
+	wk = expect_live_is_cold(in, &p, start, 40);
+	assert_int_equal(wk.nstale, 40);
+	assert_int_equal(wk.nspread, 40);
+	wk = expect_live_is_cold(in, &p, start, 40);	/* nothing changed */
+	assert_int_equal(wk.nstale, 0);
+	assert_true(wk.reused);
+	assert_true(heatmap_live__bytes() > 0);
+	for (int step = 0; step < 8; step++) {
+		t = T0 + 60 + step;
+		live_clock = t + 1;
+		live_rec(in, t, vms[step % 3], 2000, 3);
+		if (step == 2)
+			live_rec(in, t - 30, "db2", 1500, 4);		/* late, into an old slot */
+		if (step == 3)
+			live_rec(in, t, "new4", 3000, 1);		/* a new key */
+		if (step == 4)
+			live_rec(in, t, "web1", 90000, 2);		/* ymax goes up */
+		if (step == 5)
+			live_rec(in, t, "web1", 1000, 1000);		/* a new distinct value */
+		start++;
+		wk = expect_live_is_cold(in, &p, start, 40);
+		assert_false(wk.reused);
+		if (step == 0 || step == 1 || step == 6 || step == 7) {
+			/* one new column; keys, ymax and value set as before */
+			assert_int_equal(wk.nstale, 1);
+			assert_int_equal(wk.nspread, 1);
+		} else if (step == 2) {
+			assert_int_equal(wk.nstale, 2);		/* and the late one */
+		}
+	}
+	/* the ymax of step 4 leaves the window */
+	live_clock += 40;
+	expect_live_is_cold(in, &p, live_clock - 20, 20);
+	for (v = 0; v < 6; v++)
+		variants[v] = p;
+	variants[0].coloring = COLORING_LINEAR;
+	variants[1].decompose_all = 0;
+	variants[1].selected = sel;
+	variants[1].nselected = 2;
+	variants[2] = variants[1];
+	variants[2].isolate = 1;
+	variants[2].hues = hues;
+	variants[2].nhues = 2;
+	variants[3] = variants[1];
+	variants[3].exclude = 1;
+	variants[4].weights = WEIGHTS_WEIGHT;
+	variants[4].auto_ymax = 0;
+	variants[4].ymin = 1500;
+	variants[4].ymax = 4000;
+	variants[5].width = 25;		/* more slots than pixels: drawn whole */
+	for (v = 0; v < 6; v++) {
+		expect_live_is_cold(in, &variants[v], live_clock - 50, 50);
+		live_rec(in, live_clock - 1, vms[v % 3], 1200, 2);
+		expect_live_is_cold(in, &variants[v], live_clock - 50, 50);
+		expect_live_is_cold(in, &variants[v], live_clock - 49, 50);
+	}
+	/* undecomposed */
+	instr__free(in);
+	spec = json_pack("{s:s, s:[s], s:i}", "metric", "vm.exits", "decomposition", "latency",
+			 "retention-time", 30);
+	assert_int_equal(instr__new(spec, &in, err, sizeof(err)), 0);
+	json_decref(spec);
+	instr__set_clock(in, live_now, NULL);
+	for (t = live_clock - 20; t < live_clock; t++)
+		live_rec(in, t, "x", 500 + 100 * (uint64_t)(t % 5), 2);
+	expect_live_is_cold(in, &p, live_clock - 20, 20);
+	live_rec(in, live_clock, "x", 800, 5);
+	live_clock++;
+	expect_live_is_cold(in, &p, live_clock - 20, 20);
+	instr__free(in);
+	heatmap_live__flush();
+	assert_int_equal(heatmap_live__bytes(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -821,6 +1019,7 @@ int main(void)
 		cmocka_unit_test(test_columns_merge),
 		cmocka_unit_test(test_png_roundtrip_and_sample),
 		cmocka_unit_test(test_base64_rfc4648),
+		cmocka_unit_test(test_live_refresh_equals_cold),
 		cmocka_unit_test(test_term_heatmap),
 		cmocka_unit_test(test_format_value),
 		cmocka_unit_test(test_term_table),

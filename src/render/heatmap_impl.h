@@ -1,0 +1,127 @@
+/* The steps of heatmap__build, shared with the live cache (heatmap_live.c),
+ * which runs them per column and keeps what a refresh can reuse. Private to
+ * src/render/. */
+#ifndef KVMSCOPE_RENDER_HEATMAP_IMPL_H
+#define KVMSCOPE_RENDER_HEATMAP_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/hash.h"
+#include "render/heatmap.h"
+
+/* The keys with data in the drawn slots and which of them are drawn, in
+ * which layer. */
+struct keyset {
+	int named;		/* decomposed, with keys in the drawn slots */
+	size_t npresent;
+	const char **present;	/* [npresent] sorted, borrowed from the window */
+	long *drawn;		/* [window keys, or 1] drawn key index, -1 if not drawn */
+	size_t ndrawn;
+	const char **drawn_name;/* [ndrawn] NULL if undecomposed */
+	size_t *drawn_layer;	/* [ndrawn] */
+	size_t nlayers;
+	int *layer_hue;		/* [nlayers] */
+	const char **layer_name;/* [nlayers] NULL for the total / "the rest" */
+};
+
+/* How one source bucket lands on the y-buckets: rows ia..ib, each taking
+ * ov[off + i - ia] / width of the count (a point bucket: all of it on ia). */
+struct span {
+	long ia, ib;		/* ib < ia: nothing drawn */
+	size_t off;
+	double width, mid;
+	int point;
+};
+
+/* What a build and a details request share: keys, ymax and the spans. */
+struct prep {
+	struct keyset ks;
+	double ymin, ymax, step;
+	int nbuckets;
+	struct span *span;	/* [window buckets] */
+	double *ov;
+};
+
+/* A hue's HSV sextant and the share of its second component, worked out
+ * once: the colour at saturation s (value 1) is then a few multiplications. */
+struct hue_tab {
+	int sextant;
+	double k;
+};
+
+static inline void hue_tab__rgb(const struct hue_tab *t, double s, double v, double rgb[3])
+{
+	double c = v * s, x = c * t->k, m = v - c, r = 0, g = 0, b = 0;
+
+	switch (t->sextant) {
+	case 0: r = c; g = x; break;
+	case 1: r = x; g = c; break;
+	case 2: g = c; b = x; break;
+	case 3: g = x; b = c; break;
+	case 4: r = x; b = c; break;
+	default: r = c; b = x; break;
+	}
+	rgb[0] = r + m;
+	rgb[1] = g + m;
+	rgb[2] = b + m;
+}
+
+/* The distinct non-zero cell values, for rank colouring: an open-addressing
+ * hash of their bit patterns; after ranking, rank[i] is the 1-based position
+ * of vals[i] among them in ascending order. */
+struct distinct {
+	uint64_t *bits;		/* 0 = empty slot (0.0 is never stored) */
+	uint32_t *rank;
+	size_t cap, n;
+};
+
+static inline size_t distinct__slot(const struct distinct *d, uint64_t bits)
+{
+	/* whole numbers have all-zero low mantissa bits: mix them all in */
+	size_t i = (size_t)hash__mix64(bits) & (d->cap - 1);
+
+	while (d->bits[i] && d->bits[i] != bits)
+		i = (i + 1) & (d->cap - 1);
+	return i;
+}
+
+/* -EINVAL (with the reason for heatmap__last_error) for parameters or an
+ * input heatmap__build refuses. */
+int heatmap__check_params(const struct heatmap_input *in, const struct heatmap_params *p);
+void keyset__free(struct keyset *ks);
+int keyset__from_seen(const struct heatmap_params *p, size_t nk, const char *const *names,
+		      const unsigned char *seen, const size_t *order, struct keyset *ks);
+void prep__free(struct prep *pr);
+int prep__spans(struct prep *pr, const struct dist_bucket *buckets, size_t nb);
+int dist_bucket__is_point(const struct dist_bucket *b);
+/* Adds n cells to col ([nbuckets][ndrawn]), each source bucket in proportion
+ * to its overlap with each y-bucket. */
+void span__spread_cells(const struct prep *pr, const struct dist_cell *c, size_t n, int weighted,
+		  double *col);
+void hue_tab__init(struct hue_tab *t, double h);
+int distinct__add(struct distinct *d, double v);
+int distinct__rank(struct distinct *d);
+double distinct__intensity(const struct distinct *d, double v);
+
+/* Every key a layer of its own, in order: the cells are the layer values. */
+bool keyset__layers_are_keys(const size_t *key_layer, size_t nkeys, size_t nl);
+/* lv ([ncells][nl], zeroed) = cells ([ncells][nkeys]) summed by layer. */
+void keyset__layer_values(const double *cells, size_t ncells, const size_t *key_layer, size_t nkeys,
+		  size_t nl, double *lv);
+/* Adds the distinct non-zero values of vals ([ncells][nl]) to dv (rank
+ * colouring) and raises *max (largest value) and *max_total (largest cell
+ * total). 0 or -ENOMEM. */
+int distinct__collect(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
+		   struct distinct *dv, double *max, double *max_total);
+/* The colour (and, when levels is not NULL, the intensity) of each cell. */
+void hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
+		  double max, const struct distinct *dv, const struct hue_tab *ht, uint8_t *cellrgb,
+		  float *levels);
+/* The pixels: column c's cell colours are colrgb[c] ([nbuckets][3]).
+ * 0 or -ENOMEM. */
+int heatmap__paint(uint8_t *rgb, int width, int height, int nbuckets, size_t ncols,
+	   const uint8_t *const *colrgb);
+
+#endif
