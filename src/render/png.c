@@ -31,6 +31,11 @@ static int encode(const uint8_t *rgb, int w, int h, int filter, unsigned char **
 	 * (bench/heatmap.sh measures both) */
 	if (!rc && !filter)
 		rc = spng_set_option(ctx, SPNG_FILTER_CHOICE, SPNG_DISABLE_FILTERING);
+	/* deflate at level 1: a live panel's refresh is mostly the encoding
+	 * (2.5 ms of 3.2 at the default level, 0.7 ms at 1), for files about
+	 * twice as large (5 KB for 600x300), same pixels */
+	if (!rc && !filter)
+		rc = spng_set_option(ctx, SPNG_IMG_COMPRESSION_LEVEL, 1);
 	if (!rc)
 		rc = spng_set_ihdr(ctx, &ihdr);
 	if (!rc)
