@@ -8,10 +8,11 @@
  * the operator is locked out. The guard tracks, per connection, whether a
  * request is being answered, and
  *   - closes a connection that has not delivered a whole request (headers
- *     and body) within CONN_GUARD_DEADLINE_MS of its start or of its last
- *     answer, however many bytes trickle in;
- *   - when an address already holds its budget of such waiting connections,
- *     closes the oldest of them to admit the new one, so that a client that
+ *     and body) within CONN_GUARD_DEADLINE_MS of connecting, or of the
+ *     request line of a later request, however many bytes trickle in (an
+ *     idle keep-alive connection is left to microhttpd's idle timeout);
+ *   - when an address already holds its budget of connections that have
+ *     not yet sent a whole request, closes the oldest of them to admit the new one, so that a client that
  *     sends its request at once is always served.
  * A connection whose request is complete is never closed by the guard.
  *
@@ -40,6 +41,8 @@ void conn_guard__free(struct conn_guard *g);
 /* MHD_OPTION_NOTIFY_CONNECTION callback; cls is the guard. */
 void conn_guard__notify(void *cls, struct MHD_Connection *conn, void **socket_context,
 			enum MHD_ConnectionNotificationCode toe);
+/* A request line arrived (MHD_OPTION_URI_LOG_CALLBACK). */
+void conn_guard__request_started(struct MHD_Connection *conn);
 /* The connection's request is complete (headers and body): not closed by
  * the guard until conn_guard__answered(). */
 void conn_guard__request_complete(struct MHD_Connection *conn);

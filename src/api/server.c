@@ -380,7 +380,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 	char *q = strchr(uri, '?');
 
 	(void)cls;
-	(void)conn;
+	conn_guard__request_started(conn);
 	if (!cx || !q)
 		return cx;
 	cx->nparams = 1;
