@@ -1,5 +1,6 @@
 /* Typed time windows: see window.h. Every array allocated here belongs to
  * the window and is released by dist_window__free(). */
+#include "common/grow.h"
 #include "common/errmsg.h"
 #include "common/hash.h"
 #include "common/utf8.h"
@@ -31,27 +32,9 @@ void dist_window__free(struct dist_window *w)
 	dist_window__init(w, w->start, w->granularity);
 }
 
-/* Grows *p (owned by the window) to hold need elements. */
-static int grow(void **p, size_t *cap, size_t need, size_t size)
-{
-	size_t n = *cap ? *cap : 16;
-	void *q;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	q = realloc(*p, n * size);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = n;
-	return 0;
-}
-
 int dist_window__grow_cells(struct dist_window *w)
 {
-	return grow((void **)&w->cells, &w->cell_cap, w->ncells + 1, sizeof(*w->cells));
+	return array__grow((void **)&w->cells, &w->cell_cap, w->ncells + 1, sizeof(*w->cells));
 }
 
 int dist_window__reserve(struct dist_window *w, size_t nslots, size_t ncells, size_t nkeys,
@@ -60,10 +43,10 @@ int dist_window__reserve(struct dist_window *w, size_t nslots, size_t ncells, si
 	char *old = w->names;
 	size_t i;
 
-	if (grow((void **)&w->slot_off, &w->slot_cap, w->nslots + nslots + 1, sizeof(size_t)) ||
-	    grow((void **)&w->cells, &w->cell_cap, w->ncells + ncells, sizeof(*w->cells)) ||
-	    grow((void **)&w->keys, &w->key_cap, w->nkeys + nkeys, sizeof(*w->keys)) ||
-	    grow((void **)&w->names, &w->names_cap, w->names_len + names_len + nkeys,
+	if (array__grow((void **)&w->slot_off, &w->slot_cap, w->nslots + nslots + 1, sizeof(size_t)) ||
+	    array__grow((void **)&w->cells, &w->cell_cap, w->ncells + ncells, sizeof(*w->cells)) ||
+	    array__grow((void **)&w->keys, &w->key_cap, w->nkeys + nkeys, sizeof(*w->keys)) ||
+	    array__grow((void **)&w->names, &w->names_cap, w->names_len + names_len + nkeys,
 		 sizeof(char)))
 		return -ENOMEM;
 	if (old != w->names)
@@ -91,7 +74,7 @@ long dist_window__add_key(struct dist_window *w, const char *s, size_t len)
 
 int dist_window__set_buckets(struct dist_window *w, const struct dist_bucket *b, size_t n)
 {
-	if (grow((void **)&w->buckets, &w->bucket_cap, n, sizeof(*b)))
+	if (array__grow((void **)&w->buckets, &w->bucket_cap, n, sizeof(*b)))
 		return -ENOMEM;
 	if (n)
 		memcpy(w->buckets, b, n * sizeof(*b));
@@ -101,7 +84,7 @@ int dist_window__set_buckets(struct dist_window *w, const struct dist_bucket *b,
 
 int dist_window__begin_slot(struct dist_window *w)
 {
-	if (grow((void **)&w->slot_off, &w->slot_cap, w->nslots + 2, sizeof(size_t)))
+	if (array__grow((void **)&w->slot_off, &w->slot_cap, w->nslots + 2, sizeof(size_t)))
 		return -ENOMEM;
 	if (!w->nslots)
 		w->slot_off[0] = w->ncells;
@@ -151,7 +134,7 @@ static long bucket_index(struct dist_window *w, double lo, double hi)
 		if (b->lo == lo && b->hi == hi)
 			return (long)w->bucket_hash[i] - 1;
 	}
-	if (grow((void **)&w->buckets, &w->bucket_cap, w->nbuckets + 1, sizeof(*w->buckets)))
+	if (array__grow((void **)&w->buckets, &w->bucket_cap, w->nbuckets + 1, sizeof(*w->buckets)))
 		return -ENOMEM;
 	w->buckets[w->nbuckets].lo = lo;
 	w->buckets[w->nbuckets].hi = hi;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/grow.h"
 #include "common/hash.h"
 #include "common/utf8.h"
 #include "engine/metric.h"
@@ -335,21 +336,8 @@ uint64_t om_store__refused(const struct om_store *s)
 
 static void buf_reserve(struct om_buf *b, size_t more)
 {
-	size_t cap;
-	char *np;
-
-	if (b->oom || b->len + more + 1 <= b->cap)
-		return;
-	cap = b->cap ? b->cap : 4096;
-	while (cap < b->len + more + 1)
-		cap *= 2;
-	np = realloc(b->p, cap);
-	if (!np) {
+	if (!b->oom && array__grow((void **)&b->p, &b->cap, b->len + more + 1, 1))
 		b->oom = 1;
-		return;
-	}
-	b->p = np;
-	b->cap = cap;
 }
 
 static void buf_put(struct om_buf *b, const char *p, size_t n)

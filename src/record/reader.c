@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <zstd.h>
 
+#include "common/grow.h"
 #include "engine/metric.h"
 #include "record/format.h"
 #include "record/reader.h"
@@ -58,23 +59,6 @@ struct record_reader {
 	uint64_t torn_offset;
 	int ended;
 };
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-	size_t n = *cap ? *cap : 16;
-	void *q;
-
-	if (need <= *cap)
-		return 0;
-	while (n < need)
-		n *= 2;
-	q = realloc(*p, n * elem);
-	if (!q)
-		return -ENOMEM;
-	*p = q;
-	*cap = n;
-	return 0;
-}
 
 /* Payload decoding: each returns 0, or -EBADMSG when the entry runs past
  * the payload (a chunk that passed its CRC but was not written by us). */
@@ -156,7 +140,7 @@ static int valid_chunk_follows(struct record_reader *r, uint64_t from)
 	if (fseeko(r->f, (off_t)from, SEEK_SET))
 		return 0;
 	for (;;) {
-		if (grow((void **)&rest, &cap, len + 65536, 1))
+		if (array__grow((void **)&rest, &cap, len + 65536, 1))
 			break;
 		n = fread(rest + len, 1, 65536, r->f);
 		len += n;
@@ -215,8 +199,8 @@ static int load_chunk(struct record_reader *r, char *err, size_t errlen)
 			 (long long)r->last_before);
 		return -EBADMSG;
 	}
-	if (grow((void **)&r->stored, &r->stored_cap, stored ? stored : 1, 1) ||
-	    grow((void **)&r->payload, &r->payload_cap, raw ? raw : 1, 1)) {
+	if (array__grow((void **)&r->stored, &r->stored_cap, stored ? stored : 1, 1) ||
+	    array__grow((void **)&r->payload, &r->payload_cap, raw ? raw : 1, 1)) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
@@ -243,7 +227,7 @@ static int load_chunk(struct record_reader *r, char *err, size_t errlen)
 			 ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong size");
 		return -EBADMSG;
 	}
-	if (grow((void **)&r->chunks, &r->chunks_cap, r->nchunks + 1, sizeof(*r->chunks))) {
+	if (array__grow((void **)&r->chunks, &r->chunks_cap, r->nchunks + 1, sizeof(*r->chunks))) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
@@ -315,7 +299,7 @@ static int parse_meta(struct record_reader *r, char *err, size_t errlen)
 
 static int tables_add(struct tables *t, int64_t time, json_t *json)
 {
-	if (grow((void **)&t->v, &t->cap, t->n + 1, sizeof(*t->v))) {
+	if (array__grow((void **)&t->v, &t->cap, t->n + 1, sizeof(*t->v))) {
 		json_decref(json);
 		return -ENOMEM;
 	}
@@ -346,7 +330,7 @@ static int decode_record(struct record_reader *r)
 	if (slot >= r->nmetrics)
 		return -EBADMSG;
 	rm = &r->metrics[slot];
-	if (grow((void **)&r->recs, &r->recs_cap, r->nrecs + 1, sizeof(*r->recs)))
+	if (array__grow((void **)&r->recs, &r->recs_cap, r->nrecs + 1, sizeof(*r->recs)))
 		return -ENOMEM;
 	if (r->str_off_cap < r->recs_cap) {
 		void *p = realloc(r->str_off, r->recs_cap * sizeof(*r->str_off));
@@ -392,7 +376,7 @@ static int decode_record(struct record_reader *r)
 			return rc;
 		if (f < 0)
 			continue;
-		if (grow((void **)&r->strs, &r->strs_cap, r->strs_len + (size_t)v, 1))
+		if (array__grow((void **)&r->strs, &r->strs_cap, r->strs_len + (size_t)v, 1))
 			return -ENOMEM;
 		memcpy(r->strs + r->strs_len, p, (size_t)(v - 1));
 		r->strs[r->strs_len + v - 1] = '\0';

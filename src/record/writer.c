@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <zstd.h>
 
+#include "common/grow.h"
 #include "engine/metric.h"
 #include "record/format.h"
 #include "record/writer.h"
@@ -21,20 +22,8 @@ struct buf {
 
 static void buf_reserve(struct buf *b, size_t more)
 {
-	size_t cap = b->cap ? b->cap : 4096;
-	unsigned char *p;
-
-	if (b->failed || b->len + more <= b->cap)
-		return;
-	while (cap < b->len + more)
-		cap *= 2;
-	p = realloc(b->p, cap);
-	if (!p) {
+	if (!b->failed && array__grow((void **)&b->p, &b->cap, b->len + more, 1))
 		b->failed = 1;
-		return;
-	}
-	b->p = p;
-	b->cap = cap;
 }
 
 static void buf_put(struct buf *b, const void *data, size_t len)
