@@ -529,8 +529,9 @@ int agent__destroy(struct agent *a, const struct principal *who, const char *id,
 	}
 	pthread_mutex_unlock(&a->lock);
 	/* a 204 only once state.json no longer lists it */
-	if (!rc)
-		rc = state__commit(a, e);
+	if (!rc && (rc = state__commit(a, e)))
+		snprintf(e->msg, sizeof(e->msg), "instrumentation %s deleted, but the state cannot be saved: it comes back at a restart unless a later save succeeds",
+			 id);
 	return rc;
 }
 

@@ -21,6 +21,11 @@ struct agent_instr {
 	int64_t last_read;		/* unix second its value was last read */
 	json_t *restored_links;		/* owned: its peers' ids as state.json had them,
 					 * until the fleet adopts them (NULL: none) */
+	/* data/<id>.log as the persister left it (state.c): the start of the
+	 * next slot to append (0: the file is to be written whole) and the
+	 * records it holds */
+	int64_t log_next;
+	size_t log_records;
 	struct agent_instr *next;
 };
 

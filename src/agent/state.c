@@ -3,8 +3,11 @@
  *   state.json       {"version": 1, "next_id": N, "saved": UNIX,
  *                     "instrumentations": [{"id", "owner", "spec"}, ...],
  *                     "duplicates": [...]}
- *   data/<id>.json   the retained slots of a persist-data instrumentation,
- *                    as instr__data_to_json() shapes them
+ *   data/<id>.log    the slots of a persist-data instrumentation, one JSON
+ *                    text per line: the head ({"metric", "decomposition",
+ *                    "granularity"}), then {"start_time", "value"} per slot
+ *   data/<id>.json   the same as one object (instr__data_to_json()), as
+ *                    earlier versions wrote it: read when there is no .log
  *   lock             held (flock) by the agent using the dir; holds its pid
  *
  * An aggregator (--peers) also keeps each instrumentation's ids on its peers
@@ -14,10 +17,14 @@
  * persist-data instrumentation of an hour can hold a million cells. Saved as
  * one JSON tree under the agent lock every AGENT_PERSIST_INTERVAL seconds, it
  * stalled every request for a second and more, and a restart parsed a tree
- * as large as all the data at once. Now the persister thread writes each
- * data file STATE_DUMP_SLOTS slots at a time, taking the lock for each batch
- * and writing to disk without it, and a restart parses one instrumentation's
- * data at a time. A state.json that still carries "data" inline (written by
+ * as large as all the data at once. Rewriting every data file every save
+ * still cost CPU in proportion to all the data held, each 10 s. Now the
+ * persister thread appends to data/<id>.log the slots completed since its
+ * last save, one line each, and rewrites the file (atomically,
+ * STATE_DUMP_SLOTS slots per hold of the agent lock, writing to disk without
+ * it) only at its first save and when the expired records in it outnumber
+ * the live ones. A restart parses one instrumentation's data at a time and
+ * ignores a torn last line (a crash in an append). A state.json that still carries "data" inline (written by
  * earlier versions) is read as well. state.json itself is small: a request
  * that creates or deletes writes it before it answers (state__commit), so
  * that an answer survives a crash right after it.
@@ -403,39 +410,120 @@ static int state_dir_ready(struct agent *a)
 
 /* ---- saving ---- */
 
-/* Writes data/<id>.json in batches of slots, holding a->lock for each batch
- * only (caller does not hold it). Each batch goes through a memory buffer so
- * that no disk write happens under the lock. An instrumentation deleted
- * meanwhile leaves no file. 0 or -errno. */
-static int save_data(struct agent *a, int datafd, unsigned long id)
+/* Formats into mem the slots of ai from *t on, up to end (exclusive) and at
+ * most max of them, one line each; empty slots are skipped. Caller holds
+ * a->lock. Returns the records written, -ENOMEM or -EIO. */
+static long format_slots(struct agent_instr *ai, int64_t *t, int64_t end, unsigned int max,
+			 FILE *mem)
 {
-	char name[64], tmp[128], *buf = NULL;
-	struct instr_dump d;
-	struct agent_instr *ai;
-	size_t len = 0;
-	FILE *f, *mem;
-	int rc, step = 1;
+	int64_t gran = instr__granularity(ai->in);
+	long n = 0;
 
-	snprintf(name, sizeof(name), "%lu.json", id);
+	for (unsigned int k = 0; k < max && *t < end; k++, *t += gran) {
+		json_t *v = instr__value(ai->in, *t);
+		bool empty = !v || (json_is_integer(v) && !json_integer_value(v)) ||
+			     (json_is_object(v) && !json_object_size(v)) ||
+			     (json_is_array(v) && !json_array_size(v));
+		int bad = 0;
+
+		if (!v)
+			return -ENOMEM;
+		if (!empty)
+			bad = fprintf(mem, "{\"start_time\":%lld,\"value\":", (long long)*t) < 0 ||
+			      json_dumpf(v, mem, JSON_COMPACT | JSON_ENCODE_ANY) ||
+			      fputs("}\n", mem) == EOF;
+		json_decref(v);
+		if (bad)
+			return -EIO;
+		n += !empty;
+	}
+	return n;
+}
+
+/* The head line of ai's log: instr__dump_begin()'s head with the slots
+ * array left out. Caller holds a->lock. 0, -ENOMEM or -EIO. */
+static int format_head(struct agent_instr *ai, FILE *mem)
+{
+	static const char tail[] = ",\"slots\":[";
+	char *buf = NULL;
+	size_t len = 0;
+	struct instr_dump d;
+	FILE *h = open_memstream(&buf, &len);
+	int rc;
+
+	if (!h)
+		return -ENOMEM;
+	rc = instr__dump_begin(ai->in, &d, h);
+	if (fclose(h) && !rc)
+		rc = -ENOMEM;
+	if (!rc && (len < sizeof(tail) || memcmp(buf + len - (sizeof(tail) - 1), tail, sizeof(tail) - 1)))
+		rc = -EIO;
+	if (!rc && (fwrite(buf, 1, len - (sizeof(tail) - 1), mem) != len - (sizeof(tail) - 1) ||
+		    fputs("}\n", mem) == EOF))
+		rc = -EIO;
+	free(buf);
+	return rc;
+}
+
+/* The slots of instrumentation id to write: those before *end, *first the
+ * oldest it retains. While the agent runs, the complete ones (a slot is
+ * appended once, whole); at the last save, the one being filled as well
+ * (the next start writes the file whole again). Before the first drain what
+ * it holds was restored: complete as far as it goes. Caller holds a->lock. */
+static struct agent_instr *log_window(struct agent *a, unsigned long id, int64_t *first,
+				      int64_t *end, size_t *live)
+{
+	struct agent_instr *ai = agent__by_id(a, id);
+	int64_t gran, drained = a->drained_to ? a->drained_to : agent__now();
+
+	if (!ai || !instr__persist(ai->in))
+		return NULL;
+	gran = instr__granularity(ai->in);
+	*live = (size_t)(instr__retention(ai->in) / gran);
+	if (!*live)
+		*live = 1;
+	*end = drained - drained % gran;
+	if (a->persist_stop && drained % gran)
+		*end += gran;
+	*first = *end - (int64_t)*live * gran;
+	return ai;
+}
+
+/* Writes data/<id>.log whole, STATE_DUMP_SLOTS slots per hold of a->lock
+ * (caller does not hold it), and removes an earlier version's data/<id>.json.
+ * An instrumentation deleted or replaced meanwhile leaves no file. 0 or
+ * -errno. */
+static int rewrite_log(struct agent *a, int datafd, unsigned long id)
+{
+	char name[64], tmp[128], old[64], *buf = NULL;
+	struct agent_instr *ai, *was = NULL;
+	int64_t t = 0, end = 0, first;
+	size_t len = 0, live, records = 0;
+	long step = 1;
+	FILE *f, *mem;
+	int rc;
+
+	snprintf(name, sizeof(name), "%lu.log", id);
 	rc = atomic_open(datafd, name, tmp, sizeof(tmp), &f);
 	if (rc)
 		return rc;
-	for (bool first = true; step == 1; first = false) {
+	for (bool head = true; !rc && (head || t < end); head = false) {
 		mem = open_memstream(&buf, &len);
 		if (!mem) {
 			rc = -ENOMEM;
 			break;
 		}
 		pthread_mutex_lock(&a->lock);
-		ai = agent__by_id(a, id);
-		if (!ai || !instr__persist(ai->in))
+		ai = log_window(a, id, &first, head ? &end : &(int64_t){ 0 }, &live);
+		if (!ai || (was && ai != was)) {
 			step = -ENOENT;
-		else if (first)
-			step = instr__dump_begin(ai->in, &d, mem);
-		else
-			step = instr__dump_step(ai->in, &d, mem, STATE_DUMP_SLOTS);
-		if (first && step == 0)
-			step = 1;	/* the head is written: the slots follow */
+		} else if (head) {
+			was = ai;
+			t = first;
+			step = format_head(ai, mem);
+		} else {
+			step = format_slots(ai, &t, end, STATE_DUMP_SLOTS, mem);
+		}
 		pthread_mutex_unlock(&a->lock);
 		if (fclose(mem) && step >= 0)
 			step = -ENOMEM;
@@ -445,13 +533,103 @@ static int save_data(struct agent *a, int datafd, unsigned long id)
 		free(buf);
 		buf = NULL;
 		if (step < 0)
-			rc = step;
+			rc = (int)step;
+		else if (!head)
+			records += (size_t)step;
 	}
 	if (rc) {
 		atomic_abort(datafd, f, tmp);
 		return rc == -ENOENT ? 0 : rc;
 	}
-	return atomic_commit(datafd, f, tmp, name);
+	rc = atomic_commit(datafd, f, tmp, name);
+	if (rc)
+		return rc;
+	snprintf(old, sizeof(old), "%lu.json", id);
+	unlinkat(datafd, old, 0);
+	pthread_mutex_lock(&a->lock);
+	if (agent__by_id(a, id) == was) {
+		was->log_next = end;
+		was->log_records = records;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
+/* Appends to data/<id>.log the slots completed since the last save (caller
+ * does not hold a->lock): the persister's work grows with the new data, not
+ * with all the data held. 1 when the file is to be written whole instead,
+ * 0 or -errno. */
+static int append_log(struct agent *a, int datafd, unsigned long id)
+{
+	char name[64], *buf = NULL;
+	struct agent_instr *ai;
+	int64_t t, end, first;
+	size_t len = 0, live;
+	long n = 0;
+	struct stat st;
+	FILE *mem;
+	int fd, rc = 0;
+
+	pthread_mutex_lock(&a->lock);
+	ai = log_window(a, id, &first, &end, &live);
+	if (!ai) {
+		pthread_mutex_unlock(&a->lock);
+		return 0;
+	}
+	/* a first save, the last one, or a file whose expired records
+	 * outnumber the live ones */
+	if (!ai->log_next || ai->log_records > 2 * live || a->persist_stop) {
+		pthread_mutex_unlock(&a->lock);
+		return 1;
+	}
+	t = ai->log_next > first ? ai->log_next : first;
+	mem = open_memstream(&buf, &len);
+	/* the few slots of one interval: formatted in one hold of the lock */
+	n = mem ? format_slots(ai, &t, end, UINT32_MAX, mem) : -ENOMEM;
+	if (mem && fclose(mem) && n >= 0)
+		n = -ENOMEM;
+	if (n >= 0) {
+		ai->log_next = end;
+		ai->log_records += (size_t)n;
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (n < 0) {
+		rc = (int)n;
+		goto out;
+	}
+	if (!len)
+		goto out;
+	snprintf(name, sizeof(name), "%lu.log", id);
+	fd = openat(datafd, name, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		rc = 1;		/* gone or replaced by something else: written whole */
+	} else {
+		errno = 0;
+		if (write(fd, buf, len) != (ssize_t)len || fdatasync(fd))
+			rc = errno ? -errno : -EIO;
+	}
+	if (fd >= 0)
+		close(fd);
+out:
+	if (rc) {
+		/* a torn tail is ignored at a restore; the next save writes the
+		 * file whole */
+		pthread_mutex_lock(&a->lock);
+		ai = agent__by_id(a, id);
+		if (ai)
+			ai->log_next = 0;
+		pthread_mutex_unlock(&a->lock);
+	}
+	free(buf);
+	return rc;
+}
+
+/* data/<id>.log up to date, by an append or whole. 0 or -errno. */
+static int save_data(struct agent *a, int datafd, unsigned long id)
+{
+	int rc = append_log(a, datafd, id);
+
+	return rc == 1 ? rewrite_log(a, datafd, id) : rc;
 }
 
 /* Removes the data files of instrumentations deleted while the agent ran,
@@ -459,7 +637,7 @@ static int save_data(struct agent *a, int datafd, unsigned long id)
  * this agent did not restore. Only the persister thread writes data/. */
 static void remove_data_files(struct agent *a, int datafd, const unsigned long *ids, size_t n)
 {
-	static const char *const suffixes[] = { ".json", ".json.tmp" };
+	static const char *const suffixes[] = { ".log", ".log.tmp", ".json", ".json.tmp" };
 	char name[64];
 
 	for (size_t i = 0; i < n; i++)
@@ -578,7 +756,9 @@ static int save_specs(struct agent *a, unsigned long **ids, size_t *nids, unsign
 		goto out;
 	pthread_mutex_lock(&a->lock);
 	text = snapshot_specs(a, ids, nids, gone, ngone);
-	if (text) {
+	/* a request's write leaves the change for the persister too: the
+	 * data files and the removal of a deleted one's follow within a tick */
+	if (text && ids) {
 		a->dirty = false;
 		a->last_persist = agent__now();
 	}
@@ -663,7 +843,7 @@ int state__save(struct agent *a)
 	for (size_t i = 0; i < nwant && !rc; i++) {
 		r = save_data(a, datafd, want[i]);
 		if (r) {
-			log_error("state", "cannot write %s/data/%lu.json: %s", a->cfg.state_dir,
+			log_error("state", "cannot write %s/data/%lu.log: %s", a->cfg.state_dir,
 				  want[i], strerror(-r));
 			rc = r;
 		}
@@ -885,34 +1065,98 @@ static void restore_data(struct agent_instr *ai, const json_t *data, const char 
 			  ai->id);
 }
 
+/* data/<id>.log as one object, as instr__data_from_json() takes it (new
+ * reference owned by the caller; NULL, with the reason in why, when even its
+ * head is unreadable). A torn last line is what a crash in an append
+ * leaves: ignored, as is everything after a damaged line (reported). */
+static json_t *read_log(int fd, const char *path, char *why, size_t whylen)
+{
+	json_t *data = NULL, *slots = NULL, *rec;
+	json_error_t jerr;
+	struct stat st;
+	size_t len = 0, pos, lineno = 1;
+	ssize_t got;
+	char *buf = NULL, *nl;
+
+	if (fstat(fd, &st) || !(buf = malloc(st.st_size ? (size_t)st.st_size : 1))) {
+		snprintf(why, whylen, "%s", errno ? strerror(errno) : "out of memory");
+		return NULL;
+	}
+	while (len < (size_t)st.st_size && (got = read(fd, buf + len, (size_t)st.st_size - len)) > 0)
+		len += (size_t)got;
+	nl = memchr(buf, '\n', len);
+	data = nl ? json_loadb(buf, (size_t)(nl - buf), 0, &jerr) : NULL;
+	slots = json_array();
+	if (!json_is_object(data) || !slots || json_object_set(data, "slots", slots)) {
+		snprintf(why, whylen, "no head line");
+		json_decref(data);
+		data = NULL;
+		goto out;
+	}
+	for (pos = (size_t)(nl - buf) + 1; pos < len; pos = (size_t)(nl - buf) + 1) {
+		lineno++;
+		nl = memchr(buf + pos, '\n', len - pos);
+		if (!nl) {
+			log_warn("state", "%s: line %zu torn (%zu bytes, no end of line): ignored", path,
+				 lineno, len - pos);
+			break;
+		}
+		rec = json_loadb(buf + pos, (size_t)(nl - (buf + pos)), 0, &jerr);
+		if (!json_is_object(rec) || json_array_append_new(slots, rec)) {
+			if (!json_is_object(rec))
+				json_decref(rec);
+			log_error("state", "%s: line %zu damaged: it and the %s after it ignored", path,
+				  lineno, "lines");
+			break;
+		}
+	}
+out:
+	json_decref(slots);
+	free(buf);
+	return data;
+}
+
 /* One instrumentation's data at a time: the parse tree is as large as the
- * data, so it is freed before the next file is read. */
+ * data, so it is freed before the next file is read. data/<id>.log first,
+ * else an earlier version's data/<id>.json. */
 static void load_data_file(struct agent *a, int datafd, struct agent_instr *ai)
 {
-	char name[64], path[4200];
+	char name[64], path[4200], why[256];
 	json_error_t jerr;
-	const char *why;
+	const char *what;
 	struct stat st;
 	json_t *data;
+	bool log = true;
 	int fd;
 
-	snprintf(name, sizeof(name), "%lu.json", ai->id);
+	snprintf(name, sizeof(name), "%lu.log", ai->id);
+	fd = datafd < 0 ? -ENOENT : open_regular(datafd, name, &st, &what);
+	if (fd == -ENOENT && datafd >= 0) {
+		log = false;
+		snprintf(name, sizeof(name), "%lu.json", ai->id);
+		fd = open_regular(datafd, name, &st, &what);
+	}
 	snprintf(path, sizeof(path), "%s/data/%s", a->cfg.state_dir, name);
-	fd = datafd < 0 ? -ENOENT : open_regular(datafd, name, &st, &why);
 	if (fd < 0) {
 		if (fd != -ENOENT)
 			log_error("state", "%s: %s: data of instrumentation %lu not restored", path,
-				  why ? why : strerror(-fd), ai->id);
+				  what ? what : strerror(-fd), ai->id);
 		return;
 	}
-	data = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
+	if (log) {
+		data = read_log(fd, path, why, sizeof(why));
+		if (!data)
+			log_error("state", "%s: %s: data of instrumentation %lu not restored", path, why,
+				  ai->id);
+	} else {
+		data = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
+		if (!data)
+			log_error("state", "%s: line %d column %d: %s: data of instrumentation %lu not restored",
+				  path, jerr.line, jerr.column, jerr.text, ai->id);
+	}
 	close(fd);
-	if (!data) {
-		log_error("state", "%s: line %d column %d: %s: data of instrumentation %lu not restored",
-			  path, jerr.line, jerr.column, jerr.text, ai->id);
-		return;
-	}
-	restore_data(ai, data, path);
+	if (data)
+		restore_data(ai, data, path);
 	json_decref(data);
 }
 
