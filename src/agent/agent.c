@@ -375,6 +375,7 @@ static void destroy_locked(struct agent *a, struct agent_instr *ai)
 		*pp = ai->next;
 	if (a->fleet)
 		fleet__forget(a->fleet, ai->id);
+	state__deleted(a, ai->id);
 	instr_free(a, ai);
 	a->dirty = true;
 }
@@ -417,6 +418,26 @@ static int created(struct agent_instr *ai, json_t **out, unsigned long *id, stru
 	return *out ? 0 : fail_nomem(e);
 }
 
+/* A 201 only once state.json holds the new one: what cannot be saved is
+ * undone (*out released) and the error is the caller's. Caller does not
+ * hold a->lock. */
+static int created_durably(struct agent *a, unsigned long id, json_t **out, struct agent_error *e)
+{
+	struct agent_instr *ai;
+	int rc = state__commit(a, e);
+
+	if (!rc)
+		return 0;
+	pthread_mutex_lock(&a->lock);
+	ai = agent__by_id(a, id);
+	if (ai)
+		destroy_locked(a, ai);
+	pthread_mutex_unlock(&a->lock);
+	json_decref(*out);
+	*out = NULL;
+	return rc;
+}
+
 /* ---- requests ---- */
 
 /* *out owned by the caller, as for every request below. */
@@ -424,6 +445,7 @@ int agent__create(struct agent *a, const struct principal *who, const char *peer
 		  const json_t *spec, json_t **out, unsigned long *id, struct agent_error *e)
 {
 	struct agent_instr *ai;
+	unsigned long new_id = 0;
 	int rc;
 
 	pthread_mutex_lock(&a->lock);
@@ -431,8 +453,12 @@ int agent__create(struct agent *a, const struct principal *who, const char *peer
 	if (!rc)
 		rc = forward_created(a, ai, spec, peer_token, e);
 	if (!rc)
-		rc = created(ai, out, id, e);
+		rc = created(ai, out, &new_id, e);
 	pthread_mutex_unlock(&a->lock);
+	if (!rc)
+		rc = created_durably(a, new_id, out, e);
+	if (!rc && id)
+		*id = new_id;
 	return rc;
 }
 
@@ -501,6 +527,10 @@ int agent__destroy(struct agent *a, const struct principal *who, const char *id,
 		rc = 0;
 	}
 	pthread_mutex_unlock(&a->lock);
+	/* a 204 only once state.json no longer lists it */
+	if (!rc && (rc = state__commit(a, e)))
+		snprintf(e->msg, sizeof(e->msg), "instrumentation %s deleted, but the state cannot be saved: it comes back at a restart unless a later save succeeds",
+			 id);
 	return rc;
 }
 
@@ -576,6 +606,7 @@ int agent__clone(struct agent *a, const struct principal *who, const char *peer_
 {
 	struct agent_instr *ai, *nai;
 	json_t *spec = NULL, *fwd = NULL;
+	unsigned long cloned = 0;
 	int rc;
 
 	pthread_mutex_lock(&a->lock);
@@ -596,9 +627,13 @@ int agent__clone(struct agent *a, const struct principal *who, const char *peer_
 	if (!rc)
 		rc = forward_created(a, nai, fwd ? fwd : spec, peer_token, e);
 	if (!rc)
-		rc = created(nai, out, new_id, e);
+		rc = created(nai, out, &cloned, e);
 out:
 	pthread_mutex_unlock(&a->lock);
+	if (!rc)
+		rc = created_durably(a, cloned, out, e);
+	if (!rc && new_id)
+		*new_id = cloned;
 	json_decref(spec);
 	json_decref(fwd);
 	return rc;
@@ -880,24 +915,6 @@ err_free:
 
 /* ---- lifecycle ---- */
 
-static int mkdir_p(const char *dir)
-{
-	char buf[4096];
-
-	snprintf(buf, sizeof(buf), "%s", dir);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 /* --peers and --peer-token-file into a->fleet (owned by a). */
 static int fleet_setup(struct agent *a, char *err, size_t errlen)
 {
@@ -951,6 +968,7 @@ int agent__new(const struct agent_config *cfg, struct agent **out, char *err, si
 		a->cfg.max_cells = AGENT_CELLS_MAX_DEFAULT;
 	a->next_id = 1;
 	pthread_mutex_init(&a->lock, NULL);
+	state__init(a);
 	/* bad options first: -EINVAL, whatever the reason */
 	if (a->cfg.scope_vms && set_scope(a, a->cfg.scope_vms, err, errlen)) {
 		rc = -EINVAL;
@@ -960,10 +978,8 @@ int agent__new(const struct agent_config *cfg, struct agent **out, char *err, si
 		rc = -EINVAL;
 		goto err_free;
 	}
-	if (a->cfg.state_dir && (rc = mkdir_p(a->cfg.state_dir))) {
-		snprintf(err, errlen, "--state-dir %s: %s", a->cfg.state_dir, strerror(-rc));
+	if ((rc = state__open(a, err, errlen)))
 		goto err_host;
-	}
 	rc = hub__new(&a->hub, a->cfg.proc_root);
 	if (rc) {
 		snprintf(err, errlen, "cannot set up the collection hub");
@@ -1091,6 +1107,7 @@ void agent__free(struct agent *a)
 	metrics_export__stop(a->metrics, a->hub);
 	hub__free(a->hub);
 	free_scope(a);
+	state__close(a);
 	pthread_mutex_destroy(&a->lock);
 	free(a);
 }

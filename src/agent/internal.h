@@ -21,6 +21,11 @@ struct agent_instr {
 	int64_t last_read;		/* unix second its value was last read */
 	json_t *restored_links;		/* owned: its peers' ids as state.json had them,
 					 * until the fleet adopts them (NULL: none) */
+	/* data/<id>.log as the persister left it (state.c): the start of the
+	 * next slot to append (0: the file is to be written whole) and the
+	 * records it holds */
+	int64_t log_next;
+	size_t log_records;
 	struct agent_instr *next;
 };
 
@@ -41,6 +46,16 @@ struct agent {
 	pthread_t persister;
 	pthread_cond_t persist_cv;
 	bool persister_running, persist_wanted, persist_stop, persisting;
+	/* the state dir (state.c): its fd and the fd of its held lock file
+	 * (-1: none); state_io serialises the writes of state.json and the
+	 * reopening of the dir, and is taken before a->lock */
+	int state_dfd, state_lockfd;
+	pthread_mutex_t state_io;
+	json_t *state_kept;		/* owned: entries of state.json not restored,
+					 * written back as they were on every save */
+	json_t *state_duplicates;	/* owned: entries whose id came twice */
+	unsigned long *state_deleted;	/* owned: ids deleted, their data files to remove */
+	size_t state_ndeleted, state_deleted_cap;
 	struct fleet *fleet;		/* NULL without --peers */
 	/* --scope-vms as a tenant-like principal (nvms 0: unscoped); its
 	 * predicate is AND-ed onto every instrumentation, the operator's too */
@@ -57,6 +72,22 @@ int agent__restore(struct agent *a, const json_t *spec, unsigned long id, const 
 struct agent_instr *agent__by_id(struct agent *a, unsigned long id);
 
 /* ---- state.c ---- */
+
+/* Before anything else in agent__new: no state dir yet. */
+void state__init(struct agent *a);
+/* Opens a->cfg.state_dir (creating it), refuses one that others may write
+ * or that someone else owns, and takes its lock: a second agent on it is
+ * refused with the first one's pid. 0 or -errno with the reason in err. */
+int state__open(struct agent *a, char *err, size_t errlen);
+/* Releases the dir, its lock and what state__load kept. */
+void state__close(struct agent *a);
+/* Writes state.json now, from what the agent holds now (data files stay
+ * with the persister): a request answers only after this. Caller does not
+ * hold a->lock. 0 or -errno with e set. */
+int state__commit(struct agent *a, struct agent_error *e);
+/* Notes that instrumentation id is deleted: its data files go at the next
+ * save. Caller holds a->lock. */
+void state__deleted(struct agent *a, unsigned long id);
 
 /* Writes every instrumentation to STATE_DIR/state.json and persist-data
  * ones' data to STATE_DIR/data/<id>.json, each atomically. Takes a->lock

@@ -1,11 +1,15 @@
 /* Access tokens: parsing the token file and constant-time lookup. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "api/tokens.h"
+#include "common/log.h"
 
 struct token_entry {
 	char *token;
@@ -204,20 +208,62 @@ err_free:
 	return rc;
 }
 
+/* Opens the token file for reading (*f the caller's): a regular file that
+ * only root or this user owns and no one else may write, since whoever may
+ * write it may grant themselves the operator's role. One that others may
+ * read is accepted with a warning. 0 or -errno with the reason in err. */
+static int open_checked(const char *path, FILE **f, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd, rc = 0;
+
+	/* O_NONBLOCK: a FIFO planted there must not hang the start */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return rc;
+	}
+	if (fstat(fd, &st)) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	} else if (!S_ISREG(st.st_mode)) {
+		rc = -EINVAL;
+		snprintf(err, errlen, "%s: not a regular file", path);
+	} else if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		rc = -EPERM;
+		snprintf(err, errlen, "%s: owned by uid %u, not by root or this agent's uid %u: refused",
+			 path, (unsigned)st.st_uid, (unsigned)geteuid());
+	} else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		rc = -EPERM;
+		snprintf(err, errlen, "%s: writable by %s (mode %04o): refused (chmod go-w it)", path,
+			 st.st_mode & S_IWOTH ? "others" : "its group", (unsigned)(st.st_mode & 07777));
+	}
+	if (!rc && (st.st_mode & S_IROTH))
+		log_warn("tokens", "token file %s is readable by others (mode %04o): chmod o-r it",
+			 path, (unsigned)(st.st_mode & 07777));
+	if (!rc) {
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+		*f = fdopen(fd, "r");
+		if (!*f)
+			rc = -ENOMEM;
+	}
+	if (rc && !(*f))
+		close(fd);
+	return rc;
+}
+
 /* On success the caller owns *out. */
 int tokens__load(const char *path, struct token_set **out, char *err, size_t errlen)
 {
 	char *buf = NULL;
 	size_t cap = 0, len = 0;
-	FILE *f;
+	FILE *f = NULL;
 	int rc;
 
-	f = fopen(path, "re");
-	if (!f) {
-		rc = -errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	rc = open_checked(path, &f, err, errlen);
+	if (rc)
 		return rc;
-	}
 	for (;;) {
 		size_t got;
 

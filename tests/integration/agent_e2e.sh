@@ -102,9 +102,10 @@ check "average of each second with data is the bucket midpoint $((B0 + 5))" \
 # restart: specs come back, persist-data keeps values
 agent_stop
 check "state file written" test -s "$STATE/state.json"
-check "persist-data values saved apart, in data/$I_SUB.json" \
-	jqe "(.slots | length) > 0 and .decomposition == [\"subsecond\"]" "$STATE/data/$I_SUB.json"
-check "no data file for the instrumentation without persist-data" test ! -e "$STATE/data/$I_CNT.json"
+# data/<id>.log: a head line, then one line per slot with data
+check "persist-data values saved apart, in data/$I_SUB.log" \
+	jqe -s "(.[1:] | length) > 0 and .[0].decomposition == [\"subsecond\"] and all(.[1:][]; has(\"start_time\"))" "$STATE/data/$I_SUB.log"
+check "no data file for the instrumentation without persist-data" test ! -e "$STATE/data/$I_CNT.log" -a ! -e "$STATE/data/$I_CNT.json"
 check "state.json holds specs only" jqe '[.instrumentations[] | has("data")] | any | not' "$STATE/state.json"
 agent_start "$LOG" --state-dir "$STATE" || not_ok "agent restarts"
 IDS=$(curl -s "$BASE/ca/instrumentations" | jq -c '[.[].id]')
@@ -117,27 +118,37 @@ N_OLD=$(curl -s -X POST "$BASE/ca/instrumentations" -d '{"metric":"vm.irqs"}' | 
 check "ids continue after a restart (new id $N_OLD > $I_PIO)" test "$N_OLD" -gt "$I_PIO"
 
 # a state.json with the data inline (as versions before data/ wrote it) loads,
-# and the next save moves the data out to data/<id>.json
+# and the next save moves the data out to data/<id>.log
 agent_stop
-jq --slurpfile d "$STATE/data/$I_SUB.json" \
+jq -s '.[0] + {slots: .[1:]}' "$STATE/data/$I_SUB.log" > "$TMPD/data.json"
+jq --slurpfile d "$TMPD/data.json" \
 	'.instrumentations |= map(if .id == '"$I_SUB"' then . + {data: $d[0]} else . end)' \
 	"$STATE/state.json" > "$TMPD/inline.json" && mv "$TMPD/inline.json" "$STATE/state.json"
-rm -f "$STATE/data/$I_SUB.json"
+rm -f "$STATE/data/$I_SUB.log"
 agent_start "$LOG" --state-dir "$STATE" || not_ok "agent restarts over an inline-data state file"
 expect_eq "inline persist-data values restored" "$(raw "$I_SUB" | jq '[.[].value[][1]] | add')" "$TRUTH_IRQ"
 agent_stop
-check "the next save moved them to data/$I_SUB.json" \
+check "the next save moved them to data/$I_SUB.log" \
 	jqe '[.instrumentations[] | has("data")] | any | not' "$STATE/state.json"
-check "... which holds the values" test -s "$STATE/data/$I_SUB.json"
+check "... which holds the values" test -s "$STATE/data/$I_SUB.log"
+
+# data/<id>.json as earlier versions wrote it is read when there is no .log
+jq -s '.[0] + {slots: .[1:]}' "$STATE/data/$I_SUB.log" > "$STATE/data/$I_SUB.json"
+rm -f "$STATE/data/$I_SUB.log"
+agent_start "$LOG" --state-dir "$STATE" || not_ok "agent restarts over a data/<id>.json"
+expect_eq "values restored from data/$I_SUB.json" "$(raw "$I_SUB" | jq '[.[].value[][1]] | add')" "$TRUTH_IRQ"
+agent_stop
+check "the next save wrote data/$I_SUB.log and removed data/$I_SUB.json" \
+	test -s "$STATE/data/$I_SUB.log" -a ! -e "$STATE/data/$I_SUB.json"
 
 # a damaged data file: the instrumentation comes back empty, reported
-echo '{"metric": "vm.irqs", "slots": [' > "$STATE/data/$I_SUB.json"
+echo -n '{"metric": "vm.irqs", "slots": [' > "$STATE/data/$I_SUB.log"
 agent_start "$LOG" --state-dir "$STATE" || not_ok "agent restarts over a damaged data file"
-check "damaged data file reported at level=error" grep -q "level=error sub=state.*data/$I_SUB.json" "$LOG"
+check "damaged data file reported at level=error" grep -q "level=error sub=state.*data/$I_SUB.log" "$LOG"
 expect_eq "its instrumentation is back, empty" "$(raw "$I_SUB" | jq '[.[].value[][1]] | add // 0')" 0
 curl -s -o /dev/null -X DELETE "$BASE/ca/instrumentations/$I_SUB"
-for _ in $(seq 30); do test -e "$STATE/data/$I_SUB.json" || break; sleep 0.2; done
-check "deleting it removes its data file" test ! -e "$STATE/data/$I_SUB.json"
+for _ in $(seq 30); do test -e "$STATE/data/$I_SUB.log" || break; sleep 0.2; done
+check "deleting it removes its data file" test ! -e "$STATE/data/$I_SUB.log"
 
 # corrupt state: renamed aside, reported, agent still starts
 agent_stop

@@ -27,12 +27,13 @@ mkdir -m 0700 -p "$S/data"
 echo untouched > "$TMPD/victim"
 ln -s "$TMPD/victim" "$S/state.json.tmp"
 ln -s "$TMPD/victim2" "$S/data/1.json.tmp"
+ln -s "$TMPD/victim3" "$S/data/1.log.tmp"
 agent_start "$LOG" --state-dir "$S" || { not_ok "agent starts"; sed 's/^/# /' "$LOG"; tap_done; }
 I=$(post '{"module":"vm","stat":"exits","decomposition":["vm"],"persist-data":true}' | jq -r .id)
 check "an instrumentation is created (id $I)" test "$I" = 1
 sleep 2
 expect_eq "the file behind state.json.tmp is not overwritten" "$(cat "$TMPD/victim")" untouched
-check "no file is created behind data/1.json.tmp" test ! -e "$TMPD/victim2"
+check "no file is created behind data/1.json.tmp or data/1.log.tmp" test ! -e "$TMPD/victim2" -a ! -e "$TMPD/victim3"
 check "state.json is saved anyway, a regular file" test -f "$S/state.json" -a ! -L "$S/state.json"
 agent_stop
 
@@ -76,14 +77,14 @@ agent_start "$LOG" --state-dir "$S" || { not_ok "agent starts"; tap_done; }
 post '{"module":"vm","stat":"exits","decomposition":["vm"],"persist-data":true}' >/dev/null
 sleep 12	# the persister writes data files every API_PERSIST_INTERVAL seconds
 agent_stop
-check "a data file was written" test -f "$S/data/1.json"
-cp "$S/data/1.json" "$TMPD/data1.before"
+check "a data file was written" test -f "$S/data/1.log"
+cp "$S/data/1.log" "$TMPD/data1.before"
 echo '{"version": 1, "instrumentations": [' > "$S/state.json"
 agent_start "$LOG" --state-dir "$S" || { not_ok "agent starts over a damaged state.json"; tap_done; }
 check "the damaged state.json is set aside" sh -c "ls '$S' | grep -q 'state.json.bad'"
 post "$SPEC" >/dev/null
 sleep 2
-check "the first save after it keeps data/1.json" cmp -s "$S/data/1.json" "$TMPD/data1.before"
+check "the first save after it keeps data/1.log" cmp -s "$S/data/1.log" "$TMPD/data1.before"
 I=$(post "$SPEC" | jq -r .id)
 check "ids are not reused after a damaged state.json (new id $I > 2)" test "$I" -gt 2
 agent_stop

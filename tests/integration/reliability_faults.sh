@@ -85,7 +85,7 @@ expect_eq "that agent exits 0 on SIGTERM" "$rc" 0
 # ---- 4. the state directory's disk full (64 KiB tmpfs in a private namespace)
 LOG4=$TMPD/agent-full.log PORT4=$(free_port) SD=$TMPD/fullstate
 mkdir -p "$SD"
-unshare -m --propagation private sh -c "mount -t tmpfs -o size=64k tmpfs '$SD' &&
+unshare -m --propagation private sh -c "mount -t tmpfs -o size=64k,mode=0700 tmpfs '$SD' &&
 	echo ready > '$SD/mounted' &&
 	exec '$KVMSCOPE' agent --listen 127.0.0.1:$PORT4 --state-dir '$SD'" >"$LOG4" 2>&1 &
 AP4=$!
@@ -100,19 +100,23 @@ check "first state saved on the small disk" jqe ".instrumentations | length == 1
 cp "$SDP/state.json" "$TMPD/full.before"
 # fill the disk, then make the state grow
 dd if=/dev/zero of="$SDP/filler" bs=4k count=64 2>/dev/null
+# a create answers 201 only once state.json holds it: on a full disk it is
+# refused and undone
+refused=0
 for n in $(seq 12); do
-	curl -s -o /dev/null -X POST "$B4/ca/instrumentations" -H 'Content-Type: application/json' \
-		-d '{"module":"vm","stat":"exits","decomposition":["reason"],"predicate":{"eq":["vm","'$(head -c 600 /dev/zero | tr '\0' x)$n'"]}}'
+	c=$(curl -s -o "$TMPD/body" -w '%{http_code}' -X POST "$B4/ca/instrumentations" -H 'Content-Type: application/json' \
+		-d '{"module":"vm","stat":"exits","decomposition":["reason"],"predicate":{"eq":["vm","'$(head -c 600 /dev/zero | tr '\0' x)$n'"]}}')
+	[ "$c" = 500 ] && jqe '.message | test("No space left")' "$TMPD/body" && refused=$((refused + 1))
 done
-sleep 2.5
+expect_eq "creates that cannot be saved are refused (500, 'No space left')" "$refused" 12
 check "the failed write is reported in the log" grep -q 'cannot write.*state.json.*No space left' "$LOG4"
 check "the previous state file is intact (identical, loadable)" cmp -s "$SDP/state.json" "$TMPD/full.before"
 check "no temporary file left behind" test ! -e "$SDP/state.json.tmp"
 expect_eq "the agent keeps serving on a full disk" "$(curl -s -o /dev/null -w '%{http_code}' "$B4/ca/instrumentations")" 200
-expect_eq "all 13 instrumentations live in memory" "$(curl -s "$B4/ca/instrumentations" | jq length)" 13
+expect_eq "only the saved instrumentation lives: the refused ones were undone" "$(curl -s "$B4/ca/instrumentations" | jq length)" 1
 rm -f "$SDP/filler"
-sleep 2.5
-check "once space is back the state is saved whole (13)" jqe ".instrumentations | length == 13" "$SDP/state.json"
+expect_eq "once space is back a create is answered" "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$B4/ca/instrumentations" -H 'Content-Type: application/json' -d '{"module":"vm","stat":"exits","decomposition":["vm"]}')" 201
+check "... and saved before its answer (2)" jqe ".instrumentations | length == 2" "$SDP/state.json"
 kill -TERM "$AP4"; wait "$AP4"; rc=$?
 expect_eq "that agent exits 0 on SIGTERM" "$rc" 0
 check "no crash in the fault agents' logs" sh -c "! grep -qE 'Sanitizer|runtime error|Segmentation' '$LOG3' '$LOG4'"

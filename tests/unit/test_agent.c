@@ -417,6 +417,69 @@ static void test_bad_state_file(void **state)
 	assert_int_equal(system(path), 0);
 }
 
+static size_t file_lines(const char *path, char *last)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = 0;
+	int c, prev = '\n';
+
+	assert_non_null(f);
+	while ((c = fgetc(f)) != EOF) {
+		n += c == '\n';
+		prev = c;
+	}
+	fclose(f);
+	*last = (char)prev;
+	return n;
+}
+
+/* data/<id>.log is appended to, a slot per line: a crash in an append leaves
+ * a torn last line, which a restore ignores, keeping the whole lines before
+ * it; the next save writes the file whole, without it. */
+static void test_data_log_torn_tail(void **state)
+{
+	char dir[] = "/tmp/kvmscope-test-agent-XXXXXX", path[4200], err[512], last;
+	struct agent_config cfg = { 0 };
+	struct agent_error e;
+	json_t *out = NULL;
+	struct agent *a;
+	long long t;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	cfg.state_dir = dir;
+	a = new_agent(&cfg);
+	assert_int_equal(agent__start(a, err, sizeof(err)), 0);
+	assert_int_equal(create_or_skip(a, &operator_p, "{\"metric\":\"vm.exits\",\"persist-data\":true}"), 1);
+	agent__free(a);
+	snprintf(path, sizeof(path), "%s/data/1.log", dir);
+	/* nothing collected: the head line alone */
+	assert_int_equal(file_lines(path, &last), 1);
+	t = (long long)agent__now() - 5;
+	f = fopen(path, "a");
+	assert_non_null(f);
+	/* two whole records, as the persister appends them, and a torn one */
+	fprintf(f, "{\"start_time\":%lld,\"value\":7}\n{\"start_time\":%lld,\"value\":3}\n"
+		   "{\"start_time\":%lld,\"val", t, t + 1, t + 2);
+	fclose(f);
+
+	a = new_agent(&cfg);
+	assert_int_equal(agent__count(a), 1);
+	assert_int_equal(agent__value_raw(a, &operator_p, "1", t, 1, 3, &out, &e), 0);
+	assert_int_equal(json_array_size(out), 3);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(out, 0), "value")), 7);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(out, 1), "value")), 3);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(out, 2), "value")), 0);
+	json_decref(out);
+	assert_int_equal(agent__start(a, err, sizeof(err)), 0);
+	agent__free(a);
+	/* written whole at the last save: the head and the two slots */
+	assert_int_equal(file_lines(path, &last), 3);
+	assert_int_equal(last, '\n');
+	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+	assert_int_equal(system(path), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -425,6 +488,7 @@ int main(void)
 		cmocka_unit_test(test_bad_scope_config),
 		cmocka_unit_test(test_metrics_off),
 		cmocka_unit_test(test_bad_state_file),
+		cmocka_unit_test(test_data_log_torn_tail),
 		cmocka_unit_test(test_not_found),
 		cmocka_unit_test(test_limit_per_owner),
 		cmocka_unit_test(test_scoping),
