@@ -295,6 +295,60 @@ static void test_put_and_refused_create(void **state)
 	fleet__free(f);
 }
 
+/* A peer flooding keys (answers written by the test: 1 000 001 keys in one
+ * slot) is bounded: its slot is dropped whole and the reason is in the
+ * instrumentation's status; the other peer's slot is merged as ever. */
+static void test_flooding_peer_bounded(void **state)
+{
+	struct fleet *f = new_fleet();
+	struct fleet_jobs *js = NULL;
+	json_t *v, *st;
+	char *big;
+	size_t len = 0, cap = 32u << 20;
+	int nkeys = 1000001;
+
+	(void)state;
+	track_and_create(f);
+	assert_int_equal(fleet__plan(f, T0 + 1, &js), 0);
+	fleet_jobs__free(js);
+	assert_int_equal(fleet__plan(f, T0 + 2, &js), 0);
+	assert_int_equal(count_method(js, 0, "GET"), 2);	/* probe and fetch */
+	big = malloc(cap);
+	assert_non_null(big);
+	len += (size_t)snprintf(big, cap, "[{\"start_time\":%lld,\"duration\":1,\"value\":{", T0 + 1);
+	for (int k = 0; k < nkeys; k++)
+		len += (size_t)snprintf(big + len, cap - len, "%s\"k%d\":1", k ? "," : "", k);
+	snprintf(big + len, cap - len, "}}]");
+	for (size_t k = 0; k < fleet_jobs__count(js); k++) {
+		struct fleet_request rq;
+
+		assert_int_equal(fleet_jobs__request(js, k, &rq), 0);
+		if (strstr(rq.url, "/value/raw")) {
+			char small[128];
+
+			snprintf(small, sizeof(small), "[{\"start_time\":%lld,\"duration\":1,\"value\":2}]",
+				 T0 + 1);
+			assert_int_equal(fleet_jobs__answer(js, k, 200, rq.peer ? small : big), 0);
+		} else {
+			assert_int_equal(fleet_jobs__answer(js, k, 200, "{}"), 0);
+		}
+	}
+	free(big);
+	fleet__apply(f, js, T0 + 2);
+	fleet_jobs__free(js);
+	v = json_integer(1);
+	assert_int_equal(fleet__merge_slot(f, 1, T0 + 1, v), 2);	/* this host and peer 1 */
+	assert_int_equal(json_integer_value(v), 3);
+	json_decref(v);
+	st = fleet__instr_status(f, 1);
+	assert_non_null(json_string_value(json_object_get(json_array_get(st, 0), "last_error")));
+	assert_non_null(strstr(json_string_value(json_object_get(json_array_get(st, 0), "last_error")),
+			       "dropped"));
+	assert_true(json_is_null(json_object_get(json_array_get(st, 1), "last_error")));
+	json_decref(st);
+	fleet__free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -302,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_down_then_back),
 		cmocka_unit_test(test_forget_deletes),
 		cmocka_unit_test(test_put_and_refused_create),
+		cmocka_unit_test(test_flooding_peer_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
