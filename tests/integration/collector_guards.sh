@@ -67,7 +67,7 @@ int main(void)
 	return 0;
 }
 EOF
-if ! ${CC:-cc} -std=gnu11 -D_GNU_SOURCE -Isrc -I"$BUILD" -I"$BUILD/bpf" -Ibpf "$TMPD/guards.c" \
+if ! ${CC:-cc} ${SANITIZE_FLAGS:-} -std=gnu11 -D_GNU_SOURCE -Isrc -I"$BUILD" -I"$BUILD/bpf" -Ibpf "$TMPD/guards.c" \
 	"$BUILD/libkvmscope.a" -lbpf -lelf -lz -ljansson -lpthread -lm -o "$TMPD/guards" 2> "$TMPD/cc.err"; then
 	not_ok "building the guards driver: $(head -3 "$TMPD/cc.err")"; tap_done
 fi
