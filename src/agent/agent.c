@@ -267,7 +267,7 @@ static int create_locked(struct agent *a, const struct principal *who, const jso
 		return fail(e, AGENT_ELIMIT, "owner '%s' already has %d instrumentations (the limit, --max-instrumentations)",
 			    who->role == ROLE_TENANT ? "tenant" : "operator", a->cfg.max_per_owner);
 	s = json_deep_copy(spec);
-	if (!s)
+	if (!s || (a->replay && replay__adjust_spec(a, s)))
 		goto err_nomem;
 	if (who->role == ROLE_TENANT) {
 		json_t *p = scoped_predicate(who, json_object_get(s, "predicate"), why,
@@ -325,9 +325,11 @@ static int create_locked(struct agent *a, const struct principal *who, const jso
 		goto err_nomem;
 	ai->from = agent__now() + 1;
 	ai->last_read = agent__now();
+	if (a->replay && (rc = replay__feed(a, ai, e)))
+		goto err_free;
 	c = (struct hub_consumer){ instr__metric(ai->in)->id, instr__fields_needed(ai->in), sink, ai };
-	rc = hub__add(a->hub, &c, why, sizeof(why));
-	if (rc < 0) {
+	rc = a->replay ? -1 : hub__add(a->hub, &c, why, sizeof(why));
+	if (rc < 0 && !a->replay) {
 		rc = fail(e, AGENT_EUNAVAIL, "%s", why);
 		goto err_free;
 	}
@@ -815,10 +817,10 @@ int agent__vms(struct agent *a, const struct principal *who, json_t **out, struc
 
 	*out = json_array();
 	pthread_mutex_lock(&a->lock);
-	vc = hub__vms(a->hub);
+	vc = a->hub ? hub__vms(a->hub) : NULL;
 	if (vc)
 		vmcache__refresh(vc);
-	all = vc ? discovery__to_json(vmcache__list(vc)) : json_array();
+	all = a->replay ? replay__vms(a) : vc ? discovery__to_json(vmcache__list(vc)) : json_array();
 	pthread_mutex_unlock(&a->lock);
 	if (!all || !*out) {
 		json_decref(all);
@@ -978,8 +980,19 @@ int agent__new(const struct agent_config *cfg, struct agent **out, char *err, si
 		rc = -EINVAL;
 		goto err_free;
 	}
+	if (a->cfg.replay && (a->cfg.state_dir || a->cfg.metrics || a->cfg.peers || a->cfg.hostname)) {
+		snprintf(err, errlen, "--replay reads a recording only: no --state-dir, --metrics, --peers or --hostname with it");
+		rc = -EINVAL;
+		goto err_free;
+	}
 	if ((rc = state__open(a, err, errlen)))
 		goto err_host;
+	if (a->cfg.replay) {
+		rc = replay__open(a, a->cfg.replay, err, errlen);
+		if (rc)
+			goto err_host;
+		goto restored;	/* nothing to collect, nothing saved */
+	}
 	rc = hub__new(&a->hub, a->cfg.proc_root);
 	if (rc) {
 		snprintf(err, errlen, "cannot set up the collection hub");
@@ -992,6 +1005,7 @@ int agent__new(const struct agent_config *cfg, struct agent **out, char *err, si
 	pthread_mutex_unlock(&a->lock);
 	/* parsing a large state file leaves freed heap behind: hand it back */
 	malloc_trim(0);
+restored:
 	if (a->cfg.metrics) {
 		struct om_config oc = { a->cfg.metrics_max_series, a->cfg.metrics_keep_s };
 		char why[256];
@@ -1074,6 +1088,8 @@ void agent__tick(struct agent *a, int64_t now)
 {
 	int d;
 
+	if (a->replay)
+		return;	/* the recording's seconds were all fed at creation */
 	pthread_mutex_lock(&a->lock);
 	d = hub__drain(a->hub, now);
 	if (d < 0)
@@ -1106,6 +1122,7 @@ void agent__free(struct agent *a)
 	}
 	metrics_export__stop(a->metrics, a->hub);
 	hub__free(a->hub);
+	replay__close(a);
 	free_scope(a);
 	state__close(a);
 	pthread_mutex_destroy(&a->lock);

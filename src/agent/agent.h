@@ -59,6 +59,8 @@ struct agent_config {
 	bool metrics;			/* the Prometheus exporter */
 	uint64_t metrics_max_series;
 	int metrics_keep_s;
+	const char *replay;		/* a recording to serve instead of the host
+					 * (agent/replay.c; NULL: collect) */
 };
 
 enum agent_errkind {

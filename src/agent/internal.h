@@ -61,6 +61,7 @@ struct agent {
 	 * predicate is AND-ed onto every instrumentation, the operator's too */
 	struct principal scope;
 	struct metrics_export *metrics;	/* NULL without --metrics */
+	struct agent_replay *replay;	/* NULL unless --replay: then no hub */
 };
 
 /* ---- agent.c, for state.c (caller holds a->lock) ---- */
@@ -108,5 +109,20 @@ void state__request(struct agent *a);
 /* Stops and joins the persister; a save under way finishes first. Caller
  * does not hold a->lock. */
 void state__stop(struct agent *a);
+
+/* ---- replay.c (caller holds a->lock, but in replay__open/close) ---- */
+
+/* Reads the recording at path once: its seconds and VM tables. The
+ * agent's now becomes the second after its last. 0 or -errno (not a
+ * recording, corrupt, no complete second) with the reason in err. */
+int replay__open(struct agent *a, const char *path, char *err, size_t errlen);
+void replay__close(struct agent *a);
+/* Without a retention-time, spec (a copy the caller owns) gets one that
+ * covers the recording. 0 or -ENOMEM. */
+int replay__adjust_spec(struct agent *a, json_t *spec);
+/* Feeds every recorded second into ai->in. 0 or -errno with e set. */
+int replay__feed(struct agent *a, struct agent_instr *ai, struct agent_error *e);
+/* Every VM the recording's VM tables held (new reference, NULL: no memory). */
+json_t *replay__vms(struct agent *a);
 
 #endif

@@ -31,6 +31,7 @@ static void usage(FILE *f)
 		"                      [--metrics [--metrics-max-series N] [--metrics-keep S]]\n"
 		"                      [--peers HOST:PORT,... [--peer-token-file FILE]]\n"
 		"                      [--hostname NAME] [--scope-vms VM1,VM2,...]\n"
+		"       kvmscope agent --replay FILE [--listen ADDR:PORT] [--token-file FILE] ...\n"
 		"\n"
 		"Serves the Cloud Analytics REST API (/ca/...) and the web UI.\n"
 		"\n"
@@ -61,6 +62,10 @@ static void usage(FILE *f)
 		"                             (default: the system's hostname)\n"
 		"  --scope-vms VM1,VM2,...    only these VMs, for every instrumentation on this\n"
 		"                             agent (a predicate AND-ed on, as for tenants)\n"
+		"  --replay FILE              serve a recording (kvmscope record) instead of this\n"
+		"                             host: nothing is collected, instrumentations are\n"
+		"                             computed over the recorded seconds; implies\n"
+		"                             --state-dir none (see docs/recording.md)\n"
 		"  -h, --help                 this help\n",
 		AGENT_PER_OWNER_DEFAULT, (unsigned long long)AGENT_CELLS_MAX_DEFAULT,
 		OM_MAX_SERIES_DEFAULT, OM_KEEP_S_DEFAULT);
@@ -101,7 +106,8 @@ static int parse_num(const char *opt, const char *v, unsigned long long max, uns
 int cmd_agent(int argc, char **argv)
 {
 	enum { OPT_LISTEN = 256, OPT_STATE, OPT_TOKENS, OPT_MAXI, OPT_CELLS, OPT_WEB, OPT_PROC,
-	       OPT_METRICS, OPT_MSERIES, OPT_MKEEP, OPT_PEERS, OPT_PEERTOK, OPT_HOST, OPT_SCOPE };
+	       OPT_METRICS, OPT_MSERIES, OPT_MKEEP, OPT_PEERS, OPT_PEERTOK, OPT_HOST, OPT_SCOPE,
+	       OPT_REPLAY };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "state-dir", required_argument, NULL, OPT_STATE },
@@ -117,6 +123,7 @@ int cmd_agent(int argc, char **argv)
 		{ "peer-token-file", required_argument, NULL, OPT_PEERTOK },
 		{ "hostname", required_argument, NULL, OPT_HOST },
 		{ "scope-vms", required_argument, NULL, OPT_SCOPE },
+		{ "replay", required_argument, NULL, OPT_REPLAY },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -128,7 +135,7 @@ int cmd_agent(int argc, char **argv)
 	char addr[128], err[512], web_root[4096] = "";
 	const char *listen_on = "127.0.0.1:7134", *token_file = NULL, *web_dir = NULL;
 	unsigned long long n;
-	bool loopback;
+	bool loopback, state_given = false;
 	int opt, port, rc = 1, sig;
 	sigset_t set;
 
@@ -139,7 +146,11 @@ int cmd_agent(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_LISTEN: listen_on = optarg; break;
-		case OPT_STATE: cfg.state_dir = strcmp(optarg, "none") ? optarg : NULL; break;
+		case OPT_STATE:
+			cfg.state_dir = strcmp(optarg, "none") ? optarg : NULL;
+			state_given = true;
+			break;
+		case OPT_REPLAY: cfg.replay = optarg; break;
 		case OPT_TOKENS: token_file = optarg; break;
 		case OPT_MAXI:
 			if (parse_num("--max-instrumentations", optarg, 100000, &n))
@@ -180,6 +191,13 @@ int cmd_agent(int argc, char **argv)
 		fprintf(stderr, "kvmscope agent: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	if (cfg.replay && state_given && cfg.state_dir) {
+		fprintf(stderr, "kvmscope agent: --replay writes nothing: --state-dir %s cannot go with it\n",
+			cfg.state_dir);
+		return 2;
+	}
+	if (cfg.replay)
+		cfg.state_dir = NULL;	/* a replay is read-only */
 	if (cfg.peer_token_file && !cfg.peers) {
 		fprintf(stderr, "kvmscope agent: --peer-token-file needs --peers\n");
 		return 2;
@@ -237,9 +255,9 @@ int cmd_agent(int argc, char **argv)
 		fprintf(stderr, "kvmscope agent: %s\n", err);
 		goto out;
 	}
-	log_info("agent", "listening on %s state_dir=%s tokens=%zu web=%s", listen_on,
+	log_info("agent", "listening on %s state_dir=%s tokens=%zu web=%s%s%s", listen_on,
 		 cfg.state_dir ? cfg.state_dir : "none", tokens__count(tokens),
-		 web_root[0] ? web_root : "none");
+		 web_root[0] ? web_root : "none", cfg.replay ? " replay=" : "", cfg.replay ? cfg.replay : "");
 	while (!(sig = wait_tick(&set)))
 		agent__tick(a, agent__now());
 	log_info("agent", "signal %d: shutting down", sig);

@@ -21,6 +21,7 @@
 #include "cli/commands.h"
 #include "engine/instr.h"
 #include "engine/metric.h"
+#include "record/feed.h"
 #include "record/reader.h"
 #include "render/term_heatmap.h"
 #include "render/term_table.h"
@@ -69,11 +70,6 @@ static int terminal_columns(void)
 	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20)
 		return ws.ws_col;
 	return 80;
-}
-
-static int64_t replay_clock(void *ctx)
-{
-	return *(const int64_t *)ctx;
 }
 
 /* --info: reads the whole file. 0, or 1 when it is corrupt. */
@@ -157,19 +153,6 @@ static int print_info(struct record_reader *r, const char *path, int json)
 	return rc < 0 ? 1 : 0;
 }
 
-/* Names of the recorded fields of metric m, for an error message. */
-static void recorded_fields(const struct record_reader *r, const struct metric_desc *md, char *buf,
-			    size_t len)
-{
-	size_t off = 0;
-
-	buf[0] = '\0';
-	for (unsigned int f = 0; f < md->nfields && off < len; f++)
-		if (record_reader__has_field(r, md->id, (int)f))
-			off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? ", " : "",
-						md->fields[f]->name);
-}
-
 static void print_second(struct instr *in, const struct record_reader *r, const struct record_second *sec,
 			 int64_t t, int json, int color, const char *title)
 {
@@ -226,7 +209,8 @@ int cmd_report(int argc, char **argv)
 	struct instr *in = NULL;
 	json_t *spec = NULL, *pred = NULL;
 	int json = 0, info = 0, opt, rc = 2;
-	int64_t from = INT64_MIN, to = INT64_MAX, clock_now = 0, printed_first = INT64_MIN,
+	struct record_feed feed;
+	int64_t from = INT64_MIN, to = INT64_MAX, printed_first = INT64_MIN,
 		printed_last = INT64_MIN;
 	char err[512], title[1024];
 
@@ -297,14 +281,6 @@ int cmd_report(int argc, char **argv)
 		fprintf(stderr, "kvmscope report: --from is after --to\n");
 		goto out;
 	}
-	if (!record_reader__has_metric(r, metric__by_name(metric)->id)) {
-		char *names = json_dumps(json_object_get(record_reader__meta(r), "metrics"), JSON_COMPACT);
-
-		fprintf(stderr, "kvmscope report: %s has no %s (it holds: %s)\n", path, metric,
-			names ? names : "?");
-		free(names);
-		goto out;
-	}
 	spec = json_object();
 	json_object_set_new(spec, "metric", json_string(metric));
 	/* the heatmap's seconds must all be held, however wide */
@@ -326,22 +302,11 @@ int cmd_report(int argc, char **argv)
 		fprintf(stderr, "kvmscope report: %s\n", err);
 		goto out;
 	}
-	{
-		const struct metric_desc *md = instr__metric(in);
-		uint64_t needed = instr__fields_needed(in);
-
-		for (unsigned int f = 0; f < md->nfields; f++) {
-			if ((needed & FIELD_BIT(f)) && !record_reader__has_field(r, md->id, (int)f)) {
-				char have[512];
-
-				recorded_fields(r, md, have, sizeof(have));
-				fprintf(stderr, "kvmscope report: %s recorded %s without its field '%s' "
-					"(recorded: %s)\n", path, metric, md->fields[f]->name, have);
-				goto out;
-			}
-		}
+	if (record_feed__check(r, in, path, err, sizeof(err))) {
+		fprintf(stderr, "kvmscope report: %s\n", err);
+		goto out;
 	}
-	instr__set_clock(in, replay_clock, &clock_now);
+	record_feed__init(&feed, in, from, to);
 	view.color = term__use_color(stdout);
 	view.tty = isatty(STDOUT_FILENO);
 	if (!view.width)
@@ -349,7 +314,6 @@ int cmd_report(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 
 	const struct metric_desc *md = instr__metric(in);
-	uint64_t needed = instr__fields_needed(in);
 	struct record_second sec;
 	int got;
 
@@ -359,20 +323,10 @@ int cmd_report(int argc, char **argv)
 
 		if (sec.from > to)
 			break;
-		clock_now = sec.before - 1;
-		for (size_t i = 0; i < sec.nrecs; i++) {
-			const struct record *rec = &sec.recs[i];
-
-			if (rec->metric != md->id || rec->time < from || rec->time > to)
-				continue;
-			/* as the hub does live: no record lacking a numeric field in use */
-			if (rec->num_absent & needed)
-				continue;
-			if (instr__ingest(in, rec)) {
-				fprintf(stderr, "kvmscope report: out of memory\n");
-				rc = 1;
-				goto out;
-			}
+		if (record_feed__second(&feed, &sec)) {
+			fprintf(stderr, "kvmscope report: out of memory\n");
+			rc = 1;
+			goto out;
 		}
 		snprintf(title, sizeof(title), "%s%s%s%s%s  (source: %s)%s", metric,
 			 decomposition ? " by " : "", decomposition ? decomposition : "",

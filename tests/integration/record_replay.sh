@@ -15,6 +15,7 @@
 # error and a non-zero exit.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
+. tests/integration/record_lib.sh
 require_kvm "kvmscope record/report"
 DRIVER=$TMPD/record_live_driver
 if ! ${CC:-cc} ${SANITIZE_FLAGS:-} -std=gnu11 -D_GNU_SOURCE -Isrc -I"$BUILD" -I"$BUILD/bpf" -Ibpf \
@@ -63,17 +64,8 @@ for _ in $(seq 100); do [ -s "$REC" ] && [ "$(stat -c %s "$REC")" -gt 16 ] && br
 for _ in $(seq 300); do grep -q ready "$W/drv.err" && break; sleep 0.1; done
 check "record_live_driver started" grep -q ready "$W/drv.err"
 
-"$VMLOAD" -name guest=$A -uuid $UUID --vcpus 2 --delay 2500 --linger 2000 \
-	--pio vcpu=0,count=6000,rate=2500 --pio vcpu=1,count=1500 --mmio vcpu=1,count=300 \
-	--hlt vcpu=0,count=6 \
-	--irq vcpu=0,vector=0x31,via=ioapic,period_ms=1000,phase_ms=250,count=5 \
-	> "$TMPD/a.json" 2> "$TMPD/a.err" &
-VA=$!
-"$VMLOAD" -name guest=$B --delay 2500 --linger 2000 \
-	--disk file=$IMG,reads=24,writes=12,size=8192,rate=12 \
-	> "$TMPD/b.json" 2> "$TMPD/b.err" &
-VB=$!
-cleanup_pids+=($VA $VB)
+record_guest_exits $A $UUID "$TMPD/a.json"; VA=$GUEST_PID
+record_guest_disk $B "$IMG" "$TMPD/b.json"; VB=$GUEST_PID
 wait $VA; expect_eq "vmload $A exit status" "$?" 0
 wait $VB; expect_eq "vmload $B exit status" "$?" 0
 wait $RPID; expect_eq "record exit status" "$?" 0

@@ -155,11 +155,12 @@ export class Panel {
     const slot = this.instr.granularity || 1;
     const gran = slot * Math.ceil(this.window / slot / 3600);
     const n = Math.max(1, Math.floor(this.window / gran));
-    const now = Math.floor(Date.now() / 1000);
-    const end = now - (now % gran);          // the slot in progress is left out
-    const start = end - n * gran;
-    let res = await api.raw(this.id, { start_time: start, duration: gran, ndatapoints: n });
+    // The window ends at the agent's newest complete slot, not at the
+    // browser's clock: a replaying agent's "now" is its recording's end.
+    let res = await api.raw(this.id, { duration: gran, ndatapoints: n });
     if (!Array.isArray(res)) res = [res];
+    const now = Math.floor(Date.now() / 1000);
+    const start = res.length ? res[0].start_time : now - (now % gran) - n * gran;
     const points = res.map((r) => ({ t: r.start_time, v: r.value }));
     this.last = { start, gran, n, points };
     this.drawSeries();
