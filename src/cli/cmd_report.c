@@ -188,7 +188,7 @@ static void print_second(struct instr *in, const struct record_reader *r, const 
 
 int cmd_report(int argc, char **argv)
 {
-	enum { OPT_ROWS = 256, OPT_YMAX, OPT_FROM, OPT_TO };
+	enum { OPT_ROWS = WATCH_OPT_ROWS, OPT_YMAX = WATCH_OPT_YMAX, OPT_FROM = WATCH_OPT_NEXT, OPT_TO };
 	static const struct option opts[] = {
 		{ "decompose", required_argument, NULL, 'd' },
 		{ "predicate", required_argument, NULL, 'P' },
@@ -215,8 +215,12 @@ int cmd_report(int argc, char **argv)
 	char err[512], title[1024];
 
 	while ((opt = getopt_long(argc, argv, "d:P:jw:ih", opts, NULL)) != -1) {
-		char *end;
+		int vo = watch__view_option(opt, optarg, &view, "kvmscope report");
 
+		if (vo < 0)
+			return 2;
+		if (vo)
+			continue;
 		switch (opt) {
 		case 'd': decomposition = optarg; break;
 		case 'P': predicate = optarg; break;
@@ -224,28 +228,6 @@ int cmd_report(int argc, char **argv)
 		case OPT_TO: to_arg = optarg; break;
 		case 'j': json = 1; break;
 		case 'i': info = 1; break;
-		case 'w':
-			view.width = (int)strtol(optarg, &end, 10);
-			if (*end || view.width < 2 || view.width > 1000) {
-				fprintf(stderr, "kvmscope report: --width wants 2..1000, got '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case OPT_ROWS:
-			view.rows = (int)strtol(optarg, &end, 10);
-			if (*end || view.rows < 2 || view.rows > 100) {
-				fprintf(stderr, "kvmscope report: --rows wants 2..100, got '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case OPT_YMAX:
-			view.ymax = strtod(optarg, &end);
-			if (*end || view.ymax <= 0) {
-				fprintf(stderr, "kvmscope report: --ymax wants a positive number, got '%s'\n", optarg);
-				return 2;
-			}
-			view.has_ymax = 1;
-			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

@@ -118,6 +118,38 @@ static int terminal_columns(void)
 }
 
 /* Heatmap of the last view->width slots ending with `last` (also report's). */
+int watch__view_option(int opt, const char *arg, struct watch_view *v, const char *cmd)
+{
+	char *end;
+
+	switch (opt) {
+	case 'w':
+		v->width = (int)strtol(arg, &end, 10);
+		if (*end || v->width < 2 || v->width > 1000) {
+			fprintf(stderr, "%s: --width wants 2..1000, got '%s'\n", cmd, arg);
+			return -1;
+		}
+		return 1;
+	case WATCH_OPT_ROWS:
+		v->rows = (int)strtol(arg, &end, 10);
+		if (*end || v->rows < 2 || v->rows > 100) {
+			fprintf(stderr, "%s: --rows wants 2..100, got '%s'\n", cmd, arg);
+			return -1;
+		}
+		return 1;
+	case WATCH_OPT_YMAX:
+		v->ymax = strtod(arg, &end);
+		if (*end || v->ymax <= 0) {
+			fprintf(stderr, "%s: --ymax wants a positive number, got '%s'\n", cmd, arg);
+			return -1;
+		}
+		v->has_ymax = 1;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 int watch__draw_heatmap(struct instr *in, int64_t first, int64_t last, const struct watch_view *v,
 			const char *title)
 {
@@ -158,7 +190,7 @@ out:
 
 int cmd_watch(int argc, char **argv)
 {
-	enum { OPT_ROWS = 256, OPT_YMAX };
+	enum { OPT_ROWS = WATCH_OPT_ROWS, OPT_YMAX = WATCH_OPT_YMAX };
 	static const struct option opts[] = {
 		{ "decompose", required_argument, NULL, 'd' },
 		{ "predicate", required_argument, NULL, 'P' },
@@ -182,7 +214,12 @@ int cmd_watch(int argc, char **argv)
 
 	while ((opt = getopt_long(argc, argv, "d:P:n:jw:lh", opts, NULL)) != -1) {
 		char *end;
+		int vo = watch__view_option(opt, optarg, &view, "kvmscope watch");
 
+		if (vo < 0)
+			return 2;
+		if (vo)
+			continue;
 		switch (opt) {
 		case 'd': decomposition = optarg; break;
 		case 'P': predicate = optarg; break;
@@ -194,28 +231,6 @@ int cmd_watch(int argc, char **argv)
 			}
 			break;
 		case 'j': json = 1; break;
-		case 'w':
-			view.width = (int)strtol(optarg, &end, 10);
-			if (*end || view.width < 2 || view.width > 1000) {
-				fprintf(stderr, "kvmscope watch: --width wants 2..1000, got '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case OPT_ROWS:
-			view.rows = (int)strtol(optarg, &end, 10);
-			if (*end || view.rows < 2 || view.rows > 100) {
-				fprintf(stderr, "kvmscope watch: --rows wants 2..100, got '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case OPT_YMAX:
-			view.ymax = strtod(optarg, &end);
-			if (*end || view.ymax <= 0) {
-				fprintf(stderr, "kvmscope watch: --ymax wants a positive number, got '%s'\n", optarg);
-				return 2;
-			}
-			view.has_ymax = 1;
-			break;
 		case 'l': list = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

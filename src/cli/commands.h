@@ -19,6 +19,11 @@ struct watch_view {
 	double ymax;
 	int color, tty;
 };
+/* watch's view options (-w/--width, --rows, --ymax), which report takes
+ * too: their getopt values, and their parser. Returns 1 when opt was one of
+ * them (v set), 0 when not, -1 after printing why arg is wrong (exit 2). */
+enum { WATCH_OPT_ROWS = 256, WATCH_OPT_YMAX, WATCH_OPT_NEXT };
+int watch__view_option(int opt, const char *arg, struct watch_view *v, const char *cmd);
 int watch__draw_heatmap(struct instr *in, int64_t first, int64_t last, const struct watch_view *v,
 			const char *title);
 
