@@ -48,6 +48,30 @@ struct conn_ctx {
 	unsigned nparams;		/* > SERVER_MAX_PARAMS: the query was cut */
 };
 
+/* CA's error code for a kvmscope status: CA clients read error.code, so
+ * every kvmscope status maps to the ECA_* code CA uses for that kind of
+ * failure (ca-http.js: ECA_INVAL for bad input, ECA_NORESOURCE when out of
+ * resources, ECA_NOENT when there is no such thing). */
+static const char *ca_code(int status)
+{
+	if (status == 404)
+		return "ECA_NOENT";
+	if (status == 503 || status == 429)
+		return "ECA_NORESOURCE";
+	if (status >= 500)
+		return "ECA_UNKNOWN";
+	return "ECA_INVAL";
+}
+
+/* kvmscope's {"code","message"} with CA's {"error":{"code","message"}}
+ * alongside, so that clients of either read the same body. New reference
+ * owned by the caller, NULL when msg is not UTF-8. */
+static json_t *error_body(const char *code, const char *msg, int status)
+{
+	return json_pack("{s:s, s:s, s:{s:s, s:s}}", "code", code, "message", msg, "error",
+			 "code", ca_code(status), "message", msg);
+}
+
 void api__error(struct api_response *r, int status, const char *code, const char *fmt, ...)
 {
 	char msg[1024], clean[1024];
@@ -58,10 +82,9 @@ void api__error(struct api_response *r, int status, const char *code, const char
 	va_end(ap);
 	json_decref(r->json);
 	r->status = status;
-	r->json = json_pack("{s:s, s:s}", "code", code, "message", msg);
+	r->json = error_body(code, msg, status);
 	if (!r->json)	/* msg quoted something that is not UTF-8 */
-		r->json = json_pack("{s:s, s:s}", "code", code, "message",
-				    agent__clean(msg, clean, sizeof(clean)));
+		r->json = error_body(code, agent__clean(msg, clean, sizeof(clean)), status);
 }
 
 void api__agent_error(struct api_response *r, const struct agent_error *e)

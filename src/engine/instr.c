@@ -801,6 +801,11 @@ const char *instr__id(const struct instr *in) { return in->id; }
 const struct metric_desc *instr__metric(const struct instr *in) { return in->m; }
 enum instr_arity instr__arity(const struct instr *in) { return in->arity; }
 int instr__granularity(const struct instr *in) { return in->gran; }
+int64_t instr__crtime_ms(const struct instr *in)
+{
+	return in->crtime_ms;
+}
+
 int instr__retention(const struct instr *in) { return in->retention; }
 int instr__idle_max(const struct instr *in) { return in->idle_max; }
 bool instr__persist(const struct instr *in) { return in->persist; }
@@ -1166,7 +1171,28 @@ out:
 	return rc;
 }
 
-static json_t *raw_point(const struct instr *in, int64_t start, int64_t duration)
+/* 1 when every slot of [start, start + duration) was collected while the
+ * instrumentation existed, is complete by now and is still retained, else
+ * 0: CA's minreporting for a single source (a slot before the
+ * instrumentation was created reported nothing, not zero events). */
+static bool slot_current(const struct instr *in, const struct slot *s, int64_t t);
+
+static int nreporting(const struct instr *in, int64_t start, int64_t duration, int64_t now)
+{
+	int64_t created = align(in, floor_div(in->crtime_ms, 1000));
+	int64_t oldest = align(in, now) - (int64_t)in->nslots * in->gran;
+
+	if (start < oldest || start + duration > now)
+		return 0;
+	/* a slot the ring holds was collected (restored or replayed data may
+	 * predate crtime); one it lacks was collected only after creation */
+	for (int64_t t = start; t < start + duration; t += in->gran)
+		if (t < created && !slot_current(in, slot_of(in, t), t))
+			return 0;
+	return 1;
+}
+
+static json_t *raw_point(const struct instr *in, int64_t start, int64_t duration, int64_t now)
 {
 	json_t *v = empty_value(in), *sv;
 	int64_t t;
@@ -1184,7 +1210,8 @@ static json_t *raw_point(const struct instr *in, int64_t start, int64_t duration
 	}
 	return json_pack("{s:o, s:I, s:I, s:{}, s:i, s:i}", "value", v,
 			 "start_time", (json_int_t)start, "duration", (json_int_t)duration,
-			 "transformations", "nsources", 1, "minreporting", 1);
+			 "transformations", "nsources", 1, "minreporting",
+			 nreporting(in, start, duration, now));
 }
 
 /* Returns a new reference owned by the caller. */
@@ -1207,10 +1234,10 @@ json_t *instr__value_raw(const struct instr *in, int64_t start_time, int64_t dur
 		start_time = align(in, now) - (int64_t)ndatapoints * duration;
 	start_time = align(in, start_time);
 	if (ndatapoints == 1)
-		return raw_point(in, start_time, duration);
+		return raw_point(in, start_time, duration, now);
 	arr = json_array();
 	for (i = 0; arr && i < ndatapoints; i++) {
-		p = raw_point(in, start_time + (int64_t)i * duration, duration);
+		p = raw_point(in, start_time + (int64_t)i * duration, duration, now);
 		if (json_array_append_new(arr, p)) {
 			json_decref(arr);
 			return NULL;

@@ -91,6 +91,8 @@ const struct metric_desc *instr__metric(const struct instr *in);
 enum instr_arity instr__arity(const struct instr *in);
 int instr__granularity(const struct instr *in);
 int instr__retention(const struct instr *in);
+/* When it was created, in ms since the epoch. */
+int64_t instr__crtime_ms(const struct instr *in);
 int instr__idle_max(const struct instr *in);
 bool instr__persist(const struct instr *in);
 /* The numeric decomposition field, or NULL. */
@@ -144,7 +146,9 @@ long instr__window_append(const struct instr *in, int64_t start, size_t nslots,
  * capped at INSTR_RAW_NDATAPOINTS_MAX. One object when ndatapoints <= 1,
  * else an array of them:
  *   {"value", "start_time", "duration", "transformations": {},
- *    "nsources": 1, "minreporting": 1}
+ *    "nsources": 1, "minreporting": 1 or 0}
+ * minreporting is 0 for a point reaching before the instrumentation was
+ * created, before the oldest retained slot or past now.
  * New reference owned by the caller; NULL when out of memory. */
 json_t *instr__value_raw(const struct instr *in, int64_t start_time, int64_t duration,
 			 int ndatapoints, int64_t now);

@@ -924,6 +924,9 @@ static void store_point(struct finstr *fi, struct link *l, const json_t *pt, int
 	json_decref(s->value);
 	s->start = start;
 	s->value = json_deep_copy(v);
+	/* peers write CA's inclusive [lo, hi]; slots are kept half-open */
+	if (s->value)
+		value__shift_hi(s->value, +1);
 }
 
 static void peer_down(struct fleet *f, struct peer *pe, const struct job *j, int64_t now)
