@@ -1214,3 +1214,151 @@ void routes_ca__heatmap_percentile(const struct api_ctx *cx, const struct api_re
 {
 	heatmap_summary(cx, rq, r, true);
 }
+
+/* ---- CA's listings and legacy resources ---- */
+
+/* [{"name", "uri"}, ...] of the children of the request's path (CA:
+ * aggHttpValueList, aggHttpValueHeatmapList: the request URL without its
+ * trailing slashes, then "/" and the child). New reference. */
+static json_t *children(const struct api_request *rq, const char *const *names,
+			const char *const *leaves, size_t n)
+{
+	json_t *arr = json_array();
+	size_t len = strlen(rq->path);
+	char uri[1100];
+
+	while (len > 1 && rq->path[len - 1] == '/')
+		len--;
+	for (size_t i = 0; arr && i < n; i++) {
+		snprintf(uri, sizeof(uri), "%.*s/%s", (int)len, rq->path, leaves[i]);
+		if (json_array_append_new(arr, json_pack("{s:s, s:s}", "name", names[i], "uri", uri))) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	return arr;
+}
+
+void routes_ca__value_list(const struct api_ctx *cx, const struct api_request *rq,
+			   struct api_response *r)
+{
+	static const char *const names[] = { "value_raw", "value_heatmap" };
+	static const char *const leaves[] = { "raw", "heatmap" };
+	struct agent_instr_info info;
+	struct agent_error e;
+
+	if (agent__find(cx->agent, rq->who, rq->params[0], &info, &e)) {
+		api__agent_error(r, &e);
+		return;
+	}
+	r->json = children(rq, names, leaves, info.numeric_field[0] ? 2 : 1);
+	if (!r->json)
+		api__error(r, 500, "InternalError", "out of memory");
+}
+
+void routes_ca__heatmap_list(const struct api_ctx *cx, const struct api_request *rq,
+			     struct api_response *r)
+{
+	static const char *const names[] = { "image", "details", "average", "percentile" };
+	struct agent_instr_info info;
+	struct agent_error e;
+
+	if (agent__find(cx->agent, rq->who, rq->params[0], &info, &e)) {
+		api__agent_error(r, &e);
+		return;
+	}
+	if (!info.numeric_field[0]) {
+		api__error(r, 404, "ResourceNotFound",
+			   "instrumentation %lu has no numeric decomposition, so no heatmap", info.id);
+		return;
+	}
+	r->json = children(rq, names, names, 4);
+	if (!r->json)
+		api__error(r, 500, "InternalError", "out of memory");
+}
+
+/* CA's legacy GET /ca/types: the arity of each of the legacy field types
+ * that /ca/metrics gives (legacy_type). */
+void routes_ca__types(const struct api_ctx *cx, const struct api_request *rq,
+		      struct api_response *r)
+{
+	(void)cx;
+	(void)rq;
+	r->json = json_pack("{s:s, s:s, s:s}", "latency", "numeric", "string", "discrete",
+			    "number", "numeric");
+	if (!r->json)
+		api__error(r, 500, "InternalError", "out of memory");
+}
+
+/* CA's legacy GET /ca/transformations: kvmscope has none. */
+void routes_ca__transformations(const struct api_ctx *cx, const struct api_request *rq,
+				struct api_response *r)
+{
+	(void)cx;
+	(void)rq;
+	r->json = json_object();
+}
+
+/* CA's legacy GET /ca/metrics: {module: {label, stats: {stat: {label,
+ * type: "unused", fields: {field: {label, type}}}}}}, a field's type
+ * "latency" for times, "number" for other numeric fields, else "string". */
+void routes_ca__metrics_legacy(const struct api_ctx *cx, const struct api_request *rq,
+			       struct api_response *r)
+{
+	struct agent_error e;
+	json_t *cat = NULL, *out, *m, *mods, *fields, *types;
+	size_t i;
+	int rc;
+
+	rc = agent__catalogue(cx->agent, rq->who, &cat, &e);
+	if (rc) {
+		api__agent_error(r, &e);
+		return;
+	}
+	out = json_object();
+	mods = json_object_get(cat, "modules");
+	fields = json_object_get(cat, "fields");
+	types = json_object_get(cat, "types");
+	json_array_foreach(json_object_get(cat, "metrics"), i, m) {
+		const char *mod = json_string_value(json_object_get(m, "module"));
+		json_t *mo, *stats, *st, *fo, *f;
+		size_t k;
+
+		if (!out || !mod)
+			break;
+		mo = json_object_get(out, mod);
+		if (!mo) {
+			json_t *label = json_object_get(json_object_get(mods, mod), "label");
+
+			mo = json_pack("{s:O, s:{}}", "label", label ? label : json_string(mod),
+				       "stats");
+			json_object_set_new(out, mod, mo);
+		}
+		stats = json_object_get(mo, "stats");
+		fo = json_object();
+		st = json_pack("{s:O, s:s, s:o}", "label", json_object_get(m, "label"), "type",
+			       "unused", "fields", fo);
+		if (!st || !stats)
+			continue;
+		json_object_set_new(stats, json_string_value(json_object_get(m, "stat")), st);
+		json_array_foreach(json_object_get(m, "fields"), k, f) {
+			const char *fn = json_string_value(f);
+			json_t *fd = json_object_get(fields, fn ? fn : "");
+			const char *type = json_string_value(json_object_get(fd, "type"));
+			json_t *td = json_object_get(types, type ? type : "");
+			const char *arity = json_string_value(json_object_get(td, "arity"));
+			const char *unit = json_string_value(json_object_get(td, "unit"));
+			const char *ca = arity && !strcmp(arity, "numeric") ?
+				(unit && !strcmp(unit, "seconds") && type && strcmp(type, "subsecond") ?
+				 "latency" : "number") : "string";
+
+			if (fn)
+				json_object_set_new(fo, fn, json_pack("{s:O, s:s}", "label",
+					json_object_get(fd, "label"), "type", ca));
+		}
+	}
+	json_decref(cat);
+	if (!out)
+		api__error(r, 500, "InternalError", "out of memory");
+	r->json = out;
+}

@@ -226,15 +226,64 @@ static const struct principal *authenticate(const struct api_ctx *cx, struct MHD
 /* Tries the routes in order: the first whose path matches and whose method
  * is the request's answers; a path matched only by routes of other methods
  * is 405, with the methods it has in Allow. */
+/* CA's X-API-Version (ca-http.js decodeRequest): "ca/" and three parts
+ * separated by dots; absent means ca/0.1.0. */
+static bool api_version_ok(const char *v)
+{
+	const char *dot1, *dot2;
+
+	if (!v)
+		return true;
+	if (strncmp(v, "ca/", 3))
+		return false;
+	v += 3;
+	dot1 = strchr(v, '.');
+	dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+	return dot2 && !strchr(dot2 + 1, '.');
+}
+
+/* CA's /ca/customers/:custid/... is the same API scoped to a customer:
+ * kvmscope scopes by the caller's token instead, so the prefix is an alias
+ * of /ca/... (into buf). false for an empty custid, which CA answers 404. */
+static bool customer_alias(const char *path, char *buf, size_t n, const char **out)
+{
+	const char *id = path + strlen("/ca/customers/"), *rest;
+
+	*out = path;
+	if (strncmp(path, "/ca/customers/", strlen("/ca/customers/")))
+		return true;
+	rest = strchr(id, '/');
+	if (rest == id || !*id)
+		return false;
+	snprintf(buf, n, "/ca%s", rest ? rest : "");
+	*out = buf;
+	return true;
+}
+
 static void dispatch(const struct api_ctx *cx, struct api_request *rq, struct api_response *r)
 {
-	char why[128], clean[256], capbuf[512], allow[128] = "";
+	char why[128], clean[256], capbuf[512], allow[128] = "", alias[1024];
 	bool path_known = false;
+	const char *v;
 
 	if (!path_is_sane(rq->path, why, sizeof(why))) {
 		api__error(r, 400, "InvalidArgument", "%s: '%s'", why,
 			   agent__clean(rq->path, clean, sizeof(clean)));
 		return;
+	}
+	if (!strncmp(rq->path, "/ca", 3) && (!rq->path[3] || rq->path[3] == '/')) {
+		v = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "X-API-Version");
+		if (!api_version_ok(v)) {
+			api__error(r, 409, "InvalidArgument", "invalid API version string: %s",
+				   agent__clean(v, clean, sizeof(clean)));
+			return;
+		}
+		if (strlen(rq->path) >= sizeof(alias) ||
+		    !customer_alias(rq->path, alias, sizeof(alias), &rq->path)) {
+			api__error(r, 404, "ResourceNotFound", "no such resource: %s",
+				   agent__clean(rq->path, clean, sizeof(clean)));
+			return;
+		}
 	}
 	for (size_t i = 0; i < api_routes_count; i++) {
 		const struct api_route *rt = &api_routes[i];

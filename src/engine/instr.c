@@ -647,6 +647,18 @@ static int check_props(const json_t *spec, char *err, size_t errlen)
 		if (!ignored_props[i])
 			return errmsg__invalid(err, errlen, "unknown instrumentation property \"%s\"", key);
 	}
+	/* CA accepts only an enabled instrumentation (caInstValidateMutableFields) */
+	v = json_object_get(spec, "enabled");
+	if (v && !json_is_true(v) &&
+	    !(json_is_string(v) && !strcmp(json_string_value(v), "true"))) {
+		char *txt = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+		int rc = errmsg__invalid(err, errlen,
+					 "value %.64s for field \"enabled\" is invalid: unsupported value",
+					 txt ? txt : "?");
+
+		free(txt);
+		return rc;
+	}
 	return 0;
 }
 
@@ -836,24 +848,32 @@ static const char *arity_name(enum instr_arity a)
 	}
 }
 
+/* uri, id and uris in CA's order (ca-svc-config.js caNormalizeProperties):
+ * for a numeric decomposition the heatmap image and details first, then
+ * the raw values. */
 static int add_uris(const struct instr *in, json_t *o)
 {
+	static const char *const heatmap[][2] = {
+		{ "/value/heatmap/image", "value_heatmap" },
+		{ "/value/heatmap/details", "details_heatmap" },
+	};
 	char buf[1024];
 	json_t *uris;
 
 	uris = json_array();
-	if (!uris || json_object_set_new(o, "uris", uris) ||
-	    json_object_set_new(o, "uri", json_string(in->uri)))
+	if (!uris || json_object_set_new(o, "uri", json_string(in->uri)) ||
+	    (in->id && json_object_set_new(o, "id", json_string(in->id))) ||
+	    json_object_set_new(o, "uris", uris))
 		return -ENOMEM;
+	for (size_t i = 0; in->numf && i < 2; i++) {
+		snprintf(buf, sizeof(buf), "%s%s", in->uri, heatmap[i][0]);
+		if (json_array_append_new(uris, json_pack("{s:s, s:s}", "uri", buf,
+							  "name", heatmap[i][1])))
+			return -ENOMEM;
+	}
 	snprintf(buf, sizeof(buf), "%s/value/raw", in->uri);
 	if (json_array_append_new(uris, json_pack("{s:s, s:s}", "uri", buf, "name", "value_raw")))
 		return -ENOMEM;
-	if (in->numf) {
-		snprintf(buf, sizeof(buf), "%s/value/heatmap", in->uri);
-		if (json_array_append_new(uris, json_pack("{s:s, s:s}", "uri", buf,
-							  "name", "value_heatmap")))
-			return -ENOMEM;
-	}
 	return 0;
 }
 
@@ -863,14 +883,19 @@ json_t *instr__to_json(const struct instr *in)
 	json_t *o, *d;
 	int i;
 
-	o = json_pack("{s:s, s:s, s:o, s:[], s:i, s:s, s:i, s:i, s:i, s:b, s:I, s:s}",
+	/* CA's fields in CA's order; enabled is always true (CA accepts no
+	 * other value) and there are no transformations */
+	o = json_pack("{s:s, s:s, s:o, s:[], s:i, s:s, s:b, s:i, s:i, s:{}, s:i, s:i, s:b, s:I, s:s}",
 		      "module", in->m->module, "stat", in->m->stat,
 		      "predicate", predicate__to_json(in->pred), "decomposition",
 		      "value-dimension", (json_int_t)(1 + (in->ndisc > 0) + (in->numidx >= 0)),
 		      "value-arity", arity_name(in->arity),
+		      "enabled", 1,
 		      "retention-time", (json_int_t)in->retention,
-		      "granularity", (json_int_t)in->gran,
 		      "idle-max", (json_int_t)in->idle_max,
+		      "transformations",
+		      "nsources", 1,
+		      "granularity", (json_int_t)in->gran,
 		      "persist-data", (int)in->persist,
 		      "crtime", (json_int_t)in->crtime_ms,
 		      "value-scope", "interval");
@@ -880,9 +905,8 @@ json_t *instr__to_json(const struct instr *in)
 	for (i = 0; i < in->ndecomp; i++)
 		if (json_array_append_new(d, json_string(in->m->fields[in->decomp[i]]->name)))
 			goto err;
-	if (in->id && json_object_set_new(o, "id", json_string(in->id)))
-		goto err;
-	if (in->uri && add_uris(in, o))
+	if (in->uri ? add_uris(in, o)
+		    : in->id && json_object_set_new(o, "id", json_string(in->id)))
 		goto err;
 	return o;
 err:

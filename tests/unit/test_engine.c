@@ -412,7 +412,14 @@ static void test_instr_config_ok(void **state)
 	assert_string_equal(json_string_value(json_object_get(j, "value-scope")), "interval");
 	assert_json_eq(json_object_get(j, "decomposition"), "[\"vm\", \"latency\"]");
 	assert_json_eq(json_object_get(j, "predicate"), "{\"eq\": [\"reason\", \"HLT\"]}");
-	assert_int_equal(json_array_size(json_object_get(j, "uris")), 2);
+	/* CA's uris, in CA's order */
+	assert_json_eq(json_object_get(j, "uris"),
+		       "[{\"uri\": \"/ca/instrumentations/7/value/heatmap/image\", \"name\": \"value_heatmap\"},"
+		       " {\"uri\": \"/ca/instrumentations/7/value/heatmap/details\", \"name\": \"details_heatmap\"},"
+		       " {\"uri\": \"/ca/instrumentations/7/value/raw\", \"name\": \"value_raw\"}]");
+	assert_true(json_is_true(json_object_get(j, "enabled")));
+	assert_json_eq(json_object_get(j, "transformations"), "{}");
+	assert_int_equal(json_integer_value(json_object_get(j, "nsources")), 1);
 	assert_true(json_integer_value(json_object_get(j, "crtime")) > T0 * 1000);
 	/* a GET result can be sent back as a spec */
 	{
