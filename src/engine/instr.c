@@ -732,11 +732,24 @@ int instr__new(const json_t *spec, struct instr **out, char *err, size_t errlen)
 	ret = get_int(spec, "granularity", 1, 1, INSTR_GRANULARITY_MAX, &g, err, errlen);
 	if (ret)
 		goto err_free;
+	/* CA's rule (ca_granularity_min): slots of 1 s or of a multiple of 5 s */
+	if (g != 1 && g % 5) {
+		ret = errmsg__invalid(err, errlen,
+				      "value %lld for field \"granularity\" is invalid: must be divisible by 5",
+				      g);
+		goto err_free;
+	}
 	ret = get_int(spec, "retention-time",
 		      (INSTR_RETENTION_DEFAULT + g - 1) / g * g, g, INSTR_RETENTION_MAX, &r,
 		      err, errlen);
 	if (ret)
 		goto err_free;
+	if (r < INSTR_RETENTION_MIN) {
+		ret = errmsg__invalid(err, errlen,
+				      "value %lld for field \"retention-time\" is invalid: minimum is %d",
+				      r, INSTR_RETENTION_MIN);
+		goto err_free;
+	}
 	if (r % g) {
 		ret = errmsg__invalid(err, errlen, "\"retention-time\" (%lld) must be a multiple of \"granularity\" (%lld)",
 			   r, g);

@@ -42,7 +42,8 @@
 #define INSTR_RETENTION_MAX	(7 * 86400)
 #define INSTR_SLOTS_MAX		86400		/* one day at 1 s */
 #define INSTR_IDLE_MAX_DEFAULT	3600
-#define INSTR_IDLE_MAX_MAX	(30 * 86400)
+#define INSTR_IDLE_MAX_MAX	(7 * 86400)	/* CA's maximum, a week */
+#define INSTR_RETENTION_MIN	10		/* CA's minimum */
 #define INSTR_DECOMP_MAX	8
 /* distinct decomposition keys held at once (a cell packs the key's id in
  * 24 bits); a record with a key beyond them is refused as if out of memory */
