@@ -79,13 +79,14 @@ static bool arg_bool(const struct api_request *rq, struct api_response *r, const
 
 	if (!v)
 		return true;
-	if (!strcmp(v, "true") || !strcmp(v, "1") || !*v)
+	/* CA (caHttpParam 'boolean'): exactly true or false */
+	if (!strcmp(v, "true"))
 		*out = 1;
-	else if (!strcmp(v, "false") || !strcmp(v, "0"))
+	else if (!strcmp(v, "false"))
 		*out = 0;
 	else {
-		api__error(r, 400, "InvalidArgument", "parameter \"%s\" must be true or false, got \"%s\"",
-			   name, agent__clean(v, clean, sizeof(clean)));
+		api__error(r, 400, "InvalidArgument", "value \"%s\" for param \"%s\" not valid: not a boolean",
+			   agent__clean(v, clean, sizeof(clean)), name);
 		return false;
 	}
 	return true;
@@ -691,11 +692,30 @@ static int list_arg(struct hm_req *h, const char *name, const char **out, size_t
 
 	if (!v)
 		return 0;
-	if (json_is_string(v)) {
+	/* kvmscope's name[] form: one value is one key, commas and all */
+	if (json_is_string(v) && strchr(name, '[')) {
 		if (*n >= max)
 			return -E2BIG;
 		out[(*n)++] = json_string_value(v);
 		return 0;
+	}
+	/* CA (caHttpParam 'array'): one value is split on commas, a repeated
+	 * one is taken as it is */
+	if (json_is_string(v)) {
+		const char *str = json_string_value(v), *c;
+		json_t *arr = json_array();
+
+		do {
+			c = strchr(str, ',');
+			if (!arr || json_array_append_new(arr, json_stringn(str, c ? (size_t)(c - str) : strlen(str)))) {
+				json_decref(arr);
+				return -ENOMEM;
+			}
+			str = c ? c + 1 : str;
+		} while (c);
+		if (json_object_set_new(h->args, name, arr))
+			return -ENOMEM;
+		v = arr;
 	}
 	json_array_foreach(v, i, e) {
 		if (*n >= max)
@@ -757,8 +777,9 @@ static bool heatmap_request(const struct agent_instr_info *info, const struct ap
 		h->p.ymax = 1000;
 		h->p.auto_ymax = 0;
 	}
-	if (h->p.isolate && h->p.exclude) {
-		api__error(r, 400, "InvalidArgument", "parameters \"isolate\" and \"exclude\" exclude each other");
+	if (h->p.isolate + h->p.exclude + h->p.decompose_all > 1) {
+		api__error(r, 400, "InvalidArgument",
+			   "only one of \"isolate\", \"exclude\", and \"decompose_all\" may be specified");
 		return false;
 	}
 	if ((v = api__arg(rq, "coloring"))) {
@@ -802,7 +823,7 @@ static bool heatmap_request(const struct agent_instr_info *info, const struct ap
 
 			if (e == s || hv < 0 || hv > 359 || (*e && *e != ',') || h->p.nhues >= 64) {
 				api__error(r, 400, "InvalidArgument",
-					   "parameter \"hues\" must be integers 0..359 (at most 64), got \"%.40s\"",
+					   "invalid hue: parameter \"hues\" must be integers 0..359 (at most 64), got \"%.40s\"",
 					   hue_s[i]);
 				return false;
 			}
@@ -812,6 +833,14 @@ static bool heatmap_request(const struct agent_instr_info *info, const struct ap
 	}
 	if (h->p.nhues)
 		h->p.hues = h->hues;
+	/* CA (caAggrHeatmapConf): a hue for the rest unless isolated, and one
+	 * per selected key */
+	if (h->p.nhues && !h->p.decompose_all &&
+	    h->p.nselected + (h->p.isolate ? 0 : 1) > h->p.nhues) {
+		api__error(r, 400, "InvalidArgument", "need %zu hues",
+			   h->p.nselected + (h->p.isolate ? 0 : 1));
+		return false;
+	}
 	h->g = info->granularity;
 	if (h->v.ndp > 1 && dflt_duration == IMAGE_DURATION_DEFAULT) {
 		api__error(r, 400, "InvalidArgument",

@@ -155,5 +155,25 @@ check "details: bucket_time, bucket_ymin/ymax [$LO, $((LO + 10))), total 1" \
 	jqe ".bucket_time == $T0 + $X and .bucket_ymin == $LO and .bucket_ymax == $((LO + 10)) and .total == 1 and .nbuckets == 100 and .requested_duration == $N" "$TMPD/det.json"
 expect_eq "details x outside: 400, CA's message" \
 	"$(code GET "$P/$I_NU/value/heatmap/details?width=10&x=10&y=0")/$(jq -r .error.message "$TMPD/body")" '400/"x" must be less than "width"'
+hm_bad() { # hm_bad QUERY WANT_MESSAGE
+	local got; got=$(code GET "$P/$I_NU/value/heatmap/image?$1")
+	if [ "$got" = 400 ] && [ "$(jq -r .error.code "$TMPD/body")" = ECA_INVAL ] &&
+	   grep -qF -- "$2" <<<"$(jq -r .error.message "$TMPD/body")"; then
+		ok "image: $1 -> 400 $(jq -c .error.message "$TMPD/body")"
+	else
+		not_ok "image: $1: got $got $(head -c 300 "$TMPD/body")"
+	fi
+}
+hm_bad isolate=1 'value "1" for param "isolate" not valid: not a boolean'
+hm_bad exclude= 'value "" for param "exclude" not valid: not a boolean'
+hm_bad "selected=a&isolate=true&exclude=true" 'only one of "isolate", "exclude", and "decompose_all" may be specified'
+hm_bad "decompose_all=true&isolate=true" 'only one of "isolate", "exclude", and "decompose_all" may be specified'
+hm_bad "selected=b&hues=0" "need 2 hues"
+hm_bad "selected=a,b&hues=0,240" "need 3 hues"	# one value, two keys
+hm_bad hues=360 "invalid hue"
+expect_eq "selected=a&selected=b,c is two keys: 3 hues are enough" \
+	"$(code GET "$P/$I_NU/value/heatmap/image?selected=a&selected=b,c&hues=0,240,120")" 200
+expect_eq "selected=a,b&isolate=true needs only 2 hues" \
+	"$(code GET "$P/$I_NU/value/heatmap/image?selected=a,b&isolate=true&hues=0,240")" 200
 no_logged_errors "$LOG"
 tap_done
