@@ -9,6 +9,7 @@
  * once per bucket of the window (struct span), rank colouring looks values
  * up in a hash of the distinct ones (a few dozen, typically) rather than
  * sorting every cell value, and each hue's HSV sextant is worked out once. */
+#include "render/ca_math.h"
 #include "render/heatmap.h"
 #include "render/heatmap_impl.h"
 
@@ -61,24 +62,11 @@ void heatmap_params__init(struct heatmap_params *p)
 
 double heatmap__auto_ymax(double max)
 {
-	static const double mant[] = { 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8, 10 };
-	double scale;
-	size_t i;
-
+	/* an empty window: CA answers 0 (and a white image); kvmscope keeps
+	 * the scale non-empty */
 	if (!(max > 0) || !isfinite(max))
 		return 1;
-	scale = pow(10, floor(log10(max)));
-	/* log10 rounding can land one decade off near powers of ten */
-	if (scale > max)
-		scale /= 10;
-	for (i = 0; i < sizeof(mant) / sizeof(mant[0]); i++) {
-		double c = mant[i] * scale;
-
-		/* tolerate representation error so 1000 stays 1000 */
-		if (c >= max * (1 - 1e-12))
-			return c;
-	}
-	return 10 * scale;
+	return ca__autoscale(max);
 }
 
 static int hue_of(const struct heatmap_params *p, size_t i)
