@@ -662,6 +662,8 @@ int agent__find(struct agent *a, const struct principal *who, const char *id,
 		info->retention = instr__retention(ai->in);
 		snprintf(info->numeric_field, sizeof(info->numeric_field), "%s", nf ? nf->name : "");
 		info->now = newest_locked(a);
+		info->created = instr__crtime_ms(ai->in) / 1000;
+		info->nsources = a->fleet ? fleet__nsources(a->fleet) : 1;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&a->lock);

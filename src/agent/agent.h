@@ -88,6 +88,8 @@ struct agent_instr_info {
 	int granularity, retention;
 	char numeric_field[64];		/* "" when it has none */
 	int64_t now;			/* the newest complete second + 1 */
+	int64_t created;		/* crtime, in seconds */
+	int nsources;			/* CA's nsources: 1, or the peers of an aggregator */
 };
 
 /* Sets up the hub, the fleet, the exporter and restores STATE_DIR/state.json

@@ -111,6 +111,11 @@ void routes_ca__replace(const struct api_ctx *cx, const struct api_request *rq, 
 void routes_ca__destroy(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
 void routes_ca__clone(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
 void routes_ca__value_raw(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
+void routes_ca__value_list(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
+void routes_ca__heatmap_list(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
+void routes_ca__types(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
+void routes_ca__transformations(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
+void routes_ca__metrics_legacy(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
 void routes_ca__heatmap_image(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
 void routes_ca__heatmap_details(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
 void routes_ca__heatmap_average(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);

@@ -1,5 +1,5 @@
 /* Every path the agent answers, tried in this order (see dispatch in
- * server.c): the CA API under /ca (a bearer token when tokens are
+ * server.c; /ca/customers/:custid/... is an alias of /ca/...): the CA API under /ca (a bearer token when tokens are
  * configured), then /metrics, then the web UI's files. */
 #include "api/api.h"
 
@@ -8,12 +8,18 @@ const struct api_route api_routes[] = {
 	{ "GET",    "/ca",				routes_ca__catalogue,		ROUTE_TOKEN },
 	{ "GET",    "/ca/vms",				routes_ca__vms,			ROUTE_TOKEN },
 	{ "GET",    "/ca/peers",			routes_ca__peers,		ROUTE_TOKEN },
+	/* CA's legacy catalogue pieces */
+	{ "GET",    "/ca/metrics",			routes_ca__metrics_legacy,	ROUTE_TOKEN },
+	{ "GET",    "/ca/types",			routes_ca__types,		ROUTE_TOKEN },
+	{ "GET",    "/ca/transformations",		routes_ca__transformations,	ROUTE_TOKEN },
 	{ "GET",    "/ca/instrumentations",		routes_ca__list,		ROUTE_TOKEN },
 	{ "POST",   "/ca/instrumentations",		routes_ca__create,		ROUTE_TOKEN },
 	{ "GET",    ID,					routes_ca__get,			ROUTE_TOKEN },
 	{ "PUT",    ID,					routes_ca__replace,		ROUTE_TOKEN },
 	{ "DELETE", ID,					routes_ca__destroy,		ROUTE_TOKEN },
 	{ "POST",   ID "/clone",			routes_ca__clone,		ROUTE_TOKEN },
+	{ "GET",    ID "/value",				routes_ca__value_list,		ROUTE_TOKEN },
+	{ "GET",    ID "/value/heatmap",		routes_ca__heatmap_list,	ROUTE_TOKEN },
 	{ "GET",    ID "/value/raw",			routes_ca__value_raw,		ROUTE_TOKEN },
 	{ "GET",    ID "/value/heatmap/image",		routes_ca__heatmap_image,	ROUTE_TOKEN },
 	{ "GET",    ID "/value/heatmap/details",	routes_ca__heatmap_details,	ROUTE_TOKEN },

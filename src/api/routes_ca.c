@@ -7,19 +7,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
 #include "api/api.h"
 #include "common/log.h"
 #include "engine/instr.h"
+#include "engine/merge.h"
 #include "engine/window.h"
 #include "render/base64.h"
+#include "render/ca_math.h"
 #include "render/heatmap.h"
 #include "render/heatmap_live.h"
 #include "render/png.h"
 
-#define HEATMAP_DURATION_DEFAULT 600
 
 /* ---- parameters ---- */
 
@@ -77,13 +79,14 @@ static bool arg_bool(const struct api_request *rq, struct api_response *r, const
 
 	if (!v)
 		return true;
-	if (!strcmp(v, "true") || !strcmp(v, "1") || !*v)
+	/* CA (caHttpParam 'boolean'): exactly true or false */
+	if (!strcmp(v, "true"))
 		*out = 1;
-	else if (!strcmp(v, "false") || !strcmp(v, "0"))
+	else if (!strcmp(v, "false"))
 		*out = 0;
 	else {
-		api__error(r, 400, "InvalidArgument", "parameter \"%s\" must be true or false, got \"%s\"",
-			   name, agent__clean(v, clean, sizeof(clean)));
+		api__error(r, 400, "InvalidArgument", "value \"%s\" for param \"%s\" not valid: not a boolean",
+			   agent__clean(v, clean, sizeof(clean)), name);
 		return false;
 	}
 	return true;
@@ -333,35 +336,301 @@ void routes_ca__clone(const struct api_ctx *cx, const struct api_request *rq,
 
 /* ---- values ---- */
 
+/* Default durations of CA's value resources (ca-agg.js ai_duration). */
+#define RAW_DURATION_DEFAULT		1
+#define IMAGE_DURATION_DEFAULT		60
+#define SUMMARY_DURATION_DEFAULT	1
+#define VALUE_TIMEOUT_MAX_MS		5000
+
+/* The time parameters of a value request and the data points they give,
+ * computed as CA does (ca-agg.js caAggrInterval, normalizeInterval,
+ * caaggsvc.js loadParameters). */
+struct val_req {
+	json_t *body;		/* a JSON body's object: it replaces the query */
+	json_t *form;		/* a form body's fields: they override the query */
+	bool array;		/* ndatapoints was given: answer an array */
+	long long ndp, timeout;
+	long long start, duration;	/* as requested (start inferred if absent) */
+	int64_t nstart, nduration;	/* normalized to the granularity */
+	int g;
+};
+
+static void val_req_free(struct val_req *v)
+{
+	json_decref(v->body);
+	json_decref(v->form);
+	v->body = v->form = NULL;
+}
+
+/* A value parameter's text: from a JSON body if there is one (numbers are
+ * written out), else a form body's field, else the query's. NULL if absent;
+ * "\x01" for a JSON value that is neither a number nor a string. */
+static const char *vparam(const struct val_req *v, const struct api_request *rq,
+			  const char *name, char *buf, size_t n)
+{
+	json_t *j;
+
+	if (v->body) {
+		j = json_object_get(v->body, name);
+		if (!j)
+			return NULL;
+		if (json_is_string(j))
+			return json_string_value(j);
+		if (json_is_integer(j))
+			snprintf(buf, n, "%lld", (long long)json_integer_value(j));
+		else if (json_is_real(j))
+			snprintf(buf, n, "%.17g", json_real_value(j));
+		else
+			return "\x01";
+		return buf;
+	}
+	if (v->form && json_is_string(j = json_object_get(v->form, name)))
+		return json_string_value(j);
+	return api__arg(rq, name);
+}
+
+/* An integer value parameter in [min, max], with CA's messages
+ * (ca-common.js caHttpParam). false with r set when present but bad. */
+static bool vparam_int(const struct val_req *v, const struct api_request *rq,
+		       struct api_response *r, const char *name, long long min, long long max,
+		       long long *out, bool *given)
+{
+	char buf[64], clean[64], *end;
+	const char *s = vparam(v, rq, name, buf, sizeof(buf));
+	long long n;
+
+	*given = s != NULL;
+	if (!s)
+		return true;
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	if (!*s || *end || errno) {
+		api__error(r, 400, "InvalidArgument", "value \"%s\" for param \"%s\" not valid: not a number",
+			   agent__clean(s, clean, sizeof(clean)), name);
+		return false;
+	}
+	if (n < min || n > max) {
+		api__error(r, 400, "InvalidArgument", "value \"%s\" for param \"%s\" not valid: value too %s (%s: %lld)",
+			   agent__clean(s, clean, sizeof(clean)), name, n < min ? "small" : "large",
+			   n < min ? "min" : "max", n < min ? min : max);
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+/* Reads a JSON or form body of a value request into v. false with r set. */
+static bool val_body(const struct api_request *rq, struct api_response *r, struct val_req *v)
+{
+	const char *b = rq->body;
+	json_error_t jerr;
+	char err[256];
+
+	while (*b == ' ' || *b == '\t' || *b == '\r' || *b == '\n')
+		b++;
+	if (!rq->body_len || !*b)
+		return true;
+	if (*b != '{' && !strncasecmp(rq->content_type, "application/x-www-form-urlencoded", 33)) {
+		if (form__parse(rq->body, rq->body_len, &v->form, err, sizeof(err))) {
+			api__error(r, 400, "InvalidArgument", "form body: %s", err);
+			return false;
+		}
+		return true;
+	}
+	v->body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!v->body) {
+		api__error(r, 400, "InvalidArgument", "failed to parse JSON: %s", jerr.text);
+		return false;
+	}
+	if (!json_is_object(v->body)) {
+		api__error(r, 400, "InvalidArgument", "failed to parse JSON: the body must be an object");
+		return false;
+	}
+	return true;
+}
+
+/* kvmscope has no transformations (CA's geolocate, reverse DNS): any one
+ * named is unknown. false with r set. */
+static bool val_transformations(const struct val_req *v, const struct api_request *rq,
+				struct api_response *r)
+{
+	json_t *t = v->body ? json_object_get(v->body, "transformations") : NULL;
+	const char *s = NULL;
+	char buf[64], clean[64];
+
+	if (t && json_is_array(t) && json_array_size(t))
+		s = json_is_string(json_array_get(t, 0)) ? json_string_value(json_array_get(t, 0)) : "?";
+	else if (t && json_is_string(t))
+		s = json_string_value(t);
+	else if (!v->body)
+		s = vparam(v, rq, "transformations", buf, sizeof(buf));
+	if (!s || !*s)
+		return true;
+	api__error(r, 400, "InvalidArgument", "transformation \"%.*s\" does not exist",
+		   (int)strcspn(s, ","), agent__clean(s, clean, sizeof(clean)));
+	return false;
+}
+
+/* Parses and checks start_time, duration, end_time, ndatapoints, timeout
+ * and transformations, and computes the data points. dflt: the resource's
+ * default duration. The caller frees v (val_req_free), also on failure.
+ * false with r set. */
+static bool val_request(const struct agent_instr_info *info, const struct api_request *rq,
+			struct api_response *r, long long dflt, struct val_req *v)
+{
+	long long start = 0, dur = 0, end = 0, latest;
+	bool gs, gd, ge, gn, gt;
+	struct timespec ts;
+	int64_t now_ms;
+	const char *why = NULL;
+
+	memset(v, 0, sizeof(*v));
+	v->ndp = 1;
+	v->timeout = VALUE_TIMEOUT_MAX_MS;
+	v->g = info->granularity;
+	if (!args_valid(rq, r) || !val_body(rq, r, v) ||
+	    !vparam_int(v, rq, r, "start_time", 0, 1LL << 40, &start, &gs) ||
+	    !vparam_int(v, rq, r, "duration", 1, INSTR_RETENTION_MAX, &dur, &gd) ||
+	    !vparam_int(v, rq, r, "end_time", 0, 1LL << 40, &end, &ge) ||
+	    !vparam_int(v, rq, r, "ndatapoints", 1, INSTR_RAW_NDATAPOINTS_MAX, &v->ndp, &gn) ||
+	    !vparam_int(v, rq, r, "timeout", 0, VALUE_TIMEOUT_MAX_MS, &v->timeout, &gt) ||
+	    !val_transformations(v, rq, r))
+		return false;
+	v->array = gn;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (!gd && !(gs && ge))
+		dur = dflt;
+	if (ge) {
+		if (!gs) {
+			if (dur > end)
+				why = "\"duration\" cannot exceed \"end_time\"";
+			start = end - dur;
+		} else if (!gd) {
+			if (end <= start)
+				why = "\"end_time\" must be later than \"start_time\"";
+			dur = end - start;
+		} else if (start + dur != end) {
+			why = "\"start_time\" + \"duration\" must equal \"end_time\"";
+		}
+	} else if (!gs) {
+		start = now_ms / 1000 - dur - v->g;
+	}
+	if (!why && dur < 1)
+		why = "\"duration\" must be positive";
+	if (why) {
+		api__error(r, 400, "InvalidArgument", "%s", why);
+		return false;
+	}
+	v->start = start;
+	v->duration = dur;
+	v->nstart = start - start % v->g;
+	v->nduration = dur % v->g ? (dur / v->g + 1) * v->g : dur;
+	/* A data point longer than the retention cannot be whole, and summing
+	 * one held the agent lock for minutes (604800 s x 3600 points). */
+	if (v->nduration > info->retention) {
+		api__error(r, 400, "InvalidArgument",
+			   "duration %lld exceeds the instrumentation's retention-time of %d s",
+			   (long long)v->nduration, info->retention);
+		return false;
+	}
+	latest = v->nstart + v->ndp * v->nduration;
+	if (latest * 1000 > now_ms + v->timeout) {
+		api__error(r, 409, "InvalidArgument", "requested data point is too far in the future");
+		return false;
+	}
+	return true;
+}
+
+/* minreporting of a local instrumentation's data point (see the engine's
+ * raw values): 1 when every slot is complete, retained and after the
+ * instrumentation's creation. */
+static int val_minreporting(const struct agent_instr_info *info, int64_t start, int64_t dur)
+{
+	int64_t created = info->created - info->created % info->granularity;
+	int64_t oldest = info->now - info->now % info->granularity - info->retention;
+
+	return start >= created && start >= oldest && start + dur <= info->now;
+}
+
+/* Adds CA's envelope of data point i to o, after what the resource wrote
+ * (caaggsvc.js caAggrValueRequest.complete). 0 or -ENOMEM. */
+static int val_envelope(json_t *o, const struct val_req *v, long long i, int nsources,
+			int minreporting)
+{
+	int64_t s = v->nstart + i * v->nduration;
+	long long rs = v->start + i * v->duration;
+	int rc = 0;
+
+	rc |= json_object_set_new(o, "start_time", json_integer(s));
+	rc |= json_object_set_new(o, "duration", json_integer(v->nduration));
+	rc |= json_object_set_new(o, "end_time", json_integer(s + v->nduration));
+	rc |= json_object_set_new(o, "nsources", json_integer(nsources));
+	rc |= json_object_set_new(o, "minreporting", json_integer(minreporting));
+	rc |= json_object_set_new(o, "requested_start_time", json_integer(rs));
+	rc |= json_object_set_new(o, "requested_duration", json_integer(v->duration));
+	rc |= json_object_set_new(o, "requested_end_time", json_integer(rs + v->duration));
+	return rc ? -ENOMEM : 0;
+}
+
+/* A raw point of the engine's as CA writes it: value (ranges inclusive),
+ * transformations, then the envelope. New reference, NULL on ENOMEM. */
+static json_t *raw_point_ca(const json_t *pt, const struct val_req *v, long long i)
+{
+	json_t *val = json_deep_copy(json_object_get(pt, "value"));
+	json_t *o = json_object();
+
+	if (!val || !o || value__shift_hi(val, -1) || json_object_set_new(o, "value", val) ||
+	    json_object_set_new(o, "transformations", json_object()) ||
+	    val_envelope(o, v, i, (int)json_integer_value(json_object_get(pt, "nsources")),
+			 (int)json_integer_value(json_object_get(pt, "minreporting")))) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 void routes_ca__value_raw(const struct api_ctx *cx, const struct api_request *rq,
 			  struct api_response *r)
 {
-	long long start = -1, duration = 0, ndp = 1;
 	struct agent_instr_info info;
 	struct agent_error e;
-	json_t *out = NULL;
+	json_t *out = NULL, *res = NULL;
+	struct val_req v;
 	int rc;
 
+	memset(&v, 0, sizeof(v));
 	if (agent__find(cx->agent, rq->who, rq->params[0], &info, &e)) {
 		api__agent_error(r, &e);
 		return;
 	}
-	if (!args_valid(rq, r) ||
-	    !arg_int(rq, r, "start_time", 0, 1LL << 40, &start, NULL) ||
-	    !arg_int(rq, r, "duration", 1, INSTR_RETENTION_MAX, &duration, NULL) ||
-	    !arg_int(rq, r, "ndatapoints", 1, INSTR_RAW_NDATAPOINTS_MAX, &ndp, NULL))
-		return;
-	/* A data point longer than the retention cannot be whole, and summing
-	 * one held the agent lock for minutes (604800 s x 3600 points). */
-	if (duration > info.retention) {
-		api__error(r, 400, "InvalidArgument",
-			   "duration %lld exceeds the instrumentation's retention-time of %d s",
-			   duration, info.retention);
-		return;
+	if (!val_request(&info, rq, r, RAW_DURATION_DEFAULT, &v))
+		goto out;
+	rc = agent__value_raw(cx->agent, rq->who, rq->params[0], v.nstart, v.nduration,
+			      (int)v.ndp, &out, &e);
+	if (rc) {
+		api__agent_error(r, &e);
+		goto out;
 	}
-	rc = agent__value_raw(cx->agent, rq->who, rq->params[0], start, duration, (int)ndp,
-				   &out, &e);
-	answer(r, rc, out, &e);
+	if (!v.array) {
+		res = raw_point_ca(json_is_array(out) ? json_array_get(out, 0) : out, &v, 0);
+	} else {
+		res = json_array();
+		for (long long i = 0; res && i < v.ndp; i++) {
+			const json_t *pt = json_is_array(out) ? json_array_get(out, (size_t)i) : out;
+
+			if (json_array_append_new(res, raw_point_ca(pt, &v, i))) {
+				json_decref(res);
+				res = NULL;
+			}
+		}
+	}
+	if (!res)
+		api__error(r, 500, "InternalError", "out of memory");
+	r->json = res;
+out:
+	json_decref(out);
+	val_req_free(&v);
 }
 
 struct hm_req {
@@ -369,6 +638,9 @@ struct hm_req {
 	struct dist_window w;		/* the slots, copied out under the lock */
 	size_t nslots;
 	int64_t start, duration, g;
+	struct val_req v;	/* the time parameters and the envelope */
+	struct agent_instr_info info;
+	int nbuckets;		/* as asked: CA does not cap it to the height */
 	const char *selected[64];
 	int hues[64];
 	json_t *args;		/* owns the selected strings */
@@ -398,6 +670,7 @@ static void hm_req_free(struct hm_req *h)
 {
 	dist_window__free(&h->w);
 	json_decref(h->args);
+	val_req_free(&h->v);
 	atomic_fetch_sub(&hm_budget_used, h->budget);
 	h->budget = 0;
 }
@@ -419,11 +692,30 @@ static int list_arg(struct hm_req *h, const char *name, const char **out, size_t
 
 	if (!v)
 		return 0;
-	if (json_is_string(v)) {
+	/* kvmscope's name[] form: one value is one key, commas and all */
+	if (json_is_string(v) && strchr(name, '[')) {
 		if (*n >= max)
 			return -E2BIG;
 		out[(*n)++] = json_string_value(v);
 		return 0;
+	}
+	/* CA (caHttpParam 'array'): one value is split on commas, a repeated
+	 * one is taken as it is */
+	if (json_is_string(v)) {
+		const char *str = json_string_value(v), *c;
+		json_t *arr = json_array();
+
+		do {
+			c = strchr(str, ',');
+			if (!arr || json_array_append_new(arr, json_stringn(str, c ? (size_t)(c - str) : strlen(str)))) {
+				json_decref(arr);
+				return -ENOMEM;
+			}
+			str = c ? c + 1 : str;
+		} while (c);
+		if (json_object_set_new(h->args, name, arr))
+			return -ENOMEM;
+		v = arr;
 	}
 	json_array_foreach(v, i, e) {
 		if (*n >= max)
@@ -435,30 +727,31 @@ static int list_arg(struct hm_req *h, const char *name, const char **out, size_t
 
 /* Parses the heatmap parameters. false with r set on bad input. */
 static bool heatmap_request(const struct agent_instr_info *info, const struct api_request *rq,
-			    struct api_response *r, struct hm_req *h)
+			    struct api_response *r, long long dflt_duration, struct hm_req *h)
 {
-	long long w = 600, ht = 300, nb = 100, start = -1, dur = 0;
-	bool gw, gs, gd, gmin, gmax;
+	long long w = 600, ht = 300, nb = 100;
+	bool gw, gmin, gmax;
 	double ymin = 0, ymax = 0;
 	const char *v;
 	const char *hue_s[64];
 	size_t nhue_s = 0;
-	int64_t now = info->now, end;
 
 	memset(h, 0, sizeof(*h));
 	heatmap_params__init(&h->p);
+	h->info = *info;
+	/* CA: 404, as for a resource that does not exist (caAggrSupportsHeatmap) */
 	if (!info->numeric_field[0]) {
-		api__error(r, 409, "InvalidState",
+		api__error(r, 404, "ResourceNotFound",
 			   "instrumentation %lu has no numeric decomposition, so no heatmap (decompose by e.g. subsecond or latency)",
 			   info->id);
 		return false;
 	}
+	if (!val_request(info, rq, r, dflt_duration, &h->v))
+		return false;
 	if (!args_valid(rq, r) ||
 	    !arg_int(rq, r, "width", 1, HEATMAP_MAX_WIDTH, &w, &gw) ||
 	    !arg_int(rq, r, "height", 1, HEATMAP_MAX_HEIGHT, &ht, NULL) ||
 	    !arg_int(rq, r, "nbuckets", 1, HEATMAP_MAX_BUCKETS, &nb, NULL) ||
-	    !arg_int(rq, r, "start_time", 0, 1LL << 40, &start, &gs) ||
-	    !arg_int(rq, r, "duration", 1, info->retention, &dur, &gd) ||
 	    !arg_double(rq, r, "ymin", 0, 1e19, &ymin, &gmin) ||
 	    !arg_double(rq, r, "ymax", 0, 1e19, &ymax, &gmax) ||
 	    !arg_bool(rq, r, "isolate", &h->p.isolate) ||
@@ -469,6 +762,7 @@ static bool heatmap_request(const struct agent_instr_info *info, const struct ap
 	h->p.width = (int)w;
 	h->p.height = (int)ht;
 	h->p.nbuckets = (int)(nb > ht ? ht : nb);
+	h->nbuckets = (int)nb;
 	h->p.ymin = ymin;
 	if (gmax) {
 		if (ymax <= ymin) {
@@ -483,8 +777,9 @@ static bool heatmap_request(const struct agent_instr_info *info, const struct ap
 		h->p.ymax = 1000;
 		h->p.auto_ymax = 0;
 	}
-	if (h->p.isolate && h->p.exclude) {
-		api__error(r, 400, "InvalidArgument", "parameters \"isolate\" and \"exclude\" exclude each other");
+	if (h->p.isolate + h->p.exclude + h->p.decompose_all > 1) {
+		api__error(r, 400, "InvalidArgument",
+			   "only one of \"isolate\", \"exclude\", and \"decompose_all\" may be specified");
 		return false;
 	}
 	if ((v = api__arg(rq, "coloring"))) {
@@ -528,7 +823,7 @@ static bool heatmap_request(const struct agent_instr_info *info, const struct ap
 
 			if (e == s || hv < 0 || hv > 359 || (*e && *e != ',') || h->p.nhues >= 64) {
 				api__error(r, 400, "InvalidArgument",
-					   "parameter \"hues\" must be integers 0..359 (at most 64), got \"%.40s\"",
+					   "invalid hue: parameter \"hues\" must be integers 0..359 (at most 64), got \"%.40s\"",
 					   hue_s[i]);
 				return false;
 			}
@@ -538,20 +833,23 @@ static bool heatmap_request(const struct agent_instr_info *info, const struct ap
 	}
 	if (h->p.nhues)
 		h->p.hues = h->hues;
-	h->g = info->granularity;
-	if (!gd)
-		dur = info->retention < HEATMAP_DURATION_DEFAULT ? info->retention
-									  : HEATMAP_DURATION_DEFAULT;
-	dur = (dur + h->g - 1) / h->g * h->g;
-	if (gs) {
-		start = start / h->g * h->g;
-	} else {
-		end = now / h->g * h->g;	/* the slot in progress is left out */
-		start = end - dur;
+	/* CA (caAggrHeatmapConf): a hue for the rest unless isolated, and one
+	 * per selected key */
+	if (h->p.nhues && !h->p.decompose_all &&
+	    h->p.nselected + (h->p.isolate ? 0 : 1) > h->p.nhues) {
+		api__error(r, 400, "InvalidArgument", "need %zu hues",
+			   h->p.nselected + (h->p.isolate ? 0 : 1));
+		return false;
 	}
-	h->start = start;
-	h->duration = dur;
-	h->nslots = (size_t)(dur / h->g);
+	h->g = info->granularity;
+	if (h->v.ndp > 1 && dflt_duration == IMAGE_DURATION_DEFAULT) {
+		api__error(r, 400, "InvalidArgument",
+			   "ndatapoints > 1 is not supported for images and details: ask for each point");
+		return false;
+	}
+	h->start = h->v.nstart;
+	h->duration = h->v.nduration * h->v.ndp;
+	h->nslots = (size_t)(h->duration / h->g);
 	return true;
 }
 
@@ -559,7 +857,7 @@ static bool heatmap_request(const struct agent_instr_info *info, const struct ap
  * the slots into h's typed window, so that drawing runs without the agent's
  * lock. false with r set (and nothing in h to free) on failure. */
 static bool heatmap_prepare(const struct api_ctx *cx, const struct api_request *rq,
-			    struct api_response *r, struct hm_req *h)
+			    struct api_response *r, long long dflt_duration, struct hm_req *h)
 {
 	struct agent_instr_info info;
 	struct agent_error e;
@@ -569,7 +867,7 @@ static bool heatmap_prepare(const struct api_ctx *cx, const struct api_request *
 		api__agent_error(r, &e);
 		return false;
 	}
-	if (!heatmap_request(&info, rq, r, h)) {
+	if (!heatmap_request(&info, rq, r, dflt_duration, h)) {
 		hm_req_free(h);
 		return false;
 	}
@@ -582,11 +880,11 @@ static bool heatmap_prepare(const struct api_ctx *cx, const struct api_request *
 }
 
 static bool heatmap_gather(const struct api_ctx *cx, const struct api_request *rq,
-			   struct api_response *r, struct hm_req *h)
+			   struct api_response *r, long long dflt_duration, struct hm_req *h)
 {
 	struct agent_error e;
 
-	if (!heatmap_prepare(cx, rq, r, h))
+	if (!heatmap_prepare(cx, rq, r, dflt_duration, h))
 		return false;
 	if (agent__window(cx->agent, rq->who, rq->params[0], h->start, h->nslots, &h->w, &e)) {
 		api__agent_error(r, &e);
@@ -608,6 +906,38 @@ static void heatmap_failed(struct api_response *r, int rc)
 		api__error(r, 500, "InternalError", "out of memory");
 	else
 		api__error(r, 400, "InvalidArgument", "heatmap: %s", heatmap__last_error());
+}
+
+/* A number CA writes as an integer when it is one. New reference. */
+static json_t *json_num(double d)
+{
+	if (d == floor(d) && fabs(d) < 9e15)
+		return json_integer((json_int_t)d);
+	return json_real(d);
+}
+
+/* An image's answer in CA's order (caAggrValueHeatmapImage): nbuckets,
+ * width, height, ymin, ymax, present, transformations, image, then the
+ * envelope. An array of it when ndatapoints was given. r set. */
+static void image_answer(struct api_response *r, const struct hm_req *h, const char *b64,
+			 double ymin, double ymax, int nbuckets, int width, int height,
+			 json_t *present)
+{
+	json_t *o = json_pack("{s:i, s:i, s:i, s:o, s:o, s:O, s:{}, s:s}", "nbuckets", nbuckets,
+			      "width", width, "height", height, "ymin", json_num(ymin),
+			      "ymax", json_num(ymax), "present", present, "transformations",
+			      "image", b64);
+
+	if (o && val_envelope(o, &h->v, 0, h->info.nsources,
+			      val_minreporting(&h->info, h->start, h->duration))) {
+		json_decref(o);
+		o = NULL;
+	}
+	if (o && h->v.array)
+		o = json_pack("[o]", o);
+	if (!o)
+		api__error(r, 500, "InternalError", "out of memory");
+	r->json = o;
 }
 
 /* Copies for heatmap_image_live under the agent lock, one piece a call. */
@@ -650,7 +980,7 @@ static bool heatmap_image_live(const struct api_ctx *cx, const struct api_reques
 	long got = 1;
 	int rc;
 
-	if (!heatmap_prepare(cx, rq, r, &h))
+	if (!heatmap_prepare(cx, rq, r, IMAGE_DURATION_DEFAULT, &h))
 		return true;
 	rc = agent__read_instr(cx->agent, rq->who, rq->params[0], live_uid, &c.uid, &got, &e);
 	if (rc == -EXDEV) {
@@ -690,12 +1020,8 @@ static bool heatmap_image_live(const struct api_ctx *cx, const struct api_reques
 		heatmap_failed(r, rc);
 	if (rc)
 		goto out;
-	r->json = json_pack("{s:s, s:f, s:f, s:i, s:i, s:i, s:O, s:I, s:I}", "image", im.image,
-			    "ymin", im.ymin, "ymax", im.ymax, "nbuckets", im.nbuckets,
-			    "width", im.width, "height", im.height, "present", im.present,
-			    "start_time", (json_int_t)h.start, "duration", (json_int_t)h.duration);
-	if (!r->json)
-		api__error(r, 500, "InternalError", "out of memory");
+	image_answer(r, &h, im.image, im.ymin, im.ymax, im.nbuckets, im.width, im.height,
+		     im.present);
 	heatmap_live_image__free(&im);
 out:
 	hm_req_free(&h);
@@ -715,7 +1041,7 @@ void routes_ca__heatmap_image(const struct api_ctx *cx, const struct api_request
 
 	if (heatmap_image_live(cx, rq, r))
 		return;
-	if (!heatmap_gather(cx, rq, r, &h))
+	if (!heatmap_gather(cx, rq, r, IMAGE_DURATION_DEFAULT, &h))
 		return;
 	in = (struct heatmap_input){ &h.w, 0, h.w.nslots };
 	rc = heatmap__build(&in, &h.p, &hm);
@@ -730,12 +1056,8 @@ void routes_ca__heatmap_image(const struct api_ctx *cx, const struct api_request
 		api__error(r, 500, "InternalError", "PNG encoding failed: %s", strerror(-rc));
 		goto out;
 	}
-	r->json = json_pack("{s:s, s:f, s:f, s:i, s:i, s:i, s:O, s:I, s:I}", "image", b64,
-			    "ymin", hm->ymin, "ymax", hm->ymax, "nbuckets", hm->nbuckets,
-			    "width", hm->width, "height", hm->height, "present", hm->present,
-			    "start_time", (json_int_t)h.start, "duration", (json_int_t)h.duration);
-	if (!r->json)
-		api__error(r, 500, "InternalError", "out of memory");
+	image_answer(r, &h, b64, hm->ymin, hm->ymax, hm->nbuckets, hm->width, hm->height,
+		     hm->present);
 out:
 	free(b64);
 	free(png);
@@ -743,32 +1065,121 @@ out:
 	hm_req_free(&h);
 }
 
+/* Details in CA's fields (caAggrValueHeatmapDetails: nbuckets, width,
+ * height, bucket_time, bucket_ymin, bucket_ymax, present, total, then the
+ * envelope) with kvmscope's bucket_min/bucket_max alongside. start_time
+ * and duration stay the cell's column, as kvmscope has always answered
+ * (the request's interval is in requested_*). r set. */
+static void details_answer(struct api_response *r, const struct hm_req *h, const json_t *det)
+{
+	json_int_t col = json_integer_value(json_object_get(det, "start_time"));
+	json_int_t cold = json_integer_value(json_object_get(det, "duration"));
+	double bmin = json_number_value(json_object_get(det, "bucket_min"));
+	double bmax = json_number_value(json_object_get(det, "bucket_max"));
+	json_t *o = json_pack("{s:i, s:i, s:i, s:I, s:o, s:o, s:O, s:O, s:O, s:O}",
+			      "nbuckets", h->p.nbuckets, "width", h->p.width, "height", h->p.height,
+			      "bucket_time", col, "bucket_ymin", json_num(round(bmin)),
+			      "bucket_ymax", json_num(round(bmax)),
+			      "present", json_object_get(det, "present"),
+			      "total", json_object_get(det, "total"),
+			      "bucket_min", json_object_get(det, "bucket_min"),
+			      "bucket_max", json_object_get(det, "bucket_max"));
+
+	if (o && (val_envelope(o, &h->v, 0, h->info.nsources,
+			       val_minreporting(&h->info, col, cold)) ||
+		  json_object_set_new(o, "start_time", json_integer(col)) ||
+		  json_object_set_new(o, "duration", json_integer(cold)) ||
+		  json_object_set_new(o, "end_time", json_integer(col + cold)))) {
+		json_decref(o);
+		o = NULL;
+	}
+	if (o && h->v.array)
+		o = json_pack("[o]", o);
+	if (!o)
+		api__error(r, 500, "InternalError", "out of memory");
+	r->json = o;
+}
+
 void routes_ca__heatmap_details(const struct api_ctx *cx, const struct api_request *rq,
 				struct api_response *r)
 {
 	struct heatmap_input in;
 	long long x = -1, y = -1;
+	json_t *det = NULL;
 	bool gx, gy;
 	struct hm_req h;
 	int rc;
 
-	if (!heatmap_gather(cx, rq, r, &h))
+	if (!heatmap_gather(cx, rq, r, IMAGE_DURATION_DEFAULT, &h))
 		return;
-	if (!arg_int(rq, r, "x", 0, h.p.width - 1, &x, &gx) ||
-	    !arg_int(rq, r, "y", 0, h.p.height - 1, &y, &gy))
+	if (!arg_int(rq, r, "x", 0, 1LL << 31, &x, &gx) ||
+	    !arg_int(rq, r, "y", 0, 1LL << 31, &y, &gy))
 		goto out;
 	if (!gx || !gy) {
-		api__error(r, 400, "InvalidArgument", "parameter \"%s\" is required", gx ? "y" : "x");
+		api__error(r, 400, "InvalidArgument", "param \"%s\" must be specified", gx ? "y" : "x");
+		goto out;
+	}
+	if (x >= h.p.width || y >= h.p.height) {
+		api__error(r, 400, "InvalidArgument", "\"%s\" must be less than \"%s\"",
+			   x >= h.p.width ? "x" : "y", x >= h.p.width ? "width" : "height");
 		goto out;
 	}
 	in = (struct heatmap_input){ &h.w, 0, h.w.nslots };
-	rc = heatmap__details(&in, &h.p, (int)x, (int)y, &r->json);
+	rc = heatmap__details(&in, &h.p, (int)x, (int)y, &det);
 	if (rc == -ERANGE)
 		api__error(r, 400, "InvalidArgument", "pixel (%lld, %lld) is outside the image", x, y);
 	else if (rc)
 		heatmap_failed(r, rc);
+	else
+		details_answer(r, &h, det);
 out:
+	json_decref(det);
 	hm_req_free(&h);
+}
+
+/* CA's average or percentile of data point i of h (caAggrValueHeatmapAverage
+ * and ...Percentile): the total, re-bucketed into h's linear buckets over
+ * [ymin, ymax) (ymax scaled from the point's data when not given), summed
+ * over the point's slots. New reference, NULL on ENOMEM. */
+static json_t *summary_point(const struct hm_req *h, long long i, bool percentile, double pct)
+{
+	size_t per = (size_t)(h->v.nduration / h->g), first = (size_t)i * per;
+	double ymin = h->p.ymin, ymax = h->p.ymax, r;
+	double *b = calloc((size_t)h->nbuckets, sizeof(*b));
+	const struct dist_window *w = &h->w;
+	json_t *o = NULL;
+
+	if (!b)
+		return NULL;
+	if (h->p.auto_ymax) {
+		double max = 0;
+
+		for (size_t s = first; s < first + per && s < w->nslots; s++)
+			for (size_t c = w->slot_off[s]; c < w->slot_off[s + 1]; c++)
+				if (w->buckets[w->cells[c].bucket].hi > max)
+					max = w->buckets[w->cells[c].bucket].hi;
+		ymax = ca__autoscale(max);
+	}
+	for (size_t s = first; s < first + per && s < w->nslots; s++)
+		for (size_t c = w->slot_off[s]; c < w->slot_off[s + 1]; c++) {
+			const struct dist_bucket *db = &w->buckets[w->cells[c].bucket];
+
+			ca__bucketize(b, h->nbuckets, ymin, ymax, db->lo, db->hi, w->cells[c].count,
+				      h->p.weights == WEIGHTS_WEIGHT);
+		}
+	r = percentile ? ca__percentile(b, h->nbuckets, ymin, ymax, pct)
+		       : ca__average(b, h->nbuckets, ymin, ymax);
+	o = json_pack("{s:i, s:i, s:i, s:o}", "nbuckets", h->nbuckets, "width", h->p.width,
+		      "height", h->p.height, percentile ? "percentile" : "average",
+		      isnan(r) ? json_null() : json_real(r));
+	if (o && val_envelope(o, &h->v, i, h->info.nsources,
+			      val_minreporting(&h->info, h->v.nstart + i * h->v.nduration,
+					       h->v.nduration))) {
+		json_decref(o);
+		o = NULL;
+	}
+	free(b);
+	return o;
 }
 
 static void heatmap_summary(const struct api_ctx *cx, const struct api_request *rq,
@@ -777,24 +1188,46 @@ static void heatmap_summary(const struct api_ctx *cx, const struct api_request *
 	struct heatmap_input in;
 	double pct = 0;
 	bool gp = false;
+	int series = 0;
 	struct hm_req h;
+	json_t *res = NULL;
 	int rc;
 
-	if (!heatmap_gather(cx, rq, r, &h))
+	if (!arg_bool(rq, r, "series", &series))
+		return;
+	/* series=true: kvmscope's [[t, v], ...] over the slots (the web UI's) */
+	if (!heatmap_gather(cx, rq, r, series ? IMAGE_DURATION_DEFAULT : SUMMARY_DURATION_DEFAULT,
+			    &h))
 		return;
 	if (percentile) {
 		if (!arg_double(rq, r, "percentile", 0, 1, &pct, &gp))
 			goto out;
 		if (!gp) {
-			api__error(r, 400, "InvalidArgument", "parameter \"percentile\" (0..1) is required");
+			api__error(r, 400, "InvalidArgument", "param \"percentile\" must be specified");
 			goto out;
 		}
 	}
-	in = (struct heatmap_input){ &h.w, 0, h.w.nslots };
-	rc = percentile ? heatmap__percentile(&in, &h.p, pct * 100, &r->json)
-			: heatmap__average(&in, &h.p, &r->json);
-	if (rc)
-		heatmap_failed(r, rc);
+	if (series) {
+		in = (struct heatmap_input){ &h.w, 0, h.w.nslots };
+		rc = percentile ? heatmap__percentile(&in, &h.p, pct * 100, &r->json)
+				: heatmap__average(&in, &h.p, &r->json);
+		if (rc)
+			heatmap_failed(r, rc);
+		goto out;
+	}
+	if (!h.v.array) {
+		res = summary_point(&h, 0, percentile, pct);
+	} else {
+		res = json_array();
+		for (long long i = 0; res && i < h.v.ndp; i++)
+			if (json_array_append_new(res, summary_point(&h, i, percentile, pct))) {
+				json_decref(res);
+				res = NULL;
+			}
+	}
+	if (!res)
+		api__error(r, 500, "InternalError", "out of memory");
+	r->json = res;
 out:
 	hm_req_free(&h);
 }
@@ -809,4 +1242,152 @@ void routes_ca__heatmap_percentile(const struct api_ctx *cx, const struct api_re
 				   struct api_response *r)
 {
 	heatmap_summary(cx, rq, r, true);
+}
+
+/* ---- CA's listings and legacy resources ---- */
+
+/* [{"name", "uri"}, ...] of the children of the request's path (CA:
+ * aggHttpValueList, aggHttpValueHeatmapList: the request URL without its
+ * trailing slashes, then "/" and the child). New reference. */
+static json_t *children(const struct api_request *rq, const char *const *names,
+			const char *const *leaves, size_t n)
+{
+	json_t *arr = json_array();
+	size_t len = strlen(rq->path);
+	char uri[1100];
+
+	while (len > 1 && rq->path[len - 1] == '/')
+		len--;
+	for (size_t i = 0; arr && i < n; i++) {
+		snprintf(uri, sizeof(uri), "%.*s/%s", (int)len, rq->path, leaves[i]);
+		if (json_array_append_new(arr, json_pack("{s:s, s:s}", "name", names[i], "uri", uri))) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	return arr;
+}
+
+void routes_ca__value_list(const struct api_ctx *cx, const struct api_request *rq,
+			   struct api_response *r)
+{
+	static const char *const names[] = { "value_raw", "value_heatmap" };
+	static const char *const leaves[] = { "raw", "heatmap" };
+	struct agent_instr_info info;
+	struct agent_error e;
+
+	if (agent__find(cx->agent, rq->who, rq->params[0], &info, &e)) {
+		api__agent_error(r, &e);
+		return;
+	}
+	r->json = children(rq, names, leaves, info.numeric_field[0] ? 2 : 1);
+	if (!r->json)
+		api__error(r, 500, "InternalError", "out of memory");
+}
+
+void routes_ca__heatmap_list(const struct api_ctx *cx, const struct api_request *rq,
+			     struct api_response *r)
+{
+	static const char *const names[] = { "image", "details", "average", "percentile" };
+	struct agent_instr_info info;
+	struct agent_error e;
+
+	if (agent__find(cx->agent, rq->who, rq->params[0], &info, &e)) {
+		api__agent_error(r, &e);
+		return;
+	}
+	if (!info.numeric_field[0]) {
+		api__error(r, 404, "ResourceNotFound",
+			   "instrumentation %lu has no numeric decomposition, so no heatmap", info.id);
+		return;
+	}
+	r->json = children(rq, names, names, 4);
+	if (!r->json)
+		api__error(r, 500, "InternalError", "out of memory");
+}
+
+/* CA's legacy GET /ca/types: the arity of each of the legacy field types
+ * that /ca/metrics gives (legacy_type). */
+void routes_ca__types(const struct api_ctx *cx, const struct api_request *rq,
+		      struct api_response *r)
+{
+	(void)cx;
+	(void)rq;
+	r->json = json_pack("{s:s, s:s, s:s}", "latency", "numeric", "string", "discrete",
+			    "number", "numeric");
+	if (!r->json)
+		api__error(r, 500, "InternalError", "out of memory");
+}
+
+/* CA's legacy GET /ca/transformations: kvmscope has none. */
+void routes_ca__transformations(const struct api_ctx *cx, const struct api_request *rq,
+				struct api_response *r)
+{
+	(void)cx;
+	(void)rq;
+	r->json = json_object();
+}
+
+/* CA's legacy GET /ca/metrics: {module: {label, stats: {stat: {label,
+ * type: "unused", fields: {field: {label, type}}}}}}, a field's type
+ * "latency" for times, "number" for other numeric fields, else "string". */
+void routes_ca__metrics_legacy(const struct api_ctx *cx, const struct api_request *rq,
+			       struct api_response *r)
+{
+	struct agent_error e;
+	json_t *cat = NULL, *out, *m, *mods, *fields, *types;
+	size_t i;
+	int rc;
+
+	rc = agent__catalogue(cx->agent, rq->who, &cat, &e);
+	if (rc) {
+		api__agent_error(r, &e);
+		return;
+	}
+	out = json_object();
+	mods = json_object_get(cat, "modules");
+	fields = json_object_get(cat, "fields");
+	types = json_object_get(cat, "types");
+	json_array_foreach(json_object_get(cat, "metrics"), i, m) {
+		const char *mod = json_string_value(json_object_get(m, "module"));
+		json_t *mo, *stats, *st, *fo, *f;
+		size_t k;
+
+		if (!out || !mod)
+			break;
+		mo = json_object_get(out, mod);
+		if (!mo) {
+			json_t *label = json_object_get(json_object_get(mods, mod), "label");
+
+			mo = json_pack("{s:O, s:{}}", "label", label ? label : json_string(mod),
+				       "stats");
+			json_object_set_new(out, mod, mo);
+		}
+		stats = json_object_get(mo, "stats");
+		fo = json_object();
+		st = json_pack("{s:O, s:s, s:o}", "label", json_object_get(m, "label"), "type",
+			       "unused", "fields", fo);
+		if (!st || !stats)
+			continue;
+		json_object_set_new(stats, json_string_value(json_object_get(m, "stat")), st);
+		json_array_foreach(json_object_get(m, "fields"), k, f) {
+			const char *fn = json_string_value(f);
+			json_t *fd = json_object_get(fields, fn ? fn : "");
+			const char *type = json_string_value(json_object_get(fd, "type"));
+			json_t *td = json_object_get(types, type ? type : "");
+			const char *arity = json_string_value(json_object_get(td, "arity"));
+			const char *unit = json_string_value(json_object_get(td, "unit"));
+			const char *ca = arity && !strcmp(arity, "numeric") ?
+				(unit && !strcmp(unit, "seconds") && type && strcmp(type, "subsecond") ?
+				 "latency" : "number") : "string";
+
+			if (fn)
+				json_object_set_new(fo, fn, json_pack("{s:O, s:s}", "label",
+					json_object_get(fd, "label"), "type", ca));
+		}
+	}
+	json_decref(cat);
+	if (!out)
+		api__error(r, 500, "InternalError", "out of memory");
+	r->json = out;
 }

@@ -48,6 +48,30 @@ struct conn_ctx {
 	unsigned nparams;		/* > SERVER_MAX_PARAMS: the query was cut */
 };
 
+/* CA's error code for a kvmscope status: CA clients read error.code, so
+ * every kvmscope status maps to the ECA_* code CA uses for that kind of
+ * failure (ca-http.js: ECA_INVAL for bad input, ECA_NORESOURCE when out of
+ * resources, ECA_NOENT when there is no such thing). */
+static const char *ca_code(int status)
+{
+	if (status == 404)
+		return "ECA_NOENT";
+	if (status == 503 || status == 429)
+		return "ECA_NORESOURCE";
+	if (status >= 500)
+		return "ECA_UNKNOWN";
+	return "ECA_INVAL";
+}
+
+/* kvmscope's {"code","message"} with CA's {"error":{"code","message"}}
+ * alongside, so that clients of either read the same body. New reference
+ * owned by the caller, NULL when msg is not UTF-8. */
+static json_t *error_body(const char *code, const char *msg, int status)
+{
+	return json_pack("{s:s, s:s, s:{s:s, s:s}}", "code", code, "message", msg, "error",
+			 "code", ca_code(status), "message", msg);
+}
+
 void api__error(struct api_response *r, int status, const char *code, const char *fmt, ...)
 {
 	char msg[1024], clean[1024];
@@ -58,10 +82,9 @@ void api__error(struct api_response *r, int status, const char *code, const char
 	va_end(ap);
 	json_decref(r->json);
 	r->status = status;
-	r->json = json_pack("{s:s, s:s}", "code", code, "message", msg);
+	r->json = error_body(code, msg, status);
 	if (!r->json)	/* msg quoted something that is not UTF-8 */
-		r->json = json_pack("{s:s, s:s}", "code", code, "message",
-				    agent__clean(msg, clean, sizeof(clean)));
+		r->json = error_body(code, agent__clean(msg, clean, sizeof(clean)), status);
 }
 
 void api__agent_error(struct api_response *r, const struct agent_error *e)
@@ -203,15 +226,64 @@ static const struct principal *authenticate(const struct api_ctx *cx, struct MHD
 /* Tries the routes in order: the first whose path matches and whose method
  * is the request's answers; a path matched only by routes of other methods
  * is 405, with the methods it has in Allow. */
+/* CA's X-API-Version (ca-http.js decodeRequest): "ca/" and three parts
+ * separated by dots; absent means ca/0.1.0. */
+static bool api_version_ok(const char *v)
+{
+	const char *dot1, *dot2;
+
+	if (!v)
+		return true;
+	if (strncmp(v, "ca/", 3))
+		return false;
+	v += 3;
+	dot1 = strchr(v, '.');
+	dot2 = dot1 ? strchr(dot1 + 1, '.') : NULL;
+	return dot2 && !strchr(dot2 + 1, '.');
+}
+
+/* CA's /ca/customers/:custid/... is the same API scoped to a customer:
+ * kvmscope scopes by the caller's token instead, so the prefix is an alias
+ * of /ca/... (into buf). false for an empty custid, which CA answers 404. */
+static bool customer_alias(const char *path, char *buf, size_t n, const char **out)
+{
+	const char *id = path + strlen("/ca/customers/"), *rest;
+
+	*out = path;
+	if (strncmp(path, "/ca/customers/", strlen("/ca/customers/")))
+		return true;
+	rest = strchr(id, '/');
+	if (rest == id || !*id)
+		return false;
+	snprintf(buf, n, "/ca%s", rest ? rest : "");
+	*out = buf;
+	return true;
+}
+
 static void dispatch(const struct api_ctx *cx, struct api_request *rq, struct api_response *r)
 {
-	char why[128], clean[256], capbuf[512], allow[128] = "";
+	char why[128], clean[256], capbuf[512], allow[128] = "", alias[1024];
 	bool path_known = false;
+	const char *v;
 
 	if (!path_is_sane(rq->path, why, sizeof(why))) {
 		api__error(r, 400, "InvalidArgument", "%s: '%s'", why,
 			   agent__clean(rq->path, clean, sizeof(clean)));
 		return;
+	}
+	if (!strncmp(rq->path, "/ca", 3) && (!rq->path[3] || rq->path[3] == '/')) {
+		v = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "X-API-Version");
+		if (!api_version_ok(v)) {
+			api__error(r, 409, "InvalidArgument", "invalid API version string: %s",
+				   agent__clean(v, clean, sizeof(clean)));
+			return;
+		}
+		if (strlen(rq->path) >= sizeof(alias) ||
+		    !customer_alias(rq->path, alias, sizeof(alias), &rq->path)) {
+			api__error(r, 404, "ResourceNotFound", "no such resource: %s",
+				   agent__clean(rq->path, clean, sizeof(clean)));
+			return;
+		}
 	}
 	for (size_t i = 0; i < api_routes_count; i++) {
 		const struct api_route *rt = &api_routes[i];

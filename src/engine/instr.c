@@ -647,6 +647,18 @@ static int check_props(const json_t *spec, char *err, size_t errlen)
 		if (!ignored_props[i])
 			return errmsg__invalid(err, errlen, "unknown instrumentation property \"%s\"", key);
 	}
+	/* CA accepts only an enabled instrumentation (caInstValidateMutableFields) */
+	v = json_object_get(spec, "enabled");
+	if (v && !json_is_true(v) &&
+	    !(json_is_string(v) && !strcmp(json_string_value(v), "true"))) {
+		char *txt = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+		int rc = errmsg__invalid(err, errlen,
+					 "value %.64s for field \"enabled\" is invalid: unsupported value",
+					 txt ? txt : "?");
+
+		free(txt);
+		return rc;
+	}
 	return 0;
 }
 
@@ -720,11 +732,24 @@ int instr__new(const json_t *spec, struct instr **out, char *err, size_t errlen)
 	ret = get_int(spec, "granularity", 1, 1, INSTR_GRANULARITY_MAX, &g, err, errlen);
 	if (ret)
 		goto err_free;
+	/* CA's rule (ca_granularity_min): slots of 1 s or of a multiple of 5 s */
+	if (g != 1 && g % 5) {
+		ret = errmsg__invalid(err, errlen,
+				      "value %lld for field \"granularity\" is invalid: must be divisible by 5",
+				      g);
+		goto err_free;
+	}
 	ret = get_int(spec, "retention-time",
 		      (INSTR_RETENTION_DEFAULT + g - 1) / g * g, g, INSTR_RETENTION_MAX, &r,
 		      err, errlen);
 	if (ret)
 		goto err_free;
+	if (r < INSTR_RETENTION_MIN) {
+		ret = errmsg__invalid(err, errlen,
+				      "value %lld for field \"retention-time\" is invalid: minimum is %d",
+				      r, INSTR_RETENTION_MIN);
+		goto err_free;
+	}
 	if (r % g) {
 		ret = errmsg__invalid(err, errlen, "\"retention-time\" (%lld) must be a multiple of \"granularity\" (%lld)",
 			   r, g);
@@ -801,6 +826,11 @@ const char *instr__id(const struct instr *in) { return in->id; }
 const struct metric_desc *instr__metric(const struct instr *in) { return in->m; }
 enum instr_arity instr__arity(const struct instr *in) { return in->arity; }
 int instr__granularity(const struct instr *in) { return in->gran; }
+int64_t instr__crtime_ms(const struct instr *in)
+{
+	return in->crtime_ms;
+}
+
 int instr__retention(const struct instr *in) { return in->retention; }
 int instr__idle_max(const struct instr *in) { return in->idle_max; }
 bool instr__persist(const struct instr *in) { return in->persist; }
@@ -831,24 +861,32 @@ static const char *arity_name(enum instr_arity a)
 	}
 }
 
+/* uri, id and uris in CA's order (ca-svc-config.js caNormalizeProperties):
+ * for a numeric decomposition the heatmap image and details first, then
+ * the raw values. */
 static int add_uris(const struct instr *in, json_t *o)
 {
+	static const char *const heatmap[][2] = {
+		{ "/value/heatmap/image", "value_heatmap" },
+		{ "/value/heatmap/details", "details_heatmap" },
+	};
 	char buf[1024];
 	json_t *uris;
 
 	uris = json_array();
-	if (!uris || json_object_set_new(o, "uris", uris) ||
-	    json_object_set_new(o, "uri", json_string(in->uri)))
+	if (!uris || json_object_set_new(o, "uri", json_string(in->uri)) ||
+	    (in->id && json_object_set_new(o, "id", json_string(in->id))) ||
+	    json_object_set_new(o, "uris", uris))
 		return -ENOMEM;
+	for (size_t i = 0; in->numf && i < 2; i++) {
+		snprintf(buf, sizeof(buf), "%s%s", in->uri, heatmap[i][0]);
+		if (json_array_append_new(uris, json_pack("{s:s, s:s}", "uri", buf,
+							  "name", heatmap[i][1])))
+			return -ENOMEM;
+	}
 	snprintf(buf, sizeof(buf), "%s/value/raw", in->uri);
 	if (json_array_append_new(uris, json_pack("{s:s, s:s}", "uri", buf, "name", "value_raw")))
 		return -ENOMEM;
-	if (in->numf) {
-		snprintf(buf, sizeof(buf), "%s/value/heatmap", in->uri);
-		if (json_array_append_new(uris, json_pack("{s:s, s:s}", "uri", buf,
-							  "name", "value_heatmap")))
-			return -ENOMEM;
-	}
 	return 0;
 }
 
@@ -858,14 +896,19 @@ json_t *instr__to_json(const struct instr *in)
 	json_t *o, *d;
 	int i;
 
-	o = json_pack("{s:s, s:s, s:o, s:[], s:i, s:s, s:i, s:i, s:i, s:b, s:I, s:s}",
+	/* CA's fields in CA's order; enabled is always true (CA accepts no
+	 * other value) and there are no transformations */
+	o = json_pack("{s:s, s:s, s:o, s:[], s:i, s:s, s:b, s:i, s:i, s:{}, s:i, s:i, s:b, s:I, s:s}",
 		      "module", in->m->module, "stat", in->m->stat,
 		      "predicate", predicate__to_json(in->pred), "decomposition",
 		      "value-dimension", (json_int_t)(1 + (in->ndisc > 0) + (in->numidx >= 0)),
 		      "value-arity", arity_name(in->arity),
+		      "enabled", 1,
 		      "retention-time", (json_int_t)in->retention,
-		      "granularity", (json_int_t)in->gran,
 		      "idle-max", (json_int_t)in->idle_max,
+		      "transformations",
+		      "nsources", 1,
+		      "granularity", (json_int_t)in->gran,
 		      "persist-data", (int)in->persist,
 		      "crtime", (json_int_t)in->crtime_ms,
 		      "value-scope", "interval");
@@ -875,9 +918,8 @@ json_t *instr__to_json(const struct instr *in)
 	for (i = 0; i < in->ndecomp; i++)
 		if (json_array_append_new(d, json_string(in->m->fields[in->decomp[i]]->name)))
 			goto err;
-	if (in->id && json_object_set_new(o, "id", json_string(in->id)))
-		goto err;
-	if (in->uri && add_uris(in, o))
+	if (in->uri ? add_uris(in, o)
+		    : in->id && json_object_set_new(o, "id", json_string(in->id)))
 		goto err;
 	return o;
 err:
@@ -1166,7 +1208,28 @@ out:
 	return rc;
 }
 
-static json_t *raw_point(const struct instr *in, int64_t start, int64_t duration)
+/* 1 when every slot of [start, start + duration) was collected while the
+ * instrumentation existed, is complete by now and is still retained, else
+ * 0: CA's minreporting for a single source (a slot before the
+ * instrumentation was created reported nothing, not zero events). */
+static bool slot_current(const struct instr *in, const struct slot *s, int64_t t);
+
+static int nreporting(const struct instr *in, int64_t start, int64_t duration, int64_t now)
+{
+	int64_t created = align(in, floor_div(in->crtime_ms, 1000));
+	int64_t oldest = align(in, now) - (int64_t)in->nslots * in->gran;
+
+	if (start < oldest || start + duration > now)
+		return 0;
+	/* a slot the ring holds was collected (restored or replayed data may
+	 * predate crtime); one it lacks was collected only after creation */
+	for (int64_t t = start; t < start + duration; t += in->gran)
+		if (t < created && !slot_current(in, slot_of(in, t), t))
+			return 0;
+	return 1;
+}
+
+static json_t *raw_point(const struct instr *in, int64_t start, int64_t duration, int64_t now)
 {
 	json_t *v = empty_value(in), *sv;
 	int64_t t;
@@ -1184,7 +1247,8 @@ static json_t *raw_point(const struct instr *in, int64_t start, int64_t duration
 	}
 	return json_pack("{s:o, s:I, s:I, s:{}, s:i, s:i}", "value", v,
 			 "start_time", (json_int_t)start, "duration", (json_int_t)duration,
-			 "transformations", "nsources", 1, "minreporting", 1);
+			 "transformations", "nsources", 1, "minreporting",
+			 nreporting(in, start, duration, now));
 }
 
 /* Returns a new reference owned by the caller. */
@@ -1207,10 +1271,10 @@ json_t *instr__value_raw(const struct instr *in, int64_t start_time, int64_t dur
 		start_time = align(in, now) - (int64_t)ndatapoints * duration;
 	start_time = align(in, start_time);
 	if (ndatapoints == 1)
-		return raw_point(in, start_time, duration);
+		return raw_point(in, start_time, duration, now);
 	arr = json_array();
 	for (i = 0; arr && i < ndatapoints; i++) {
-		p = raw_point(in, start_time + (int64_t)i * duration, duration);
+		p = raw_point(in, start_time + (int64_t)i * duration, duration, now);
 		if (json_array_append_new(arr, p)) {
 			json_decref(arr);
 			return NULL;

@@ -42,7 +42,8 @@
 #define INSTR_RETENTION_MAX	(7 * 86400)
 #define INSTR_SLOTS_MAX		86400		/* one day at 1 s */
 #define INSTR_IDLE_MAX_DEFAULT	3600
-#define INSTR_IDLE_MAX_MAX	(30 * 86400)
+#define INSTR_IDLE_MAX_MAX	(7 * 86400)	/* CA's maximum, a week */
+#define INSTR_RETENTION_MIN	10		/* CA's minimum */
 #define INSTR_DECOMP_MAX	8
 /* distinct decomposition keys held at once (a cell packs the key's id in
  * 24 bits); a record with a key beyond them is refused as if out of memory */
@@ -91,6 +92,8 @@ const struct metric_desc *instr__metric(const struct instr *in);
 enum instr_arity instr__arity(const struct instr *in);
 int instr__granularity(const struct instr *in);
 int instr__retention(const struct instr *in);
+/* When it was created, in ms since the epoch. */
+int64_t instr__crtime_ms(const struct instr *in);
 int instr__idle_max(const struct instr *in);
 bool instr__persist(const struct instr *in);
 /* The numeric decomposition field, or NULL. */
@@ -144,7 +147,9 @@ long instr__window_append(const struct instr *in, int64_t start, size_t nslots,
  * capped at INSTR_RAW_NDATAPOINTS_MAX. One object when ndatapoints <= 1,
  * else an array of them:
  *   {"value", "start_time", "duration", "transformations": {},
- *    "nsources": 1, "minreporting": 1}
+ *    "nsources": 1, "minreporting": 1 or 0}
+ * minreporting is 0 for a point reaching before the instrumentation was
+ * created, before the oldest retained slot or past now.
  * New reference owned by the caller; NULL when out of memory. */
 json_t *instr__value_raw(const struct instr *in, int64_t start_time, int64_t duration,
 			 int ndatapoints, int64_t now);

@@ -168,3 +168,33 @@ int value__merge(json_t *dst, const json_t *src)
 		return -EINVAL;
 	}
 }
+
+static void dist_shift_hi(json_t *a, int delta)
+{
+	size_t i;
+	json_t *e;
+
+	json_array_foreach(a, i, e) {
+		json_t *range = json_array_get(e, 0);
+
+		json_array_set_new(range, 1,
+				   json_integer(json_integer_value(json_array_get(range, 1)) + delta));
+	}
+}
+
+int value__shift_hi(json_t *v, int delta)
+{
+	enum shape s = shape_of(v);
+	const char *key;
+	json_t *kv;
+
+	if (s == S_BAD)
+		return -EINVAL;
+	if (json_is_array(v))
+		dist_shift_hi(v, delta);
+	else if (json_is_object(v))
+		json_object_foreach(v, key, kv)
+			if (json_is_array(kv))
+				dist_shift_hi(kv, delta);
+	return 0;
+}

@@ -23,4 +23,11 @@ int value__merge(json_t *dst, const json_t *src);
 /* 0 when v is a well-formed raw value of any shape, else -EINVAL. */
 int value__check(const json_t *v);
 
+/* Adds delta to the upper bound of every bucket of v's distributions, in
+ * place: -1 writes kvmscope's half-open [lo, hi) as CA's inclusive
+ * [lo, hi - 1] (every numeric field is an integer, so this is exact), +1
+ * reads CA's form back. Other shapes are left alone. 0 or -EINVAL for a
+ * malformed value (left unchanged). */
+int value__shift_hi(json_t *v, int delta);
+
 #endif

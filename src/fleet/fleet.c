@@ -962,6 +962,8 @@ static void store_point(struct finstr *fi, struct link *l, const json_t *pt, int
 	}
 	s->value = json_deep_copy(v);
 	if (s->value) {
+		/* peers write CA's inclusive [lo, hi]; slots are kept half-open */
+		value__shift_hi(s->value, +1);
 		s->cells = cells;
 		l->cells += cells;
 	}

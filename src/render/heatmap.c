@@ -9,6 +9,7 @@
  * once per bucket of the window (struct span), rank colouring looks values
  * up in a hash of the distinct ones (a few dozen, typically) rather than
  * sorting every cell value, and each hue's HSV sextant is worked out once. */
+#include "render/ca_math.h"
 #include "render/heatmap.h"
 #include "render/heatmap_impl.h"
 
@@ -61,24 +62,11 @@ void heatmap_params__init(struct heatmap_params *p)
 
 double heatmap__auto_ymax(double max)
 {
-	static const double mant[] = { 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8, 10 };
-	double scale;
-	size_t i;
-
+	/* an empty window: CA answers 0 (and a white image); kvmscope keeps
+	 * the scale non-empty */
 	if (!(max > 0) || !isfinite(max))
 		return 1;
-	scale = pow(10, floor(log10(max)));
-	/* log10 rounding can land one decade off near powers of ten */
-	if (scale > max)
-		scale /= 10;
-	for (i = 0; i < sizeof(mant) / sizeof(mant[0]); i++) {
-		double c = mant[i] * scale;
-
-		/* tolerate representation error so 1000 stays 1000 */
-		if (c >= max * (1 - 1e-12))
-			return c;
-	}
-	return 10 * scale;
+	return ca__autoscale(max);
 }
 
 static int hue_of(const struct heatmap_params *p, size_t i)
@@ -464,6 +452,7 @@ void hue_tab__init(struct hue_tab *t, double h)
 	double hp = fmod(h, 360) / 60;
 
 	t->k = 1 - fabs(fmod(hp, 2) - 1);
+	t->h = fmod(h, 360);
 	t->sextant = hp < 1 ? 0 : hp < 2 ? 1 : hp < 3 ? 2 : hp < 4 ? 3 : hp < 5 ? 4 : 5;
 }
 
@@ -474,9 +463,9 @@ void heatmap__hue_rgb(int hue, double intensity, uint8_t rgb[3])
 	int i;
 
 	hue_tab__init(&t, hue);
-	hue_tab__rgb(&t, fmin(1, fmax(0, intensity)), 1, c);
+	hue_tab__ca_rgb(&t, fmin(1, fmax(0, intensity)), c);
 	for (i = 0; i < 3; i++)
-		rgb[i] = (uint8_t)lround(c[i] * 255);
+		rgb[i] = (uint8_t)c[i];
 }
 
 /* d's table (its own) grows as needed; the caller frees d->bits, d->rank. */
@@ -659,6 +648,20 @@ int distinct__collect(const double *vals, size_t ncells, size_t nl, enum heatmap
 	return 0;
 }
 
+/* A layer's normalized level in a cell: rank among the distinct values,
+ * or CA's linear v / max(1, max). last/last_in cache the previous value's. */
+static double cell_level(double v, enum heatmap_coloring coloring, double max,
+			 const struct distinct *dv, double *last, double *last_in)
+{
+	if (coloring == COLORING_LINEAR)
+		return v / fmax(1, max);
+	if (v != *last) {
+		*last_in = distinct__intensity(dv, v);
+		*last = v;
+	}
+	return *last_in;
+}
+
 void hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
 		  double max, const struct distinct *dv, const struct hue_tab *ht, uint8_t *cellrgb,
 		  float *levels)
@@ -667,7 +670,7 @@ void hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum he
 	size_t c, l, b;
 
 	for (c = 0; c < ncells; c++) {
-		double total = 0, rgb[3] = { 0, 0, 0 }, one[3], level = 0;
+		double total = 0, rgb[3] = { 0, 0, 0 }, one[3], level = 0, tl = 0;
 		const double *cl = vals + c * nl;
 
 		for (l = 0; l < nl; l++)
@@ -678,28 +681,29 @@ void hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum he
 				levels[c] = 0;
 			continue;
 		}
+		/* CA (node-heatmap generate): the layers' colours weighed by their
+		 * normalized levels, summed in layer order and truncated */
 		for (l = 0; l < nl; l++) {
-			double v = cl[l], share, in_;
+			double in_;
 
-			if (v <= 0)
+			if (cl[l] <= 0)
 				continue;
-			share = v / total;
-			if (coloring == COLORING_LINEAR) {
-				in_ = max > 0 ? v / max : 0;
-			} else if (v == last) {
-				in_ = last_in;
-			} else {
-				in_ = distinct__intensity(dv, v);
-				last = v;
-				last_in = in_;
-			}
-			hue_tab__rgb(&ht[l], in_, 1, one);
+			in_ = cell_level(cl[l], coloring, max, dv, &last, &last_in);
+			tl += in_;
+			level += cl[l] / total * in_;
+		}
+		for (l = 0; l < nl; l++) {
+			double in_;
+
+			if (cl[l] <= 0)
+				continue;
+			in_ = cell_level(cl[l], coloring, max, dv, &last, &last_in);
+			hue_tab__ca_rgb(&ht[l], in_, one);
 			for (b = 0; b < 3; b++)
-				rgb[b] += share * one[b];
-			level += share * in_;
+				rgb[b] += one[b] * (in_ / tl);
 		}
 		for (b = 0; b < 3; b++)
-			cellrgb[c * 3 + b] = (uint8_t)lround(fmin(1, fmax(0, rgb[b])) * 255);
+			cellrgb[c * 3 + b] = (uint8_t)fmin(255, fmax(0, rgb[b]));
 		if (levels)
 			levels[c] = (float)level;
 	}

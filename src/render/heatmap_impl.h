@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "common/hash.h"
@@ -49,7 +50,39 @@ struct prep {
 struct hue_tab {
 	int sextant;
 	double k;
+	double h;		/* the hue, degrees in [0, 360) */
 };
+
+/* CA's colour of a cell at level (0..1] in this hue (node-heatmap
+ * generate(): HSV with saturation 0.9 level and value 0.95, each channel
+ * rounded half up to 0..255 by convertHSVToRGB's sextant formula); white
+ * at level 0. */
+static inline void hue_tab__ca_rgb(const struct hue_tab *t, double level, double rgb[3])
+{
+	double s = 0.9 * level, v = 0.95, hh = t->h / 60, f, p, q, u, r, g, b;
+	int i;
+
+	if (level <= 0) {
+		rgb[0] = rgb[1] = rgb[2] = 255;
+		return;
+	}
+	i = (int)floor(hh);
+	f = hh - i;
+	p = v * (1 - s);
+	q = v * (1 - s * f);
+	u = v * (1 - s * (1 - f));
+	switch (i) {
+	case 0: r = v; g = u; b = p; break;
+	case 1: r = q; g = v; b = p; break;
+	case 2: r = p; g = v; b = u; break;
+	case 3: r = p; g = q; b = v; break;
+	case 4: r = u; g = p; b = v; break;
+	default: r = v; g = p; b = q; break;
+	}
+	rgb[0] = floor(r * 255 + 0.5);
+	rgb[1] = floor(g * 255 + 0.5);
+	rgb[2] = floor(b * 255 + 0.5);
+}
 
 static inline void hue_tab__rgb(const struct hue_tab *t, double s, double v, double rgb[3])
 {

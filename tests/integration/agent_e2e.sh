@@ -47,6 +47,8 @@ expect_eq "subsecond distribution holds every interrupt" "$GOT_SUB" "$TRUTH_IRQ"
 WANT_B=$(jq '[.irqs[].subsecond_ms[] | (. / 10 | floor) * 10] | unique' -c "$TMPD/truth.json")
 GOT_B=$(jq '[.[].value[][0][0]] | unique' -c "$TMPD/sub.json")
 expect_eq "subsecond buckets match the truth's delivery offsets" "$GOT_B" "$WANT_B"
+expect_eq "subsecond buckets are written as CA's inclusive [lo, lo + 9]" \
+	"$(jq -c '[.[].value[][0] | .[1] - .[0]] | unique' "$TMPD/sub.json")" "[9]"
 
 # heatmap: one column per second, 100 rows of 10 ms each over [0, 1000)
 HQ="start_time=$T0&duration=$DUR&width=$DUR&height=100&nbuckets=100&ymax=1000"
@@ -92,12 +94,20 @@ expect_eq "details at the pixel: count 1" "$(echo "$DET" | jq .total)" 1
 expect_eq "details at the pixel: bucket [$B0, $((B0 + 10)))" "$(echo "$DET" | jq -c '[.bucket_min,.bucket_max]')" "[$B0,$((B0 + 10))]"
 DETE=$(curl -s "$BASE/ca/instrumentations/$I_SUB/value/heatmap/details?$HQ&x=$X&y=10")
 expect_eq "details of an empty pixel: count 0" "$(echo "$DETE" | jq .total)" 0
-P50=$(curl -s "$BASE/ca/instrumentations/$I_SUB/value/heatmap/percentile?$HQ&percentile=0.5")
+P50=$(curl -s "$BASE/ca/instrumentations/$I_SUB/value/heatmap/percentile?$HQ&percentile=0.5&series=true")
 check "median of each second with data lies in [$B0, $((B0 + 10))]" \
 	jqe "[.[] | select(.[1] != null) | .[1]] | length == $TRUTH_IRQ and all(. >= $B0 and . <= $((B0 + 10)))" <<<"$P50"
-AVG=$(curl -s "$BASE/ca/instrumentations/$I_SUB/value/heatmap/average?$HQ")
+AVG=$(curl -s "$BASE/ca/instrumentations/$I_SUB/value/heatmap/average?$HQ&series=true")
 check "average of each second with data is the bucket midpoint $((B0 + 5))" \
 	jqe "[.[] | select(.[1] != null) | .[1]] | length == $TRUTH_IRQ and all(. == $((B0 + 5)))" <<<"$AVG"
+# CA's form: one object per data point (ndatapoints of a second each)
+CAQ="start_time=$T0&duration=1&ndatapoints=$DUR&nbuckets=100&ymax=1000"
+AVGCA=$(curl -s "$BASE/ca/instrumentations/$I_SUB/value/heatmap/average?$CAQ")
+check "CA average: $DUR points, those with data at the bucket midpoint $((B0 + 5)), the others null" \
+	jqe "length == $DUR and ([.[] | select(.average != null) | .average] | length == $TRUTH_IRQ and all(. == $((B0 + 5)))) and all(.[]; .nbuckets == 100 and .duration == 1 and .end_time == .start_time + 1)" <<<"$AVGCA"
+P50CA=$(curl -s "$BASE/ca/instrumentations/$I_SUB/value/heatmap/percentile?$CAQ&percentile=0.5")
+check "CA median: the middle of its 10 ms bucket where there is data, ymin (0) where there is none" \
+	jqe "length == $DUR and ([.[] | select(.percentile != 0) | .percentile] | length == $TRUTH_IRQ and all(. == $((B0 + 5))))" <<<"$P50CA"
 
 # restart: specs come back, persist-data keeps values
 agent_stop

@@ -149,9 +149,10 @@ expect_eq "no other hostname appears" "$(jq -c '[.[].value | keys[]] | unique' "
 raw "$I_SUB" "$T0" "$T1" > "$TMPD/sub.json"
 expect_eq "merged subsecond distributions hold every port write" "$(jq '[.[].value[][1]] | add' "$TMPD/sub.json")" "$SUM"
 HQ="start_time=$T0&duration=$((T1 - T0 + 1))&width=$((T1 - T0 + 1))&height=100&nbuckets=100&ymax=1000"
-curl -s "${AUTH[@]}" "$BASE/ca/instrumentations/$I_SUB/value/heatmap/average?$HQ" > "$TMPD/avg.json"
+# CA's form: one average per data point of a second
+curl -s "${AUTH[@]}" "$BASE/ca/instrumentations/$I_SUB/value/heatmap/average?start_time=$T0&duration=1&ndatapoints=$((T1 - T0 + 1))&nbuckets=100&ymax=1000" > "$TMPD/avg.json"
 expect_eq "heatmap (average) is drawn from the merged values: as many seconds with data" \
-	"$(jq '[.[] | select(.[1] != null)] | length' "$TMPD/avg.json")" \
+	"$(jq '[.[] | select(.average != null)] | length' "$TMPD/avg.json")" \
 	"$(jq '[.[] | select(.value != [])] | length' "$TMPD/sub.json")"
 check "heatmap image renders on the aggregator" jqe '.image | length > 100' \
 	<(curl -s "${AUTH[@]}" "$BASE/ca/instrumentations/$I_SUB/value/heatmap/image?$HQ")

@@ -412,7 +412,14 @@ static void test_instr_config_ok(void **state)
 	assert_string_equal(json_string_value(json_object_get(j, "value-scope")), "interval");
 	assert_json_eq(json_object_get(j, "decomposition"), "[\"vm\", \"latency\"]");
 	assert_json_eq(json_object_get(j, "predicate"), "{\"eq\": [\"reason\", \"HLT\"]}");
-	assert_int_equal(json_array_size(json_object_get(j, "uris")), 2);
+	/* CA's uris, in CA's order */
+	assert_json_eq(json_object_get(j, "uris"),
+		       "[{\"uri\": \"/ca/instrumentations/7/value/heatmap/image\", \"name\": \"value_heatmap\"},"
+		       " {\"uri\": \"/ca/instrumentations/7/value/heatmap/details\", \"name\": \"details_heatmap\"},"
+		       " {\"uri\": \"/ca/instrumentations/7/value/raw\", \"name\": \"value_raw\"}]");
+	assert_true(json_is_true(json_object_get(j, "enabled")));
+	assert_json_eq(json_object_get(j, "transformations"), "{}");
+	assert_int_equal(json_integer_value(json_object_get(j, "nsources")), 1);
 	assert_true(json_integer_value(json_object_get(j, "crtime")) > T0 * 1000);
 	/* a GET result can be sent back as a spec */
 	{
@@ -434,8 +441,8 @@ static void test_instr_config_ok(void **state)
 	json_decref(j);
 	instr__free(in);
 
-	in = mk("{\"metric\": \"vm.irqs\", \"granularity\": 7}", NULL);
-	assert_int_equal(instr__retention(in), 602);	/* 600 rounded up to a multiple */
+	in = mk("{\"metric\": \"vm.irqs\", \"granularity\": 35}", NULL);
+	assert_int_equal(instr__retention(in), 630);	/* 600 rounded up to a multiple */
 	assert_int_equal(instr__arity(in), INSTR_SCALAR);
 	j = instr__to_json(in);
 	assert_int_equal(json_integer_value(json_object_get(j, "value-dimension")), 1);
@@ -473,6 +480,14 @@ static void test_instr_config_invalid(void **state)
 		{ "{\"metric\": \"vm.exits\", \"retention-time\": 99999999}", "\"retention-time\" must be between" },
 		{ "{\"metric\": \"vm.exits\", \"retention-time\": 90000}", "exceeds 86400 slots" },
 		{ "{\"metric\": \"vm.exits\", \"idle-max\": -1}", "\"idle-max\" must be between 0" },
+		/* CA's limits */
+		{ "{\"metric\": \"vm.exits\", \"granularity\": 7}",
+		  "value 7 for field \"granularity\" is invalid: must be divisible by 5" },
+		{ "{\"metric\": \"vm.exits\", \"retention-time\": 5}",
+		  "value 5 for field \"retention-time\" is invalid: minimum is 10" },
+		{ "{\"metric\": \"vm.exits\", \"idle-max\": 604801}", "\"idle-max\" must be between 0 and 604800" },
+		{ "{\"metric\": \"vm.exits\", \"enabled\": false}",
+		  "value false for field \"enabled\" is invalid: unsupported value" },
 		{ "{\"metric\": \"vm.exits\", \"persist-data\": \"yes\"}", "\"persist-data\" must be true or false" },
 		{ "{\"metric\": \"vm.exits\", \"predicate\": {\"eq\": [\"disk\", \"a\"]}}",
 		  "predicate: unknown field \"disk\" for metric vm.exits" },
@@ -585,8 +600,8 @@ static void test_ring_granularity(void **state)
 static void test_count_beyond_32_bits(void **state)
 {
 	int64_t now = T0 + 10;
-	struct instr *in = mk("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"latency\"], \"retention-time\": 5}", &now);
-	struct instr *back = mk("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"latency\"], \"retention-time\": 5}", &now);
+	struct instr *in = mk("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"latency\"], \"retention-time\": 10}", &now);
+	struct instr *back = mk("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"latency\"], \"retention-time\": 10}", &now);
 	const uint64_t big = 3000000000ULL;
 	json_t *v, *data;
 	struct instr_stats st;
@@ -617,10 +632,11 @@ static void test_count_beyond_32_bits(void **state)
 	json_decref(v);
 	json_decref(data);
 	/* the ring moves past T0: the overflow goes with the slot */
-	ingest(in, exit_rec(T0 + 5, 1, "web1", "0", "HLT", 12, 0));
+	ingest(in, exit_rec(T0 + 10, 1, "web1", "0", "HLT", 12, 0));
 	assert_int_equal(instr__slot_version(in, T0), 0);
-	ingest(in, exit_rec(T0 + 10, 2, "web1", "0", "HLT", 12, 0));
-	v = instr__value(in, T0 + 10);
+	now = T0 + 20;
+	ingest(in, exit_rec(T0 + 20, 2, "web1", "0", "HLT", 12, 0));
+	v = instr__value(in, T0 + 20);
 	assert_int_equal(json_integer_value(json_array_get(json_array_get(json_object_get(v, "web1"), 0), 1)), 2);
 	json_decref(v);
 	instr__stats(in, &st);
@@ -1110,7 +1126,7 @@ static void test_persist_roundtrip(void **state)
 	roundtrip("{\"metric\": \"vm.exits\"}");
 	roundtrip("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"vcpu\"]}");
 	roundtrip("{\"metric\": \"vm.exits\", \"decomposition\": [\"latency\"]}");
-	roundtrip("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"subsecond\"], \"granularity\": 2}");
+	roundtrip("{\"metric\": \"vm.exits\", \"decomposition\": [\"vm\", \"subsecond\"], \"granularity\": 5}");
 }
 
 /* After the first step (slots T0..T0+2 written), a record for T0+15 moves

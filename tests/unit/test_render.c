@@ -149,8 +149,10 @@ static void test_weights(void **state)
 static void test_auto_ymax_table(void **state)
 {
 	static const struct { double max, want; } t[] = {
-		{ 870, 1000 }, { 1150, 1250 }, { 1000, 1000 }, { 260, 300 }, { 101, 125 },
-		{ 5, 5 }, { 0.7, 0.7 }, { 1e9 + 1, 1.25e9 }, { 3600, 4000 }, { 0, 1 },
+		/* CA's autoscale (node-heatmap), the bucket maximum being hi_incl + 1 */
+		{ 870, 1000 }, { 1150, 1200 }, { 1000, 1200 }, { 999, 1000 }, { 260, 300 },
+		{ 101, 120 }, { 5, 6 }, { 8, 8 }, { 0.7, 0.7 }, { 3600, 4000 }, { 45000, 50000 },
+		{ 0, 1 },
 	};
 	double m;
 	size_t i;
@@ -161,12 +163,12 @@ static void test_auto_ymax_table(void **state)
 		if (fabs(got - t[i].want) > 1e-9 * t[i].want)
 			fail_msg("auto ymax for %g: got %g, want %g", t[i].max, got, t[i].want);
 	}
-	/* the rule's promise: never below the max, never more than 25% above */
+	/* CA's rule: at least the max, below 1.25 max */
 	for (m = 0.013; m < 1e7; m *= 1.0137) {
 		double got = heatmap__auto_ymax(m);
 
-		if (got < m || got > 1.25 * m * (1 + 1e-12))
-			fail_msg("auto ymax for %g: %g is outside [max, 1.25 max]", m, got);
+		if (got < m || got >= 1.25 * m)
+			fail_msg("auto ymax for %g: %g is outside [max, 1.25 max)", m, got);
 	}
 }
 
@@ -201,22 +203,24 @@ static void test_rank_vs_linear(void **state)
 	params_fixed(&p, 3, 1, 1, 0, 10);
 	p.hues = red;
 	p.nhues = 1;
-	/* hue 0 at saturation s is (255, 255 (1 - s), 255 (1 - s)) */
+	/* CA: hue 0 at level l is (242, g, g), g = round(255 0.95 (1 - 0.9 l));
+	 * rank: 1, 2, 100 are at 1/3, 2/3, 1 */
 	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
 	for (x = 0; x < 3; x++) {
-		int want = (int)lround(255 * (1 - (x + 1) / 3.0));
+		int want = (int)floor(255 * 0.95 * (1 - 0.9 * (x + 1) / 3.0) + 0.5);
 
-		assert_int_equal(px(hm, x, 0)[0], 255);
+		assert_int_equal(px(hm, x, 0)[0], 242);
 		assert_int_equal(px(hm, x, 0)[1], want);
 		assert_int_equal(px(hm, x, 0)[2], want);
 	}
 	heatmap__free(hm);
 
+	/* linear: v / max(1, max) */
 	p.coloring = COLORING_LINEAR;
 	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
-	assert_int_equal(px(hm, 0, 0)[1], (int)lround(255 * (1 - 1 / 100.0)));
-	assert_int_equal(px(hm, 1, 0)[1], (int)lround(255 * (1 - 2 / 100.0)));
-	assert_int_equal(px(hm, 2, 0)[1], 0);
+	assert_int_equal(px(hm, 0, 0)[1], (int)floor(255 * 0.95 * (1 - 0.9 / 100) + 0.5));
+	assert_int_equal(px(hm, 1, 0)[1], (int)floor(255 * 0.95 * (1 - 0.9 * 2 / 100) + 0.5));
+	assert_int_equal(px(hm, 2, 0)[1], 24);
 	heatmap__free(hm);
 	fx_fini(&f);
 }
@@ -310,9 +314,9 @@ static void test_selected_isolate_exclude(void **state)
 	/* nothing selected: one layer in hues[0] */
 	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
 	assert_int_equal(hm->nlayers, 1);
-	expect_rgb(hm, ROW_A, 255, 0, 0);
-	expect_rgb(hm, ROW_B, 255, 0, 0);
-	expect_rgb(hm, ROW_C, 255, 0, 0);
+	expect_rgb(hm, ROW_A, 242, 24, 24);
+	expect_rgb(hm, ROW_B, 242, 24, 24);
+	expect_rgb(hm, ROW_C, 242, 24, 24);
 	assert_int_equal(json_array_size(hm->present), 3);
 	assert_string_equal(json_string_value(json_array_get(hm->present, 0)), "a");
 	heatmap__free(hm);
@@ -320,15 +324,15 @@ static void test_selected_isolate_exclude(void **state)
 	p.selected = sel;
 	p.nselected = 1;
 	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
-	expect_rgb(hm, ROW_A, 255, 0, 0);
-	expect_rgb(hm, ROW_B, 0, 255, 0);	/* hues[1] */
-	expect_rgb(hm, ROW_C, 255, 0, 0);
+	expect_rgb(hm, ROW_A, 242, 24, 24);
+	expect_rgb(hm, ROW_B, 24, 242, 24);	/* hues[1] */
+	expect_rgb(hm, ROW_C, 242, 24, 24);
 	heatmap__free(hm);
 
 	p.isolate = 1;
 	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
 	expect_rgb(hm, ROW_A, 255, 255, 255);
-	expect_rgb(hm, ROW_B, 0, 255, 0);
+	expect_rgb(hm, ROW_B, 24, 242, 24);
 	expect_rgb(hm, ROW_C, 255, 255, 255);
 	assert_int_equal(hm->nkeys, 1);
 	heatmap__free(hm);
@@ -336,9 +340,9 @@ static void test_selected_isolate_exclude(void **state)
 	p.isolate = 0;
 	p.exclude = 1;
 	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
-	expect_rgb(hm, ROW_A, 255, 0, 0);
+	expect_rgb(hm, ROW_A, 242, 24, 24);
 	expect_rgb(hm, ROW_B, 255, 255, 255);
-	expect_rgb(hm, ROW_C, 255, 0, 0);
+	expect_rgb(hm, ROW_C, 242, 24, 24);
 	heatmap__free(hm);
 
 	/* isolating a key that is absent draws nothing, without failing */
@@ -370,8 +374,8 @@ static void test_decompose_all_and_default_hues(void **state)
 	p.decompose_all = 1;
 	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
 	assert_int_equal(hm->nlayers, 3);
-	expect_rgb(hm, ROW_A, 0, 255, 0);	/* hues[1] */
-	expect_rgb(hm, ROW_B, 0, 0, 255);	/* hues[2] */
+	expect_rgb(hm, ROW_A, 24, 242, 24);	/* hues[1] */
+	expect_rgb(hm, ROW_B, 24, 24, 242);	/* hues[2] */
 	/* c: beyond the given hues, the default sequence continues */
 	assert_int_equal(heatmap__default_hue(3), (21 + 3 * 91) % 360);
 	heatmap__hue_rgb(heatmap__default_hue(3), 1, want);
@@ -387,11 +391,15 @@ static void test_decompose_all_and_default_hues(void **state)
 	fx_fini(&f);
 }
 
+/* CA's colour vector "mix 21@0.5 + 112@1": the rest (a, 1) at rank 0.5
+ * in hue 21 and the selected b (3) at rank 1 in hue 112 blend, weighed by
+ * their levels and truncated, into (115, 218, 60) (CA: 115.99999999999999
+ * becomes 115). */
 static void test_blend_by_share(void **state)
 {
-	const char *v[] = { "{\"a\": [[[0, 10], 3]], \"b\": [[[0, 10], 1]]}" };
-	const char *sel[] = { "a", "b" };
-	static const int hues[] = { 0, 0, 120 };
+	const char *v[] = { "{\"a\": [[[0, 10], 1]], \"b\": [[[0, 10], 3]]}" };
+	const char *sel[] = { "b" };
+	static const int hues[] = { 21, 112 };
 	struct fixture f;
 	struct heatmap_params p;
 	struct heatmap *hm;
@@ -399,15 +407,35 @@ static void test_blend_by_share(void **state)
 	fx_init(&f, 1, v);
 	params_fixed(&p, 1, 1, 1, 0, 10);
 	p.selected = sel;
-	p.nselected = 2;
+	p.nselected = 1;
 	p.hues = hues;
-	p.nhues = 3;
+	p.nhues = 2;
 	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
-	/* a: rank 2/2 -> (1, 0, 0), share 3/4; b: rank 1/2 -> (.5, 1, .5), share 1/4 */
-	expect_rgb(hm, 0, (int)lround(255 * (0.75 + 0.25 * 0.5)), (int)lround(255 * 0.25),
-		   (int)lround(255 * 0.125));
+	expect_rgb(hm, 0, 115, 218, 60);
 	heatmap__free(hm);
 	fx_fini(&f);
+}
+
+/* CA's colour vectors (HSV(h, 0.9 level, 0.95), rounded; white at 0) */
+static void test_ca_colours_synthetic(void **state)
+{
+	static const struct { int hue; double level; uint8_t rgb[3]; } vec[] = {
+		{ 21, 1, { 242, 101, 24 } },	{ 21, 0.5, { 242, 171, 133 } },
+		{ 21, 0.25, { 242, 207, 188 } }, { 21, 1e-9, { 242, 242, 242 } },
+		{ 21, 0, { 255, 255, 255 } },	{ 112, 1, { 53, 242, 24 } },
+		{ 203, 1, { 24, 159, 242 } },	{ 294, 1, { 220, 24, 242 } },
+		{ 25, 1, { 242, 115, 24 } },	{ 0, 1, { 242, 24, 24 } },
+	};
+	uint8_t got[3];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
+		heatmap__hue_rgb(vec[i].hue, vec[i].level, got);
+		if (memcmp(got, vec[i].rgb, 3))
+			fail_msg("hue %d level %g: (%d, %d, %d), CA (%d, %d, %d)", vec[i].hue,
+				 vec[i].level, got[0], got[1], got[2], vec[i].rgb[0], vec[i].rgb[1],
+				 vec[i].rgb[2]);
+	}
 }
 
 /* ---- details, average, percentile --------------------------------------- */
@@ -1012,6 +1040,7 @@ int main(void)
 		cmocka_unit_test(test_selected_isolate_exclude),
 		cmocka_unit_test(test_decompose_all_and_default_hues),
 		cmocka_unit_test(test_blend_by_share),
+		cmocka_unit_test(test_ca_colours_synthetic),
 		cmocka_unit_test(test_details),
 		cmocka_unit_test(test_average_percentile),
 		cmocka_unit_test(test_average_selected),

@@ -284,8 +284,9 @@ export class Panel {
     // Details and overlays must describe exactly the picture on screen.
     const fixed = { ...params, start_time: img.start_time, duration: img.duration, ymin: img.ymin, ymax: img.ymax, nbuckets: img.nbuckets };
     const ov = {};
-    if (this.overlays.avg) ov.avg = await api.heatmap(this.id, 'average', fixed);
-    if (this.overlays.pct) ov.pct = await api.heatmap(this.id, 'percentile', { ...fixed, percentile: 0.95 });
+    // series=true: one [t, v] per column, not CA's one object per data point
+    if (this.overlays.avg) ov.avg = await api.heatmap(this.id, 'average', { ...fixed, series: true });
+    if (this.overlays.pct) ov.pct = await api.heatmap(this.id, 'percentile', { ...fixed, percentile: 0.95, series: true });
     const bitmap = new Image();
     bitmap.src = `data:image/png;base64,${img.image}`;
     await bitmap.decode();
