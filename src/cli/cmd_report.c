@@ -207,7 +207,7 @@ int cmd_report(int argc, char **argv)
 	struct watch_view view = { .rows = 20 };
 	struct record_reader *r = NULL;
 	struct instr *in = NULL;
-	json_t *spec = NULL, *pred = NULL;
+	json_t *spec = NULL;
 	int json = 0, info = 0, opt, rc = 2;
 	struct record_feed feed;
 	int64_t from = INT64_MIN, to = INT64_MAX, printed_first = INT64_MIN,
@@ -263,23 +263,11 @@ int cmd_report(int argc, char **argv)
 		fprintf(stderr, "kvmscope report: --from is after --to\n");
 		goto out;
 	}
-	spec = json_object();
-	json_object_set_new(spec, "metric", json_string(metric));
+	spec = watch__spec("kvmscope report", metric, decomposition, predicate);
+	if (!spec)
+		goto out;
 	/* the heatmap's seconds must all be held, however wide */
 	json_object_set_new(spec, "retention-time", json_integer(1000));
-	if (decomposition)
-		json_object_set_new(spec, "decomposition", json_string(decomposition));
-	if (predicate) {
-		json_error_t jerr;
-
-		pred = json_loads(predicate, JSON_DECODE_ANY, &jerr);
-		if (!pred) {
-			fprintf(stderr, "kvmscope report: -P is not valid JSON: %s (column %d)\n", jerr.text,
-				jerr.column);
-			goto out;
-		}
-		json_object_set(spec, "predicate", pred);
-	}
 	if (instr__new(spec, &in, err, sizeof(err))) {
 		fprintf(stderr, "kvmscope report: %s\n", err);
 		goto out;
@@ -348,6 +336,5 @@ out:
 	record_reader__close(r);
 	instr__free(in);
 	json_decref(spec);
-	json_decref(pred);
 	return rc;
 }

@@ -118,6 +118,30 @@ static int terminal_columns(void)
 }
 
 /* Heatmap of the last view->width slots ending with `last` (also report's). */
+json_t *watch__spec(const char *cmd, const char *metric, const char *decomposition,
+		    const char *predicate)
+{
+	json_t *spec = json_object(), *pred;
+	json_error_t jerr;
+
+	if (!spec || json_object_set_new(spec, "metric", json_string(metric)) ||
+	    (decomposition && json_object_set_new(spec, "decomposition", json_string(decomposition)))) {
+		fprintf(stderr, "%s: out of memory\n", cmd);
+		json_decref(spec);
+		return NULL;
+	}
+	if (!predicate)
+		return spec;
+	pred = json_loads(predicate, JSON_DECODE_ANY, &jerr);
+	if (!pred) {
+		fprintf(stderr, "%s: -P is not valid JSON: %s (column %d)\n", cmd, jerr.text, jerr.column);
+		json_decref(spec);
+		return NULL;
+	}
+	json_object_set_new(spec, "predicate", pred);
+	return spec;
+}
+
 int watch__view_option(int opt, const char *arg, struct watch_view *v, const char *cmd)
 {
 	char *end;
@@ -207,7 +231,7 @@ int cmd_watch(int argc, char **argv)
 	struct watch_view view = { .rows = 20 };
 	struct instr *in = NULL;
 	struct hub *hub = NULL;
-	json_t *spec = NULL, *pred = NULL;
+	json_t *spec = NULL;
 	long seconds = -1;
 	int json = 0, list = 0, opt, rc = 1, consumer = -1;
 	char err[512], title[512];
@@ -250,21 +274,9 @@ int cmd_watch(int argc, char **argv)
 			metric);
 		return 2;
 	}
-	spec = json_object();
-	json_object_set_new(spec, "metric", json_string(metric));
-	if (decomposition)
-		json_object_set_new(spec, "decomposition", json_string(decomposition));
-	if (predicate) {
-		json_error_t jerr;
-
-		pred = json_loads(predicate, JSON_DECODE_ANY, &jerr);
-		if (!pred) {
-			fprintf(stderr, "kvmscope watch: -P is not valid JSON: %s (column %d)\n", jerr.text,
-				jerr.column);
-			goto out_usage;
-		}
-		json_object_set(spec, "predicate", pred);
-	}
+	spec = watch__spec("kvmscope watch", metric, decomposition, predicate);
+	if (!spec)
+		goto out_usage;
 	if (instr__new(spec, &in, err, sizeof(err))) {
 		fprintf(stderr, "kvmscope watch: %s\n", err);
 		goto out_usage;
@@ -367,6 +379,5 @@ out:
 	hub__free(hub);
 	instr__free(in);
 	json_decref(spec);
-	json_decref(pred);
 	return rc;
 }
