@@ -83,8 +83,11 @@ int replay__open(struct agent *a, const char *path, char *err, size_t errlen)
 	json_object_foreach(byname, k, v)
 		json_array_append(rp->vms, v);
 	a->replay = rp;
-	/* every recorded second is complete: the newest is the last one */
-	a->drained_to = rp->last + 1;
+	/* Every recorded second is complete. CA's defaults end one slot
+	 * before now (value/raw starts at now - duration - granularity), so
+	 * now is two seconds past the last recorded one, as for a live agent
+	 * shortly after it: the defaults then end at the recording's end. */
+	a->drained_to = rp->last + 2;
 	log_info("agent", "replaying %s: seconds %lld..%lld, %zu VMs", path, (long long)rp->first,
 		 (long long)rp->last, json_array_size(rp->vms));
 	rp = NULL;

@@ -153,8 +153,12 @@ static void make_room(struct conn_guard *g, const struct sockaddr_storage *addr)
 	struct guarded_conn *oldest = NULL;
 	unsigned n = 0;
 
+	int64_t now = mono_ms();
+
 	for (struct guarded_conn *c = g->head; c; c = c->next) {
-		if (!waiting(c) || !same_addr(&c->addr, addr))
+		/* a request a busy server has not read yet is young: only those
+		 * waiting longer than CONN_GUARD_GRACE_MS count and go */
+		if (!waiting(c) || !same_addr(&c->addr, addr) || now - c->since_ms < CONN_GUARD_GRACE_MS)
 			continue;
 		if (!oldest || c->since_ms < oldest->since_ms)
 			oldest = c;

@@ -31,6 +31,9 @@
 /* Waiting connections one address may hold; microhttpd's per-address limit
  * must be larger so that a new connection reaches the guard at all. */
 #define CONN_GUARD_WAITING_PER_ADDR	48
+/* Younger waiting connections are not counted: under load, wrk's requests
+ * sit whole in the socket until a server thread reads them. */
+#define CONN_GUARD_GRACE_MS	1000
 
 struct conn_guard;
 

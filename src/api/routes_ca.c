@@ -497,8 +497,12 @@ static bool val_request(const struct agent_instr_info *info, const struct api_re
 	    !val_transformations(v, rq, r))
 		return false;
 	v->array = gn;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	/* The agent's clock: its now is the second after the newest drained
+	 * one (a replaying agent's, two past its recording's last), so that
+	 * CA's default, now - duration - granularity, names the same slot
+	 * however soon after a drain the request comes. */
+	(void)ts;
+	now_ms = (int64_t)info->now * 1000 + 999;
 	if (!gd && !(gs && ge))
 		dur = dflt;
 	if (ge) {

@@ -30,7 +30,7 @@ struct api_server {
 };
 
 #define SERVER_CONN_LIMIT	512
-#define SERVER_PER_IP_LIMIT	128
+#define SERVER_PER_IP_LIMIT	256
 /* Query parameters a request may carry: no route takes more than a dozen.
  * microhttpd keeps each in its per-connection pool and, when the pool is
  * full, closes the connection without an answer; beyond this count the

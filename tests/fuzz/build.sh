@@ -18,7 +18,7 @@ srcs() {
 	case $1 in
 	fuzz_engine) echo src/engine/metric.c src/engine/predicate.c src/engine/merge.c src/engine/instr.c src/engine/window.c src/common/json_util.c src/common/errmsg.c src/common/utf8.c src/common/grow.c ;;
 	fuzz_discovery) echo src/discovery/parse.c ;;
-	fuzz_heatmap_params) echo src/render/heatmap.c src/engine/window.c src/common/errmsg.c src/common/utf8.c src/common/grow.c ;;
+	fuzz_heatmap_params) echo src/render/heatmap.c src/render/ca_math.c src/engine/window.c src/common/errmsg.c src/common/utf8.c src/common/grow.c ;;
 	# the agent's parsers (form.c, tokens.c, server.c's route matching and
 	# listen-address parsing) instrumented; the rest of the agent comes
 	# uninstrumented from libkvmscope.a (make all first)

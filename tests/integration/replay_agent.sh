@@ -86,10 +86,12 @@ expect_eq "replayed interrupts at +250 ms" "$at250" 5
 # now is the recording's end
 expect_eq "value/raw without start_time: the last recorded second" \
 	"$(curl -s "$BASE/ca/instrumentations/${IDS[0]}/value/raw" | jq .start_time)" "$LAST"
-# the web UI's series request: the last N seconds, no start_time
-curl -s "$BASE/ca/instrumentations/${IDS[0]}/value/raw?duration=1&ndatapoints=$N" |
+# the web UI's series requests: the default data point, then the N seconds
+# that end with it
+ui_last=$(curl -s "$BASE/ca/instrumentations/${IDS[0]}/value/raw?duration=1" | jq .start_time)
+curl -s "$BASE/ca/instrumentations/${IDS[0]}/value/raw?start_time=$((ui_last + 1 - N))&duration=1&ndatapoints=$N" |
 	jq -c -S '.[] | {start_time, value}' > "$W/ui.0"
-check "value/raw of the last $N seconds without start_time = the recorded seconds" cmp -s "$W/ui.0" "$W/replay.0"
+check "value/raw of the $N seconds up to the default data point = the recorded seconds" cmp -s "$W/ui.0" "$W/replay.0"
 expect_eq "retention-time covers the recording (600 s at least)" \
 	"$(curl -s "$BASE/ca/instrumentations/${IDS[0]}" | jq '."retention-time"')" 600
 c=$(code GET "/ca/instrumentations/${IDS[1]}/value/heatmap/image?width=200&height=100")

@@ -48,7 +48,7 @@ cat > "$TMPD/mix.lua" <<LUA
 local paths = { "/ca", "/ca/instrumentations", "/ca/vms" }
 for _, id in ipairs({ $(IFS=,; echo "${ids[*]}") }) do
 	table.insert(paths, "/ca/instrumentations/" .. id .. "/value/raw")
-	table.insert(paths, "/ca/instrumentations/" .. id .. "/value/raw?duration=1&ndatapoints=30")
+	table.insert(paths, "/ca/instrumentations/" .. id .. "/value/raw?start_time=$(( $(date +%s) - 35 ))&duration=1&ndatapoints=30")
 end
 table.insert(paths, "/ca/instrumentations/${ids[2]}/value/heatmap/image?width=300&height=100&duration=30")
 table.insert(paths, "/ca/instrumentations/${ids[5]}/value/heatmap/percentile?duration=30&percentile=0.99")

@@ -155,9 +155,14 @@ export class Panel {
     const slot = this.instr.granularity || 1;
     const gran = slot * Math.ceil(this.window / slot / 3600);
     const n = Math.max(1, Math.floor(this.window / gran));
-    // The window ends at the agent's newest complete slot, not at the
-    // browser's clock: a replaying agent's "now" is its recording's end.
-    let res = await api.raw(this.id, { duration: gran, ndatapoints: n });
+    // The window ends where the agent's default data point does (CA's
+    // now - duration - granularity, by the agent's clock, not the
+    // browser's: a replaying agent's "now" is its recording's end); with
+    // ndatapoints and no start_time CA counts forward from there, so the
+    // start is asked for explicitly.
+    const last = await api.raw(this.id, { duration: gran });
+    const from = last.start_time + gran - n * gran;
+    let res = await api.raw(this.id, { start_time: from, duration: gran, ndatapoints: n });
     if (!Array.isArray(res)) res = [res];
     const now = Math.floor(Date.now() / 1000);
     const start = res.length ? res[0].start_time : now - (now % gran) - n * gran;
