@@ -27,16 +27,7 @@ bench_cc() { # SRC_ROOT BUILD_DIR OUT [FLAGS]
 NOW_BIN=$TMPD/heatmap_bench
 bench_cc "$BENCH_ROOT" "$BUILD" "$NOW_BIN" || die "heatmap_bench does not build"
 
-if [ -n "${BEFORE_BUILD:-}" ]; then
-	old_root=$BEFORE_BUILD
-else
-	old_root=$TMPD/before
-	mkdir -p "$old_root"
-	git -C "$BENCH_ROOT" archive "$BEFORE" | tar -x -C "$old_root" || die "no revision $BEFORE"
-	say "building kvmscope $BEFORE in $old_root (a few minutes)"
-	make -C "$old_root" -j"$(nproc)" build/libkvmscope.a >"$TMPD/before.log" 2>&1 ||
-		die "kvmscope $BEFORE does not build: $(tail -5 "$TMPD/before.log")"
-fi
+before_tree build/libkvmscope.a
 OLD_BIN=$TMPD/heatmap_bench_before
 bench_cc "$old_root" "$old_root/build" "$OLD_BIN" -DHEATMAP_JSON_INPUT ||
 	die "heatmap_bench does not build against $BEFORE"

@@ -18,16 +18,7 @@ SECONDS_EACH=${SECONDS_EACH:-20}
 ROUNDS=${ROUNDS:-2}
 [ -x "$KVMSCOPE" ] || die "no $KVMSCOPE: run 'make' first"
 
-if [ -n "${BEFORE_BUILD:-}" ]; then
-	old_root=$BEFORE_BUILD
-else
-	old_root=$TMPD/before
-	mkdir -p "$old_root"
-	git -C "$BENCH_ROOT" archive "$BEFORE" | tar -x -C "$old_root" || die "no revision $BEFORE"
-	say "building kvmscope $BEFORE in $old_root (a few minutes)"
-	make -C "$old_root" -j"$(nproc)" build/bin/kvmscope >"$TMPD/before.log" 2>&1 ||
-		die "kvmscope $BEFORE does not build: $(tail -5 "$TMPD/before.log")"
-fi
+before_tree build/bin/kvmscope
 OLD=$old_root/build/bin/kvmscope
 
 "$VMLOAD" -name guest=heavy-$$ --pio vcpu=0,count=100000000,rate=3000 --duration 100000 >/dev/null 2>&1 &

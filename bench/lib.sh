@@ -124,3 +124,19 @@ create_instr() {
 	curl -sf -XPOST -H 'Content-Type: application/json' -d "$1" "$URL/ca/instrumentations" | jq -r .id
 }
 rss_kib() { awk '/^VmRSS:/ {print $2}' /proc/"$1"/status; }
+
+# before_tree TARGET: sets old_root to a tree of revision $BEFORE with TARGET
+# (a make target, e.g. build/bin/kvmscope) built, or to $BEFORE_BUILD when
+# given (a tree already built), for side-by-side runs against it.
+before_tree() {
+	if [ -n "${BEFORE_BUILD:-}" ]; then
+		old_root=$BEFORE_BUILD
+		return
+	fi
+	old_root=$TMPD/before
+	mkdir -p "$old_root"
+	git -C "$BENCH_ROOT" archive "$BEFORE" | tar -x -C "$old_root" || die "no revision $BEFORE"
+	say "building kvmscope $BEFORE in $old_root (a few minutes)"
+	make -C "$old_root" -j"$(nproc)" "$1" >"$TMPD/before.log" 2>&1 ||
+		die "kvmscope $BEFORE does not build: $(tail -5 "$TMPD/before.log")"
+}
