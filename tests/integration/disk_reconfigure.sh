@@ -2,8 +2,8 @@
 # A new decomposition of vm.disk_ops while another instrumentation of it is
 # counting must not cost that one a single operation. Instrumentation A
 # (vm.disk_ops of one vmload guest, no decomposition) counts a guest doing
-# N reads + M writes at R operations per second; half-way through, in the
-# middle of a second, instrumentation B asks for optype and latency, which
+# N reads + M writes at R operations per second; a quarter of the way
+# through, in the middle of a second, instrumentation B asks for optype and latency, which
 # the kernel side has to start filling in its keys. A's total must equal
 # vmload's truth exactly (a collector that reloads its BPF object for B
 # loses the undrained second), and in every whole second after B exists,
@@ -34,9 +34,11 @@ T0=$(date +%s)
 	--truth "$TMPD/truth.json" > "$TMPD/vmload.out" 2>&1 &
 VPID=$!
 cleanup_pids+=("$VPID")
-# half-way through the workload, in the middle of a second: operations of
-# the current (undrained) second are in the kernel's map now
-sleep $(python3 -c "import time; t=time.time(); print(max(0, $T0 + 2.5 + ($N + $M) / $R / 2 - t) + 0.5 - (t % 1) % 1)")
+# a quarter of the way through the workload, in the middle of a second:
+# operations of the current (undrained) second are in the kernel's map now.
+# vmload issues its writes first and its reads after them, so B's whole
+# seconds must start before the writes end (half-way, B saw reads only)
+sleep $(python3 -c "import math, time; t = time.time(); w = math.floor(max(t, $T0 + 2.5 + ($N + $M) / $R / 4)) + 0.5; print(max(0, (w if w >= t else w + 1) - t))")
 B=$(post '{"module":"vm","stat":"disk_ops","decomposition":["optype","latency"],"predicate":{"eq":["vm","'$VM'"]}}' | jq -r .id)
 TB=$(date +%s)
 check "instrumentation B created mid-run (id $B, second $TB)" test "${B:-0}" -ge 1 2>/dev/null
