@@ -89,6 +89,79 @@ static bool visible(const struct principal *who, const struct agent_instr *ai)
 	return who->role == ROLE_OPERATOR || !strcmp(who->owner, ai->owner);
 }
 
+/* A tenant's instrumentations are numbered among its own (1, 2, ...): what
+ * a tenant sees and addresses is owner_id, the operator the host-wide id. */
+static bool owner_is_tenant(const char *owner)
+{
+	return !strncmp(owner, "tenant:", strlen("tenant:"));
+}
+
+static unsigned long owner_next_get(const struct agent *a, const char *owner)
+{
+	json_int_t n = json_integer_value(json_object_get(a->owner_next, owner));
+
+	return n > 0 ? (unsigned long)n : 1;
+}
+
+/* Notes that owner has used owner_id: its next one is higher. 0 or -ENOMEM. */
+static int owner_id_seen(struct agent *a, const char *owner, unsigned long owner_id)
+{
+	if (owner_id < owner_next_get(a, owner))
+		return 0;
+	return json_object_set_new(a->owner_next, owner, json_integer((json_int_t)owner_id + 1)) ?
+	       -ENOMEM : 0;
+}
+
+/* The id `who` knows ai by. */
+static unsigned long view_id(const struct principal *who, const struct agent_instr *ai)
+{
+	return who->role == ROLE_TENANT ? ai->owner_id : ai->id;
+}
+
+/* uri (a string in j) with its "/ca/instrumentations/<id>" prefix renumbered
+ * to to_id. */
+static void renumber_uri(json_t *j, unsigned long id, unsigned long to_id)
+{
+	char prefix[64], buf[1024];
+	const char *u = json_string_value(j);
+	size_t n = (size_t)snprintf(prefix, sizeof(prefix), "/ca/instrumentations/%lu", id);
+
+	if (!u || strncmp(u, prefix, n) || (u[n] && u[n] != '/'))
+		return;
+	snprintf(buf, sizeof(buf), "/ca/instrumentations/%lu%s", to_id, u + n);
+	json_string_set(j, buf);
+}
+
+/* ai as who sees it: a tenant its own numbering (id, uri, uris), the
+ * operator the host-wide id and, for a tenant's, whose it is and the
+ * tenant's number. Returns a new reference owned by the caller (NULL: out
+ * of memory). Caller holds a->lock. */
+static json_t *present(const struct principal *who, const struct agent_instr *ai)
+{
+	json_t *j = instr__to_json(ai->in), *u;
+	char idbuf[32];
+	size_t i;
+
+	if (!j || !owner_is_tenant(ai->owner))
+		return j;
+	if (who->role != ROLE_TENANT) {
+		if (json_object_set_new(j, "owner", json_string(ai->owner)) ||
+		    json_object_set_new(j, "owner_id", json_integer((json_int_t)ai->owner_id)))
+			goto err;
+		return j;
+	}
+	snprintf(idbuf, sizeof(idbuf), "%lu", ai->owner_id);
+	if (json_object_set_new(j, "id", json_string(idbuf)))
+		goto err;
+	renumber_uri(json_object_get(j, "uri"), ai->id, ai->owner_id);
+	json_array_foreach(json_object_get(j, "uris"), i, u)
+		renumber_uri(json_object_get(u, "uri"), ai->id, ai->owner_id);
+	return j;
+err:
+	json_decref(j);
+	return NULL;
+}
+
 struct agent_instr *agent__by_id(struct agent *a, unsigned long id)
 {
 	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next)
@@ -109,8 +182,14 @@ static struct agent_instr *find_locked(struct agent *a, const struct principal *
 	if (id && *id >= '0' && *id <= '9') {
 		errno = 0;
 		n = strtoul(id, &end, 10);
-		if (!*end && !errno)
+		if (*end || errno)
+			;
+		else if (who->role != ROLE_TENANT)
 			ai = agent__by_id(a, n);
+		else
+			for (ai = a->instrs; ai; ai = ai->next)
+				if (ai->owner_id == n && !strcmp(ai->owner, who->owner))
+					break;
 	}
 	if (ai && visible(who, ai))
 		return ai;
@@ -239,14 +318,16 @@ static enum agent_errkind spec_error_kind(int rc)
 
 /* Creates an instrumentation from spec (borrowed) on behalf of who, and
  * registers it with the hub. id == 0 picks the next free id; owner NULL
- * means who->owner. replacing (may be NULL) is the one the new one will
+ * means who->owner; owner_id == 0 picks a tenant's next (the operator's
+ * own are numbered by id). replacing (may be NULL) is the one the new one will
  * replace: it does not count against the owner's limit, and the new one is
  * not linked into a's list (the caller swaps it in or frees it with
  * instr_free). Otherwise the new one is linked and owned by a. Caller
  * holds a->lock. */
 static int create_locked(struct agent *a, const struct principal *who, const json_t *spec,
-			 unsigned long id, const char *owner, const struct agent_instr *replacing,
-			 struct agent_instr **out, struct agent_error *e)
+			 unsigned long id, const char *owner, unsigned long owner_id,
+			 const struct agent_instr *replacing, struct agent_instr **out,
+			 struct agent_error *e)
 {
 	struct agent_instr *ai = NULL;
 	json_t *s = NULL;
@@ -316,8 +397,10 @@ static int create_locked(struct agent *a, const struct principal *who, const jso
 	ai->id = replacing ? replacing->id : id ? id : a->next_id;
 	if (ai->id >= a->next_id)
 		a->next_id = ai->id + 1;
+	ai->owner_id = replacing ? replacing->owner_id : owner_id ? owner_id :
+		       owner_is_tenant(owner) ? owner_next_get(a, owner) : ai->id;
 	ai->owner = strdup(owner);
-	if (!ai->owner)
+	if (!ai->owner || (owner_is_tenant(owner) && owner_id_seen(a, owner, ai->owner_id)))
 		goto err_nomem;
 	snprintf(idbuf, sizeof(idbuf), "%lu", ai->id);
 	snprintf(uri, sizeof(uri), "/ca/instrumentations/%lu", ai->id);
@@ -340,8 +423,8 @@ static int create_locked(struct agent *a, const struct principal *who, const jso
 	json_decref(s);
 	*out = ai;
 	if (!replacing)
-		log_info("api", "instrumentation %lu created: %s owner=%s", ai->id,
-			 instr__metric(ai->in)->name, ai->owner);
+		log_info("api", "instrumentation %lu created: %s owner=%s (its %lu)", ai->id,
+			 instr__metric(ai->in)->name, ai->owner, ai->owner_id);
 	return 0;
 err_nomem:
 	rc = fail_nomem(e);
@@ -383,13 +466,13 @@ static void destroy_locked(struct agent *a, struct agent_instr *ai)
 }
 
 int agent__restore(struct agent *a, const json_t *spec, unsigned long id, const char *owner,
-		   struct agent_instr **out, struct agent_error *e)
+		   unsigned long owner_id, struct agent_instr **out, struct agent_error *e)
 {
 	/* The saved spec already carries the tenant's forced scope: restoring
 	 * it as the operator keeps it unchanged. */
 	struct principal who = { ROLE_OPERATOR, (char *)owner, NULL, 0 };
 
-	return create_locked(a, &who, spec, id, owner, NULL, out, e);
+	return create_locked(a, &who, spec, id, owner, owner_id, NULL, out, e);
 }
 
 /* An aggregator creates ai on its peers too (spec borrowed: what the caller
@@ -411,12 +494,14 @@ static int forward_created(struct agent *a, struct agent_instr *ai, const json_t
 		    strerror(-rc));
 }
 
-/* *out: a new reference owned by the caller. */
-static int created(struct agent_instr *ai, json_t **out, unsigned long *id, struct agent_error *e)
+/* *out: a new reference owned by the caller, ai as who sees it; *id the
+ * host-wide id, *view_id the one who knows it by. */
+static int created(const struct principal *who, struct agent_instr *ai, json_t **out,
+		   unsigned long *id, unsigned long *view, struct agent_error *e)
 {
-	*out = instr__to_json(ai->in);
-	if (id)
-		*id = ai->id;
+	*out = present(who, ai);
+	*id = ai->id;
+	*view = view_id(who, ai);
 	return *out ? 0 : fail_nomem(e);
 }
 
@@ -447,20 +532,20 @@ int agent__create(struct agent *a, const struct principal *who, const char *peer
 		  const json_t *spec, json_t **out, unsigned long *id, struct agent_error *e)
 {
 	struct agent_instr *ai;
-	unsigned long new_id = 0;
+	unsigned long new_id = 0, view = 0;
 	int rc;
 
 	pthread_mutex_lock(&a->lock);
-	rc = create_locked(a, who, spec, 0, NULL, NULL, &ai, e);
+	rc = create_locked(a, who, spec, 0, NULL, 0, NULL, &ai, e);
 	if (!rc)
 		rc = forward_created(a, ai, spec, peer_token, e);
 	if (!rc)
-		rc = created(ai, out, &new_id, e);
+		rc = created(who, ai, out, &new_id, &view, e);
 	pthread_mutex_unlock(&a->lock);
 	if (!rc)
 		rc = created_durably(a, new_id, out, e);
 	if (!rc && id)
-		*id = new_id;
+		*id = view;
 	return rc;
 }
 
@@ -476,7 +561,7 @@ int agent__get(struct agent *a, const struct principal *who, const char *id, jso
 		rc = -ENOENT;
 		goto out;
 	}
-	*out = instr__to_json(ai->in);
+	*out = present(who, ai);
 	if (!*out) {
 		rc = fail_nomem(e);
 		goto out;
@@ -498,7 +583,7 @@ int agent__list(struct agent *a, const struct principal *who, json_t **out,
 	pthread_mutex_lock(&a->lock);
 	for (struct agent_instr *ai = a->instrs; arr && ai; ai = ai->next)
 		if (visible(who, ai))
-			json_array_append_new(arr, instr__to_json(ai->in));
+			json_array_append_new(arr, present(who, ai));
 	pthread_mutex_unlock(&a->lock);
 	*out = arr;
 	return arr ? 0 : fail_nomem(e);
@@ -562,7 +647,7 @@ int agent__replace(struct agent *a, const struct principal *who, const char *id,
 	}
 	/* as the owner: the spec already carries a tenant's scope */
 	as_owner.owner = ai->owner;
-	rc = create_locked(a, &as_owner, merged, ai->id, ai->owner, ai, &nai, e);
+	rc = create_locked(a, &as_owner, merged, ai->id, ai->owner, ai->owner_id, ai, &nai, e);
 	if (rc)
 		goto out;
 	newj = instr__to_json(nai->in);
@@ -590,7 +675,7 @@ int agent__replace(struct agent *a, const struct principal *who, const char *id,
 	if (a->fleet && fleet__update(a->fleet, nai->id, changes, instr__retention(nai->in)))
 		log_warn("api", "instrumentation %lu: change not forwarded to the peers (out of memory)",
 			 nai->id);
-	*out = instr__to_json(nai->in);
+	*out = present(who, nai);
 	if (!*out)
 		rc = fail_nomem(e);
 out:
@@ -608,7 +693,7 @@ int agent__clone(struct agent *a, const struct principal *who, const char *peer_
 {
 	struct agent_instr *ai, *nai;
 	json_t *spec = NULL, *fwd = NULL;
-	unsigned long cloned = 0;
+	unsigned long cloned = 0, view = 0;
 	int rc;
 
 	pthread_mutex_lock(&a->lock);
@@ -625,17 +710,17 @@ int agent__clone(struct agent *a, const struct principal *who, const char *peer_
 		rc = fail_nomem(e);
 		goto out;
 	}
-	rc = create_locked(a, who, spec, 0, NULL, NULL, &nai, e);
+	rc = create_locked(a, who, spec, 0, NULL, 0, NULL, &nai, e);
 	if (!rc)
 		rc = forward_created(a, nai, fwd ? fwd : spec, peer_token, e);
 	if (!rc)
-		rc = created(nai, out, &cloned, e);
+		rc = created(who, nai, out, &cloned, &view, e);
 out:
 	pthread_mutex_unlock(&a->lock);
 	if (!rc)
 		rc = created_durably(a, cloned, out, e);
 	if (!rc && new_id)
-		*new_id = cloned;
+		*new_id = view;
 	json_decref(spec);
 	json_decref(fwd);
 	return rc;
@@ -657,7 +742,7 @@ int agent__find(struct agent *a, const struct principal *who, const char *id,
 	ai = find_locked(a, who, id, e);
 	if (ai) {
 		nf = instr__numeric_field(ai->in);
-		info->id = ai->id;
+		info->id = view_id(who, ai);
 		info->granularity = instr__granularity(ai->in);
 		info->retention = instr__retention(ai->in);
 		snprintf(info->numeric_field, sizeof(info->numeric_field), "%s", nf ? nf->name : "");
@@ -971,6 +1056,12 @@ int agent__new(const struct agent_config *cfg, struct agent **out, char *err, si
 	if (!a->cfg.max_cells)
 		a->cfg.max_cells = AGENT_CELLS_MAX_DEFAULT;
 	a->next_id = 1;
+	a->owner_next = json_object();
+	if (!a->owner_next) {
+		free(a);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&a->lock, NULL);
 	state__init(a);
 	/* bad options first: -EINVAL, whatever the reason */
@@ -1127,6 +1218,7 @@ void agent__free(struct agent *a)
 	replay__close(a);
 	free_scope(a);
 	state__close(a);
+	json_decref(a->owner_next);
 	pthread_mutex_destroy(&a->lock);
 	free(a);
 }

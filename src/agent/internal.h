@@ -13,7 +13,11 @@ struct metrics_export;
 
 /* One instrumentation as the agent keeps it. */
 struct agent_instr {
-	unsigned long id;
+	unsigned long id;		/* host-wide, never reused: the operator's */
+	/* its number among its owner's (the id a tenant sees and addresses: a
+	 * tenant must not learn from gaps in its ids how many instrumentations
+	 * others made); the operator's own have owner_id == id */
+	unsigned long owner_id;
 	char *owner;			/* owned: principal->owner at creation */
 	struct instr *in;		/* owned */
 	int consumer;			/* hub consumer id, -1 if not registered */
@@ -39,6 +43,9 @@ struct agent {
 	struct hub *hub;
 	struct agent_instr *instrs;	/* ascending id */
 	unsigned long next_id;
+	/* owned: {"tenant:...": the next owner_id of that owner}; never
+	 * lowered, so that a tenant's ids are never reused either */
+	json_t *owner_next;
 	bool dirty;			/* specs changed since the last persist */
 	int64_t last_persist;
 	bool started;			/* agent__start ran: save at the end */
@@ -67,9 +74,11 @@ struct agent {
 /* ---- agent.c, for state.c (caller holds a->lock) ---- */
 
 /* Creates the instrumentation `id` of `owner` from a saved spec (borrowed),
- * as the operator would. On success *out points into a's list. */
+ * as the operator would; owner_id is its number among its owner's (0: a
+ * tenant's gets the owner's next, the operator's its id). On success *out
+ * points into a's list. */
 int agent__restore(struct agent *a, const json_t *spec, unsigned long id, const char *owner,
-		   struct agent_instr **out, struct agent_error *e);
+		   unsigned long owner_id, struct agent_instr **out, struct agent_error *e);
 struct agent_instr *agent__by_id(struct agent *a, unsigned long id);
 
 /* ---- state.c ---- */

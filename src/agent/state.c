@@ -1,7 +1,8 @@
 /* Persistence: the agent's instrumentations under STATE_DIR.
  *
  *   state.json       {"version": 1, "next_id": N, "saved": UNIX,
- *                     "instrumentations": [{"id", "owner", "spec"}, ...],
+ *                     "owner_next": {OWNER: N, ...},
+ *                     "instrumentations": [{"id", "owner", "owner_id", "spec"}, ...],
  *                     "duplicates": [...]}
  *   data/<id>.log    the slots of a persist-data instrumentation, one JSON
  *                    text per line: the head ({"metric", "decomposition",
@@ -685,9 +686,9 @@ static char *snapshot_specs(struct agent *a, unsigned long **ids, size_t *nids,
 		*ids = *gone = NULL;
 		*nids = *ngone = 0;
 	}
-	root = json_pack("{s:i, s:I, s:I, s:[]}", "version", STATE_VERSION,
+	root = json_pack("{s:i, s:I, s:I, s:O, s:[]}", "version", STATE_VERSION,
 			 "next_id", (json_int_t)a->next_id, "saved", (json_int_t)agent__now(),
-			 "instrumentations");
+			 "owner_next", a->owner_next, "instrumentations");
 	if (!root)
 		return NULL;
 	arr = json_object_get(root, "instrumentations");
@@ -696,8 +697,8 @@ static char *snapshot_specs(struct agent *a, unsigned long **ids, size_t *nids,
 	if (ids && n && !(*ids = calloc(n * 2, sizeof(**ids))))
 		goto out;
 	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next) {
-		o = json_pack("{s:I, s:s, s:o}", "id", (json_int_t)ai->id, "owner", ai->owner,
-			      "spec", instr__to_json(ai->in));
+		o = json_pack("{s:I, s:s, s:I, s:o}", "id", (json_int_t)ai->id, "owner", ai->owner,
+			      "owner_id", (json_int_t)ai->owner_id, "spec", instr__to_json(ai->in));
 		if (!o || json_array_append_new(arr, o))
 			goto out;
 		/* an aggregator keeps its peers' ids: after a restart it takes
@@ -1228,6 +1229,38 @@ static int find_duplicates(const json_t *arr, bool **dup)
 	return 0;
 }
 
+/* Each owner's next number. A state.json from before owners numbered their
+ * own has none: each tenant then goes on from the host-wide next id, above
+ * every id it was shown, so that none is shown twice. */
+static void restore_owner_next(struct agent *a, const json_t *root)
+{
+	const json_t *saved = json_object_get(root, "owner_next"), *v, *o;
+	const char *owner;
+	size_t i;
+
+	if (!json_is_object(saved)) {
+		json_array_foreach(json_object_get(root, "instrumentations"), i, o) {
+			owner = json_string_value(json_object_get(o, "owner"));
+			if (owner && !strncmp(owner, "tenant:", strlen("tenant:")))
+				json_object_set_new(a->owner_next, owner,
+						    json_integer((json_int_t)a->next_id));
+		}
+		return;
+	}
+	json_object_foreach((json_t *)saved, owner, v)
+		if (json_integer_value(v) > 0)
+			json_object_set_new(a->owner_next, owner, json_incref((json_t *)v));
+}
+
+/* An entry's owner_id; one written before owners numbered their own was
+ * shown by its id. */
+static unsigned long saved_owner_id(const json_t *o, json_int_t id)
+{
+	json_int_t n = json_integer_value(json_object_get(o, "owner_id"));
+
+	return (unsigned long)(n > 0 ? n : id);
+}
+
 /* Restores the entries of a parsed state.json; keeps those that cannot be.
  * Caller holds a->lock. Returns the instrumentations restored. */
 static int restore_entries(struct agent *a, json_t *root, const char *path, int datafd)
@@ -1241,6 +1274,7 @@ static int restore_entries(struct agent *a, json_t *root, const char *path, int 
 
 	if (json_integer_value(json_object_get(root, "next_id")) > 0)
 		raise_next_id(a, (unsigned long)json_integer_value(json_object_get(root, "next_id")) - 1);
+	restore_owner_next(a, root);
 	a->state_kept = json_array();
 	a->state_duplicates = json_is_array(json_object_get(root, "duplicates")) ?
 			      json_incref(json_object_get(root, "duplicates")) : json_array();
@@ -1274,7 +1308,8 @@ static int restore_entries(struct agent *a, json_t *root, const char *path, int 
 			json_array_append(a->state_kept, o);
 			continue;
 		}
-		if (agent__restore(a, spec, (unsigned long)id, owner, &ai, &e)) {
+		if (agent__restore(a, spec, (unsigned long)id, owner, saved_owner_id(o, id), &ai,
+				   &e)) {
 			kept_note(&kept, path, id, e.msg);
 			json_array_append(a->state_kept, o);
 			continue;

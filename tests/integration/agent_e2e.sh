@@ -184,14 +184,32 @@ check "operator catalogue has hostname" jqe '[.metrics[].fields[]] | index("host
 expect_eq "tenant token: 200" "$(code GET /ca -H "Authorization: Bearer $TA")" 200
 check "tenant catalogue hides hostname" jqe '[.metrics[].fields[]] | index("hostname") == null' "$TMPD/body"
 AH=(-H "Authorization: Bearer $TA") BH=(-H "Authorization: Bearer $TB") OH=(-H "Authorization: Bearer $OP")
-code POST /ca/instrumentations "${AH[@]}" -d '{"module":"vm","stat":"irqs","decomposition":["vm"]}' >/dev/null
+# the operator's instrumentation first: a tenant's ids are its own (1, 2,
+# ...), with no gap where others' are
+code POST /ca/instrumentations "${OH[@]}" -d '{"module":"vm","stat":"irqs"}' >/dev/null
+OI=$(jq -r .id "$TMPD/body")
+curl -s -D "$TMPD/headers" -o "$TMPD/body" "$BASE/ca/instrumentations" "${AH[@]}" \
+	-H 'Content-Type: application/json' -d '{"module":"vm","stat":"irqs","decomposition":["vm"]}'
 TI=$(jq -r .id "$TMPD/body")
-check "tenant's instrumentation carries the forced VM scope" jqe ".predicate | tostring | contains(\"$VM\")" "$TMPD/body"
+cp "$TMPD/body" "$TMPD/ta_created"
+expect_eq "tenant a's first instrumentation is its 1 (the operator's is $OI)" "$TI" 1
+expect_eq "its uri and Location are in tenant a's numbering" \
+	"$(jq -r .uri "$TMPD/body") $(tr -d '\r' < "$TMPD/headers" | sed -n 's/^Location: //Ip')" \
+	"/ca/instrumentations/1 /ca/instrumentations/1"
+code POST /ca/instrumentations "${BH[@]}" -d '{"module":"vm","stat":"irqs"}' >/dev/null
+expect_eq "tenant b's first is its 1 too" "$(jq -r .id "$TMPD/body")" 1
+expect_eq "tenant b's 1 is its own (scoped to VM b)" \
+	"$(curl -s "$BASE/ca/instrumentations/1" "${BH[@]}" | jq -r '.predicate | tostring | contains("'$VMB'")')" true
+curl -s "$BASE/ca/instrumentations" "${OH[@]}" > "$TMPD/olist"
+expect_eq "the operator lists all three by host-wide id, with each tenant's number" \
+	"$(jq -c '[.[] | [.id, .owner_id]]' "$TMPD/olist")" "[[\"$OI\",null],[\"$((OI + 1))\",1],[\"$((OI + 2))\",1]]"
+code DELETE "/ca/instrumentations/$((OI + 2))" "${OH[@]}" >/dev/null
+check "tenant's instrumentation carries the forced VM scope" jqe ".predicate | tostring | contains(\"$VM\")" "$TMPD/ta_created"
 expect_eq "tenant b cannot read tenant a's instrumentation" "$(code GET /ca/instrumentations/$TI "${BH[@]}")" 404
 expect_eq "tenant b cannot read its values" "$(code GET /ca/instrumentations/$TI/value/raw "${BH[@]}")" 404
 expect_eq "tenant b cannot delete it" "$(code DELETE /ca/instrumentations/$TI "${BH[@]}")" 404
 expect_eq "tenant b's list is empty" "$(curl -s "$BASE/ca/instrumentations" "${BH[@]}" | jq length)" 0
-expect_eq "operator sees it" "$(code GET /ca/instrumentations/$TI "${OH[@]}")" 200
+expect_eq "operator sees it as $((OI + 1))" "$(code GET /ca/instrumentations/$((OI + 1)) "${OH[@]}") $(jq -r .owner_id "$TMPD/body")" "200 1"
 expect_eq "tenant may not decompose by hostname" \
 	"$(code POST /ca/instrumentations "${AH[@]}" -d '{"module":"vm","stat":"irqs","decomposition":["hostname"]}')" 422
 sleep 1.5

@@ -7,6 +7,7 @@
  * cannot start one, the tests that need one are skipped, saying so. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -394,6 +395,95 @@ static void test_persistence_round_trip(void **state)
 	assert_int_equal(system(path), 0);
 }
 
+static char *tenant_b_vms[] = { "vm-b" };
+static struct principal tenant_b_p = { ROLE_TENANT, "tenant:vm-b", tenant_b_vms, 1 };
+
+static const char *jstr(const json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+/* Each tenant numbers its own instrumentations 1, 2, ... (it must not learn
+ * from gaps how many others made), in id, uri, uris and every request; the
+ * operator keeps the host-wide ids and sees whose each is. A tenant's
+ * numbers are never reused: not after a delete, not after a restart. */
+static void test_tenant_ids(void **state)
+{
+	char dir[] = "/tmp/kvmscope-test-agent-XXXXXX", cmd[4200], err[512];
+	struct agent_config cfg = { 0 };
+	json_t *out = NULL, *list = NULL, *u;
+	unsigned long op1, op2, ta1, tb1, ta2, ta3;
+	struct agent_error e;
+	struct agent *a;
+	char text[32];
+	size_t i;
+
+	assert_non_null(mkdtemp(dir));
+	cfg.state_dir = dir;
+	a = new_agent(&cfg);
+	assert_int_equal(agent__start(a, err, sizeof(err)), 0);
+	op1 = create_or_skip(a, &operator_p, EXITS);
+	assert_int_equal(create(a, &operator_p, EXITS, &op2, NULL, NULL, 0), 0);
+	assert_int_equal(create(a, &tenant_p, EXITS, &ta1, NULL, NULL, 0), 0);
+	assert_int_equal(create(a, &tenant_b_p, EXITS, &tb1, NULL, NULL, 0), 0);
+	assert_int_equal(op1, 1);
+	assert_int_equal(op2, 2);
+	assert_int_equal(ta1, 1);	/* not 3: tenant a sees no gap */
+	assert_int_equal(tb1, 1);
+	/* tenant a's "1" is its own, with its own uris */
+	assert_int_equal(agent__get(a, &tenant_p, "1", &out, &e), 0);
+	assert_string_equal(jstr(out, "id"), "1");
+	assert_string_equal(jstr(out, "uri"), "/ca/instrumentations/1");
+	json_array_foreach(json_object_get(out, "uris"), i, u)
+		assert_int_equal(strncmp(jstr(u, "uri"), "/ca/instrumentations/1/", 23), 0);
+	assert_true(mentions(json_object_get(out, "predicate"), "vm-a"));
+	assert_null(json_object_get(out, "owner"));
+	json_decref(out);
+	/* the operator's 3 is tenant a's 1, and says so */
+	assert_int_equal(agent__get(a, &operator_p, "3", &out, &e), 0);
+	assert_string_equal(jstr(out, "id"), "3");
+	assert_string_equal(jstr(out, "uri"), "/ca/instrumentations/3");
+	assert_string_equal(jstr(out, "owner"), "tenant:vm-a");
+	assert_int_equal(json_integer_value(json_object_get(out, "owner_id")), 1);
+	json_decref(out);
+	assert_int_equal(agent__get(a, &operator_p, "1", &out, &e), 0);
+	assert_null(json_object_get(out, "owner"));	/* the operator's own */
+	json_decref(out);
+	/* tenant a lists only its 1; tenant b's 1 is tenant b's */
+	assert_int_equal(agent__list(a, &tenant_p, &list, &e), 0);
+	assert_int_equal(json_array_size(list), 1);
+	assert_string_equal(jstr(json_array_get(list, 0), "id"), "1");
+	json_decref(list);
+	assert_int_equal(agent__get(a, &tenant_b_p, "1", &out, &e), 0);
+	assert_true(mentions(json_object_get(out, "predicate"), "vm-b"));
+	json_decref(out);
+	assert_int_equal(agent__get(a, &tenant_p, "3", &out, &e), -ENOENT);
+	assert_int_equal(e.kind, AGENT_ENOENT);
+	/* a deleted number is not given again; a clone takes the next */
+	assert_int_equal(agent__destroy(a, &tenant_p, "1", &e), 0);
+	assert_int_equal(agent__get(a, &operator_p, "3", &out, &e), -ENOENT);
+	assert_int_equal(agent__get(a, &tenant_b_p, "1", &out, &e), 0);	/* b's untouched */
+	json_decref(out);
+	assert_int_equal(create(a, &tenant_p, EXITS, &ta2, NULL, NULL, 0), 0);
+	assert_int_equal(ta2, 2);
+	agent__free(a);
+
+	/* after a restart: the same numbers, and the next one goes on */
+	a = new_agent(&cfg);
+	assert_int_equal(agent__start(a, err, sizeof(err)), 0);
+	assert_int_equal(agent__get(a, &tenant_p, "2", &out, &e), 0);
+	assert_string_equal(jstr(out, "uri"), "/ca/instrumentations/2");
+	json_decref(out);
+	assert_int_equal(agent__get(a, &tenant_p, "1", &out, &e), -ENOENT);
+	assert_int_equal(create(a, &tenant_p, EXITS, &ta3, NULL, NULL, 0), 0);
+	assert_int_equal(ta3, 3);
+	idtext(ta3, text, sizeof(text));
+	assert_int_equal(agent__destroy(a, &tenant_p, text, &e), 0);
+	agent__free(a);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 /* A state file that is not one is set aside; the agent starts empty. */
 static void test_bad_state_file(void **state)
 {
@@ -494,6 +584,7 @@ int main(void)
 		cmocka_unit_test(test_scoping),
 		cmocka_unit_test(test_replace_and_clone),
 		cmocka_unit_test(test_persistence_round_trip),
+		cmocka_unit_test(test_tenant_ids),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
