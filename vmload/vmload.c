@@ -48,6 +48,9 @@ struct vcpu_state {
 	struct stream streams[MAX_STREAMS];
 	int nr_streams;
 	uint64_t pio, mmio, io_exits, mmio_exits, other_exits;
+	/* CPU time of the vCPU thread while the guest ran (guest time included):
+	 * what a sampler at a fixed rate can see of it on a loaded host */
+	uint64_t cpu_ns;
 	atomic_int stopped;
 	atomic_ullong delivered;	/* interrupts the irqchip accepted for it */
 };
@@ -249,6 +252,7 @@ static void *vcpu_thread(void *arg)
 	struct vcpu_state *st = arg;
 	struct kvm_run *run = vm.vcpus[st->index].run;
 	int fd = vm.vcpus[st->index].fd;
+	struct timespec cpu0, cpu1;
 	char name[16];
 
 	st->tid = gettid();
@@ -262,6 +266,7 @@ static void *vcpu_thread(void *arg)
 		pthread_cond_wait(&g_cond, &g_lock);
 	pthread_mutex_unlock(&g_lock);
 
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
 	while (!atomic_load(&g_stop)) {
 		if (ioctl(fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
@@ -273,6 +278,9 @@ static void *vcpu_thread(void *arg)
 		}
 		vcpu_exit(st, run);
 	}
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
+	st->cpu_ns = (uint64_t)(cpu1.tv_sec - cpu0.tv_sec) * 1000000000ull + (uint64_t)cpu1.tv_nsec -
+		     (uint64_t)cpu0.tv_nsec;
 	atomic_store(&st->stopped, 1);
 	/* Stay alive (and named) until the process ends, so --linger still
 	 * shows a complete VM to discovery. */
@@ -695,6 +703,7 @@ static json_t *truth(int completed, uint64_t start_rt, uint64_t end_rt)
 		json_object_set_new(v, "cr3_switches", json_integer(*guest__counter(vm.mem, i, GD_CR3_SWITCHES)));
 		json_object_set_new(v, "io_exits", json_integer(st->io_exits));
 		json_object_set_new(v, "mmio_exits", json_integer(st->mmio_exits));
+		json_object_set_new(v, "cpu_ns", json_integer((json_int_t)st->cpu_ns));
 		json_array_append_new(a, v);
 	}
 	json_object_set_new(t, "vcpus", a);

@@ -197,8 +197,12 @@ read -r secs rate < <(jq -rs --slurpfile t "$T" '
 	'"$mine"' | map(select(.time >= $a and .time < $b)) as $in |
 	[($b - $a), (if $b > $a then (($in | map(.value) | add // 0) / ($b - $a)) else 0 end)] | @tsv' "$R")
 check "whole seconds inside the run ($secs)" [ "$secs" -ge 5 ]
-check "busy vCPU sampled at ~99 Hz: $rate samples/s over $secs s, want 85..105" \
-	awk -v r="$rate" 'BEGIN { exit !(r >= 85 && r <= 105) }'
+# 99 Hz of the time the vCPU thread was on a CPU: on a loaded host it runs
+# less than the wall clock, and a sampler cannot see it when it does not run
+share=$(jq -r '.vcpus[0].cpu_ns / (.end_realtime_ns - .start_realtime_ns)' "$T")
+lo=$(awk -v s="$share" 'BEGIN { printf "%.1f", 85 * (s > 1 ? 1 : s) }')
+check "busy vCPU sampled at ~99 Hz of its CPU time: $rate samples/s over $secs s, on a CPU $(awk -v s="$share" 'BEGIN { printf "%.0f", 100 * s }')% of the run, want $lo..105" \
+	awk -v r="$rate" -v lo="$lo" 'BEGIN { exit !(r >= lo && r <= 105) }'
 
 na=$(jq -s "$mine | map(select(.mmuctx == \"$ROOT_A\") | .value) | add // 0" "$R")
 nb=$(jq -s "$mine | map(select(.mmuctx == \"$ROOT_B\") | .value) | add // 0" "$R")
