@@ -399,99 +399,105 @@ static int prep__build(const struct heatmap_input *in, const struct heatmap_para
 }
 
 /* Works out pr's step and how each of the nb buckets spreads, from pr's
- * ymin, ymax and nbuckets. 0 or -ENOMEM (pr is freed by prep__free). */
+ * ymin, ymax and nbuckets, as CA's bucketize does for [lo, hi - 1]: low =
+ * (lo - ymin) / step, high = (hi - ymin) / step; the rows fully covered
+ * take u = (1 / (high - low)) * count, the partial ones their overlap times
+ * u, and what lies outside [ymin, ymax) is dropped. 0 or -ENOMEM (pr is
+ * freed by prep__free). */
 int prep__spans(struct prep *pr, const struct dist_bucket *buckets, size_t nb)
 {
 	size_t b, nov = 0;
+	long nbk = pr->nbuckets;
 
 	pr->step = (pr->ymax - pr->ymin) / pr->nbuckets;
 	pr->span = calloc(nb ? nb : 1, sizeof(*pr->span));
-	if (!pr->span)
+	pr->ov = malloc((nb ? nb : 1) * 2 * sizeof(*pr->ov));
+	if (!pr->span || !pr->ov)
 		return -ENOMEM;
-	/* an empty window's ymax 0: nothing lands anywhere */
-	for (b = 0; !(pr->step > 0) && b < nb; b++)
-		pr->span[b].ib = -1;
-	for (b = 0; pr->step > 0 && b < nb; b++) {
-		const struct dist_bucket *bk = &buckets[b];
-		struct span *sp = &pr->span[b];
-		double lo, hi;
-
-		sp->ia = 0;
-		sp->ib = -1;
-		sp->mid = midpoint(bk);
-		sp->width = bk->hi - bk->lo;
-		sp->point = dist_bucket__is_point(bk);
-		if (sp->point) {
-			if (bk->lo < pr->ymin || bk->lo >= pr->ymax)
-				continue;
-			sp->ia = (long)floor((bk->lo - pr->ymin) / pr->step);
-			if (sp->ia >= pr->nbuckets)
-				sp->ia = pr->nbuckets - 1;
-			sp->ib = sp->ia;
-			continue;
-		}
-		lo = fmax(bk->lo, pr->ymin);
-		hi = fmin(bk->hi, pr->ymax);
-		if (lo >= hi)
-			continue;
-		sp->ia = (long)floor((lo - pr->ymin) / pr->step);
-		sp->ib = (long)ceil((hi - pr->ymin) / pr->step) - 1;
-		if (sp->ia < 0)
-			sp->ia = 0;
-		if (sp->ib >= pr->nbuckets)
-			sp->ib = pr->nbuckets - 1;
-		if (sp->ib >= sp->ia)
-			nov += (size_t)(sp->ib - sp->ia + 1);
-	}
-	pr->ov = malloc((nov ? nov : 1) * sizeof(*pr->ov));
-	if (!pr->ov)
-		return -ENOMEM;
-	nov = 0;
 	for (b = 0; b < nb; b++) {
 		const struct dist_bucket *bk = &buckets[b];
 		struct span *sp = &pr->span[b];
-		double lo = fmax(bk->lo, pr->ymin), hi = fmin(bk->hi, pr->ymax);
-		long i2;
+		double low, high, lo = bk->lo, hi = dist_bucket__is_point(bk) ? bk->lo + 1 : bk->hi;
+		long lowfilled, highfilled;
 
-		if (sp->point || sp->ib < sp->ia)
+		sp->ia = 0;
+		sp->ib = -1;
+		sp->mid = dist_bucket__is_point(bk) ? bk->lo : lo + (hi - 1 - lo) / 2;
+		/* an empty window's ymax 0: nothing lands anywhere */
+		if (!(pr->step > 0) || lo >= pr->ymax || hi - 1 < pr->ymin)
 			continue;
-		sp->off = nov;
-		for (i2 = sp->ia; i2 <= sp->ib; i2++) {
-			double blo = pr->ymin + (double)i2 * pr->step;
-			double bhi = i2 == pr->nbuckets - 1 ? pr->ymax : blo + pr->step;
-
-			pr->ov[nov++] = fmin(hi, bhi) - fmax(lo, blo);
+		if (dist_bucket__is_point(bk)) {
+			sp->whole = 1;
+			sp->ia = sp->ib = (long)floor((lo - pr->ymin) / pr->step);
+			if (sp->ia < 0 || sp->ia >= nbk)
+				sp->ib = -1;
+			continue;
 		}
+		low = (lo - pr->ymin) / pr->step;
+		high = (hi - pr->ymin) / pr->step;
+		lowfilled = (long)floor(low) + 1;
+		highfilled = (long)floor(high);
+		if (highfilled < lowfilled) {
+			sp->whole = 1;
+			sp->ia = sp->ib = highfilled;
+			if (highfilled < 0 || highfilled >= nbk)
+				sp->ib = -1;
+			continue;
+		}
+		sp->r = 1 / (high - low);
+		if (low < 0)
+			low = 0;
+		if (high >= nbk)
+			high = (double)(nbk - 1);
+		if (highfilled > nbk)
+			highfilled = nbk;
+		sp->ia = low < lowfilled && lowfilled > 0 ? lowfilled - 1 :
+			 lowfilled < 0 ? 0 : lowfilled;
+		sp->ib = high > highfilled ? highfilled : highfilled - 1;
+		if (sp->ib < sp->ia)
+			continue;
+		/* room: rows of every bucket add up to at most nbuckets + 2 */
+		if (nov + (size_t)(sp->ib - sp->ia + 1) > nb * 2) {
+			double *no = realloc(pr->ov, (nov + (size_t)(sp->ib - sp->ia + 1) + nb) *
+					     sizeof(*pr->ov));
+
+			if (!no)
+				return -ENOMEM;
+			pr->ov = no;
+		}
+		sp->off = nov;
+		for (long k = sp->ia; k <= sp->ib; k++)
+			pr->ov[nov++] = k == lowfilled - 1 ? lowfilled - low :
+					k == highfilled && high > highfilled ? high - highfilled : 1;
 	}
 	return 0;
 }
 
-/* Adds the drawn cells of slots s0..s1-1 to col ([nbuckets][ndrawn]), each
- * source bucket in proportion to its overlap with each y-bucket; whatever
- * lies outside [ymin, ymax) is clipped away. */
+/* Adds n cells to col ([nbuckets][ndrawn]), each source bucket spread over
+ * its rows (struct span); whatever lies outside [ymin, ymax) is clipped
+ * away. */
 void span__spread_cells(const struct prep *pr, const struct dist_cell *c, size_t n, int weighted,
 		  double *col)
 {
 	size_t nk = pr->ks.ndrawn, i;
 
-	{
-		for (i = 0; i < n; i++) {
-			const struct span *sp = &pr->span[c[i].bucket];
-			long key = pr->ks.drawn[c[i].key], y;
-			double wv = weighted ? c[i].count * sp->mid : c[i].count;
+	for (i = 0; i < n; i++) {
+		const struct span *sp = &pr->span[c[i].bucket];
+		long key = pr->ks.drawn[c[i].key], y;
+		double wv = weighted ? c[i].count * sp->mid : c[i].count, u;
 
-			if (key < 0 || wv <= 0 || sp->ib < sp->ia)
-				continue;
-			if (sp->point) {
-				col[(size_t)sp->ia * nk + (size_t)key] += wv;
-				continue;
-			}
-			for (y = sp->ia; y <= sp->ib; y++) {
-				double ov = pr->ov[sp->off + (size_t)(y - sp->ia)];
+		if (key < 0 || wv <= 0 || sp->ib < sp->ia)
+			continue;
+		if (sp->whole) {
+			col[(size_t)sp->ia * nk + (size_t)key] += wv;
+			continue;
+		}
+		u = sp->r * wv;
+		for (y = sp->ia; y <= sp->ib; y++) {
+			double f = pr->ov[sp->off + (size_t)(y - sp->ia)];
 
-				if (ov > 0)
-					col[(size_t)y * nk + (size_t)key] += wv * ov / sp->width;
-			}
+			/* CA adds u itself to a row it covers */
+			col[(size_t)y * nk + (size_t)key] += f == 1 ? u : f * u;
 		}
 	}
 }

@@ -29,13 +29,14 @@ struct keyset {
 	const char **layer_name;/* [nlayers] NULL for the total / "the rest" */
 };
 
-/* How one source bucket lands on the y-buckets: rows ia..ib, each taking
- * ov[off + i - ia] / width of the count (a point bucket: all of it on ia). */
+/* How one source bucket lands on the y-buckets, in CA's arithmetic
+ * (node-heatmap bucketize): rows ia..ib, row i taking ov[off + i - ia] *
+ * (r * count) (a bucket inside one row, or a point: all of it on ia). */
 struct span {
 	long ia, ib;		/* ib < ia: nothing drawn */
 	size_t off;
-	double width, mid;
-	int point;
+	double r, mid;		/* 1 / (high - low) in rows; CA's midpoint for weights */
+	int whole;
 };
 
 /* What a build and a details request share: keys, ymax and the spans. */
