@@ -522,6 +522,8 @@ void hue_tab__init(struct hue_tab *t, double h)
 
 	t->k = 1 - fabs(fmod(hp, 2) - 1);
 	t->h = fmod(h, 360);
+	t->ca_i = (int)floor(t->h / 60);
+	t->ca_f = t->h / 60 - t->ca_i;
 	t->sextant = hp < 1 ? 0 : hp < 2 ? 1 : hp < 3 ? 2 : hp < 4 ? 3 : hp < 5 ? 4 : 5;
 }
 
@@ -778,13 +780,15 @@ static double cell_level(double v, enum heatmap_coloring coloring, double max,
 	return *last_in;
 }
 
-void hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
+int hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
 		  double max, const struct distinct *dv, const struct hue_tab *ht, uint8_t *cellrgb,
 		  float *levels)
 {
-	double last = 0, last_in = 0;
+	double last = 0, last_in = 0, *in_ = malloc((nl ? nl : 1) * sizeof(*in_));
 	size_t c, l, b;
 
+	if (!in_)
+		return -ENOMEM;
 	for (c = 0; c < ncells; c++) {
 		double total = 0, rgb[3] = { 0, 0, 0 }, one[3], level = 0, tl = 0;
 		const double *cl = vals + c * nl;
@@ -800,29 +804,27 @@ void hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum he
 		/* CA (node-heatmap generate): the layers' colours weighed by their
 		 * normalized levels, summed in layer order and truncated */
 		for (l = 0; l < nl; l++) {
-			double in_;
-
+			in_[l] = 0;
 			if (cl[l] <= 0)
 				continue;
-			in_ = cell_level(cl[l], coloring, max, dv, &last, &last_in);
-			tl += in_;
-			level += cl[l] / total * in_;
+			in_[l] = cell_level(cl[l], coloring, max, dv, &last, &last_in);
+			tl += in_[l];
+			level += cl[l] / total * in_[l];
 		}
 		for (l = 0; l < nl; l++) {
-			double in_;
-
 			if (cl[l] <= 0)
 				continue;
-			in_ = cell_level(cl[l], coloring, max, dv, &last, &last_in);
-			hue_tab__ca_rgb(&ht[l], in_, one);
+			hue_tab__ca_rgb(&ht[l], in_[l], one);
 			for (b = 0; b < 3; b++)
-				rgb[b] += one[b] * (in_ / tl);
+				rgb[b] += one[b] * (in_[l] / tl);
 		}
 		for (b = 0; b < 3; b++)
 			cellrgb[c * 3 + b] = (uint8_t)fmin(255, fmax(0, rgb[b]));
 		if (levels)
 			levels[c] = (float)level;
 	}
+	free(in_);
+	return 0;
 }
 
 int heatmap__paint(uint8_t *rgb, int width, int height, int nbuckets, size_t ncols,
@@ -932,8 +934,9 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 		goto err_nomem;
 	for (l = 0; l < hm->nlayers; l++)
 		hue_tab__init(&ht[l], hm->layers[l].hue);
-	hue_tab__colour_cells(lv ? lv : hm->cells, ncells, nl, p->coloring, hm->max, &dv, ht, cellrgb,
-		     hm->level);
+	if (hue_tab__colour_cells(lv ? lv : hm->cells, ncells, nl, p->coloring, hm->max, &dv, ht,
+				  cellrgb, hm->level))
+		goto err_nomem;
 	for (c = 0; c < hm->ncols; c++)
 		colrgb[c] = cellrgb + c * (size_t)hm->nbuckets * 3;
 	if (heatmap__paint(hm->rgb, hm->width, hm->height, hm->nbuckets, hm->ncols, colrgb))

@@ -54,6 +54,8 @@ struct hue_tab {
 	int sextant;
 	double k;
 	double h;		/* the hue, degrees in [0, 360) */
+	int ca_i;		/* CA's floor(h / 60) and h / 60 - that */
+	double ca_f;
 };
 
 /* CA's colour of a cell at level (0..1] in this hue (node-heatmap
@@ -62,15 +64,13 @@ struct hue_tab {
  * at level 0. */
 static inline void hue_tab__ca_rgb(const struct hue_tab *t, double level, double rgb[3])
 {
-	double s = 0.9 * level, v = 0.95, hh = t->h / 60, f, p, q, u, r, g, b;
-	int i;
+	double s = 0.9 * level, v = 0.95, f = t->ca_f, p, q, u, r, g, b;
+	int i = t->ca_i;
 
 	if (level <= 0) {
 		rgb[0] = rgb[1] = rgb[2] = 255;
 		return;
 	}
-	i = (int)floor(hh);
-	f = hh - i;
 	p = v * (1 - s);
 	q = v * (1 - s * f);
 	u = v * (1 - s * (1 - f));
@@ -204,8 +204,9 @@ void keyset__layer_values(const double *cells, size_t ncells, const size_t *key_
  * -ENOMEM. */
 int distinct__collect(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
 		   struct distinct *dv, double *max, double *max_total);
-/* The colour (and, when levels is not NULL, the intensity) of each cell. */
-void hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
+/* The colour (and, when levels is not NULL, the intensity) of each cell.
+ * 0 or -ENOMEM. */
+int hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
 		  double max, const struct distinct *dv, const struct hue_tab *ht, uint8_t *cellrgb,
 		  float *levels);
 /* The pixels: column c's cell colours are colrgb[c] ([nbuckets][3]).

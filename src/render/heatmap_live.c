@@ -748,8 +748,9 @@ static int draw_columns(struct heatmap_live_req *q, uint8_t *rgb)
 		hue_tab__init(&ht[i], pn->pr.ks.layer_hue[i]);
 	for (i = 0; i < q->nslots; i++) {
 		if (cols[i]->colour != pn->colour) {
-			hue_tab__colour_cells(cols[i]->vals, nb, nl, p->coloring, pn->max, &pn->dv, ht,
-				     cols[i]->rgb, NULL);
+			if (hue_tab__colour_cells(cols[i]->vals, nb, nl, p->coloring, pn->max, &pn->dv,
+						  ht, cols[i]->rgb, NULL))
+				goto out;
 			cols[i]->colour = pn->colour;
 			q->ncoloured++;
 		}
