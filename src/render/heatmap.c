@@ -502,6 +502,116 @@ void span__spread_cells(const struct prep *pr, const struct dist_cell *c, size_t
 	}
 }
 
+/* Adds count of source bucket b, spread as span__spread_cells spreads it,
+ * to rows[nbuckets]. */
+static void span__add(const struct prep *pr, size_t b, double count, int weighted, double *rows)
+{
+	const struct span *sp = &pr->span[b];
+	double wv = weighted ? count * sp->mid : count, u;
+	long y;
+
+	if (wv <= 0 || sp->ib < sp->ia)
+		return;
+	if (sp->whole) {
+		rows[sp->ia] += wv;
+		return;
+	}
+	u = sp->r * wv;
+	for (y = sp->ia; y <= sp->ib; y++) {
+		double f = pr->ov[sp->off + (size_t)(y - sp->ia)];
+
+		rows[y] += f == 1 ? u : f * u;
+	}
+}
+
+void span__ca_rest(const struct prep *pr, const struct dist_cell *c, size_t n, const long *sel,
+		   size_t nsel, int weighted, double *tot, size_t ntab, double *row, double *sub,
+		   double *rest)
+{
+	size_t nb = (size_t)pr->nbuckets, i, b, k;
+
+	memset(row, 0, nb * sizeof(*row));
+	/* CA's total: the keys' counts summed per bucket, spread in bucket
+	 * order */
+	for (i = 0; i < n; i++)
+		if (c[i].count > 0)
+			tot[c[i].bucket] += c[i].count;
+	for (b = 0; b < ntab; b++)
+		if (tot[b] > 0) {
+			span__add(pr, b, tot[b], weighted, row);
+			tot[b] = 0;
+		}
+	for (k = 0; k < nsel; k++) {
+		memset(sub, 0, nb * sizeof(*sub));
+		for (i = 0; sel[k] >= 0 && i < n; i++)
+			if ((long)c[i].key == sel[k] && c[i].count > 0)
+				span__add(pr, c[i].bucket, c[i].count, weighted, sub);
+		for (b = 0; b < nb; b++) {
+			row[b] -= sub[b];
+			if (row[b] < 0.001)
+				row[b] = 0;
+		}
+	}
+	for (b = 0; b < nb; b++)
+		rest[b] += row[b];
+}
+
+long keyset__rest_layer(const struct keyset *ks)
+{
+	size_t l;
+
+	for (l = 0; ks->named && l < ks->nlayers; l++)
+		if (!ks->layer_name[l])
+			return (long)l;
+	return -1;
+}
+
+static int cmp_key(const void *k, const void *e)
+{
+	return strcmp(k, *(char *const *)e);
+}
+
+/* Overwrites the rest layer of lv ([ncols][nbuckets][nl]) with CA's. 0 or
+ * -ENOMEM. */
+static int ca_rest_layers(const struct heatmap_input *in, const struct heatmap_params *p,
+			  const struct prep *pr, size_t ncols, size_t nl, long rl, double *lv)
+{
+	const struct dist_window *w = in->w;
+	size_t nb = (size_t)pr->nbuckets, c, s, y, i;
+	long *sel = calloc(p->nselected ? p->nselected : 1, sizeof(*sel));
+	double *tot = calloc(w->nbuckets ? w->nbuckets : 1, sizeof(*tot));
+	double *row = malloc(nb * 3 * sizeof(*row));
+	int err = -ENOMEM;
+
+	if (!sel || !tot || !row)
+		goto out;
+	for (i = 0; i < p->nselected; i++) {
+		char **k = bsearch(p->selected[i], w->keys, w->nkeys, sizeof(*w->keys), cmp_key);
+
+		sel[i] = k ? (long)(k - w->keys) : -1;
+	}
+	for (c = 0; c < ncols; c++) {
+		size_t s0 = c * in->nslots / ncols, s1 = (c + 1) * in->nslots / ncols, n;
+		double *rest = row + 2 * nb;
+
+		memset(rest, 0, nb * sizeof(*rest));
+		for (s = s0; s < s1; s++) {
+			const struct dist_cell *cl = cells_of(in, s, &n);
+
+			span__ca_rest(pr, cl, n, sel, p->nselected, p->weights == WEIGHTS_WEIGHT, tot,
+				      w->nbuckets, row, row + nb, rest);
+		}
+		for (y = 0; y < nb; y++)
+			lv[(c * nb + y) * nl + (size_t)rl] = rest[y];
+	}
+	err = 0;
+out:
+	free(sel);
+	free(tot);
+	free(row);
+	return err;
+}
+
 static void spread_slots(const struct heatmap_input *in, const struct prep *pr, size_t s0,
 			 size_t s1, int weighted, double *col)
 {
@@ -867,6 +977,7 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	struct hue_tab *ht = NULL;
 	const uint8_t **colrgb = NULL;
 	size_t c, l, ncells, nl;
+	long rl;
 	double *lv = NULL;
 	uint8_t *cellrgb = NULL;
 	int err;
@@ -921,11 +1032,15 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	/* per-layer cell values and the set they are normalised against; when
 	 * every key is a layer of its own (decompose_all, or one key) they are
 	 * the cells themselves */
-	if (!keyset__layers_are_keys(hm->key_layer, hm->nkeys, nl)) {
+	rl = keyset__rest_layer(&pr.ks);
+	if (rl >= 0 || !keyset__layers_are_keys(hm->key_layer, hm->nkeys, nl)) {
 		lv = calloc(ncells * nl, sizeof(*lv));
 		if (!lv)
 			goto err_nomem;
 		keyset__layer_values(hm->cells, ncells, hm->key_layer, hm->nkeys, nl, lv);
+		/* the rest as CA computes it, to the last bit */
+		if (rl >= 0 && ca_rest_layers(in, p, &pr, hm->ncols, nl, rl, lv))
+			goto err_nomem;
 	}
 	if (distinct__collect(lv ? lv : hm->cells, ncells, nl, p->coloring, &dv, &hm->max,
 			   &hm->max_total))

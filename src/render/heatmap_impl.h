@@ -175,6 +175,17 @@ int prep__spans(struct prep *pr, const struct dist_bucket *buckets, size_t nb);
  * to its overlap with each y-bucket. */
 void span__spread_cells(const struct prep *pr, const struct dist_cell *c, size_t n, int weighted,
 		  double *col);
+/* CA's layer of "the rest" (caAggrValueHeatmapImage: the total
+ * bucketized, less each selected key's map, node-heatmap deduct() zeroing
+ * what falls below 0.001) for one slot's cells c[n], added to
+ * rest[nbuckets]. sel[i]: selected key i's index in c's key numbering, -1
+ * when it is absent. Scratch: tot[ntab] (the bucket table's size) zeroed,
+ * left zeroed; row, sub [nbuckets]. */
+void span__ca_rest(const struct prep *pr, const struct dist_cell *c, size_t n, const long *sel,
+		   size_t nsel, int weighted, double *tot, size_t ntab, double *row, double *sub,
+		   double *rest);
+/* The layer of the rest in ks, or -1 when there is none. */
+long keyset__rest_layer(const struct keyset *ks);
 void hue_tab__init(struct hue_tab *t, double h);
 /* Adds k cells holding v. 0 or -ENOMEM. */
 int distinct__add_n(struct distinct *d, double v, uint64_t k);

@@ -494,6 +494,7 @@ static int column_derive(struct heatmap_live_panel *pn, struct column *c,
 	const struct keyset *ks = &pn->pr.ks;
 	size_t nb = (size_t)pn->pr.nbuckets, nk = ks->ndrawn ? ks->ndrawn : 1;
 	size_t nl = ks->nlayers ? ks->nlayers : 1, i, n = 0;
+	long rl;
 	struct distinct dl = { 0 };
 	double *spread;
 	int err = -ENOMEM;
@@ -504,7 +505,8 @@ static int column_derive(struct heatmap_live_panel *pn, struct column *c,
 	if (!spread || !c->rgb)
 		goto out;
 	span__spread_cells(&pn->pr, c->cells, c->ncells, p->weights == WEIGHTS_WEIGHT, spread);
-	if (keyset__layers_are_keys(ks->drawn_layer, ks->ndrawn, nl)) {
+	rl = keyset__rest_layer(ks);
+	if (rl < 0 && keyset__layers_are_keys(ks->drawn_layer, ks->ndrawn, nl)) {
 		c->vals = spread;
 		spread = NULL;
 	} else {
@@ -512,6 +514,32 @@ static int column_derive(struct heatmap_live_panel *pn, struct column *c,
 		if (!c->vals)
 			goto out;
 		keyset__layer_values(spread, nb, ks->drawn_layer, ks->ndrawn, nl, c->vals);
+	}
+	if (rl >= 0) {
+		/* the rest as CA computes it (heatmap__build does the same) */
+		long *sel = calloc(p->nselected ? p->nselected : 1, sizeof(*sel));
+		double *tot = calloc(pn->nb ? pn->nb : 1, sizeof(*tot));
+		double *row = calloc(nb * 3, sizeof(*row));
+
+		for (i = 0; sel && i < p->nselected; i++) {
+			json_t *id = json_object_get(pn->name_ids, p->selected[i]);
+
+			sel[i] = id ? (long)json_integer_value(id) : -1;
+		}
+		bool ok = sel && tot && row;
+
+		if (ok) {
+			span__ca_rest(&pn->pr, c->cells, c->ncells, sel, p->nselected,
+				      p->weights == WEIGHTS_WEIGHT, tot, pn->nb, row, row + nb,
+				      row + 2 * nb);
+			for (i = 0; i < nb; i++)
+				c->vals[i * nl + (size_t)rl] = row[2 * nb + i];
+		}
+		free(sel);
+		free(tot);
+		free(row);
+		if (!ok)
+			goto out;
 	}
 	c->max = c->max_total = 0;
 	if (distinct__collect(c->vals, nb, nl, p->coloring, &dl, &c->max, &c->max_total))
