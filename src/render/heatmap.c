@@ -354,7 +354,8 @@ static double window_ca_max(const struct heatmap_input *in)
 				idx[m++] = c[i].bucket;
 			}
 		/* the bucket table is sorted by (lo, hi): index order is CA's */
-		qsort(idx, m, sizeof(*idx), cmp_u32);
+		if (m)
+			qsort(idx, m, sizeof(*idx), cmp_u32);
 		for (i = 0; i < m; i++) {
 			max = ca__max_step(max, &w->buckets[idx[i]]);
 			mark[idx[i]] = 0;
