@@ -55,6 +55,7 @@ struct api_response {
 	size_t body_len;
 	const char *body_type;
 	int retry_after;		/* seconds, for 503; 0: no Retry-After */
+	bool empty;			/* no body (OPTIONS) */
 };
 
 /* Sets r to {"code": code, "message": printf(...)} with status. */
@@ -116,6 +117,8 @@ void routes_ca__heatmap_list(const struct api_ctx *cx, const struct api_request 
 void routes_ca__types(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
 void routes_ca__transformations(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
 void routes_ca__metrics_legacy(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
+/* CA's GET /ca/admin/status (operators): what this agent is and holds. */
+void routes_ca__admin_status(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
 void routes_ca__heatmap_image(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
 void routes_ca__heatmap_details(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);
 void routes_ca__heatmap_average(const struct api_ctx *cx, const struct api_request *rq, struct api_response *r);

@@ -12,6 +12,7 @@ const struct api_route api_routes[] = {
 	{ "GET",    "/ca/metrics",			routes_ca__metrics_legacy,	ROUTE_TOKEN },
 	{ "GET",    "/ca/types",			routes_ca__types,		ROUTE_TOKEN },
 	{ "GET",    "/ca/transformations",		routes_ca__transformations,	ROUTE_TOKEN },
+	{ "GET",    "/ca/admin/status",			routes_ca__admin_status,	ROUTE_TOKEN },
 	{ "GET",    "/ca/instrumentations",		routes_ca__list,		ROUTE_TOKEN },
 	{ "POST",   "/ca/instrumentations",		routes_ca__create,		ROUTE_TOKEN },
 	{ "GET",    ID,					routes_ca__get,			ROUTE_TOKEN },

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -846,9 +848,22 @@ static bool heatmap_request(const struct agent_instr_info *info, const struct ap
 		return false;
 	}
 	h->g = info->granularity;
-	if (h->v.ndp > 1 && dflt_duration == IMAGE_DURATION_DEFAULT) {
+	/* CA answers an array of ndatapoints images (or details); kvmscope
+	 * bounds what one answer may hold: the points' window within the
+	 * retention (older slots hold nothing), their pixels those of one
+	 * maximal image */
+	if (h->v.ndp > 1 && h->v.ndp * h->v.nduration > info->retention) {
 		api__error(r, 400, "InvalidArgument",
-			   "ndatapoints > 1 is not supported for images and details: ask for each point");
+			   "ndatapoints x duration (%lld s) exceeds the instrumentation's retention-time of %d s",
+			   h->v.ndp * (long long)h->v.nduration, info->retention);
+		return false;
+	}
+	if (dflt_duration == IMAGE_DURATION_DEFAULT &&
+	    h->v.ndp * w * ht > (long long)HEATMAP_MAX_WIDTH * HEATMAP_MAX_HEIGHT) {
+		api__error(r, 400, "InvalidArgument",
+			   "ndatapoints x width x height (%lld pixels) exceeds %lld, the pixels of one %dx%d image",
+			   h->v.ndp * w * ht, (long long)HEATMAP_MAX_WIDTH * HEATMAP_MAX_HEIGHT,
+			   HEATMAP_MAX_WIDTH, HEATMAP_MAX_HEIGHT);
 		return false;
 	}
 	h->start = h->v.nstart;
@@ -920,23 +935,34 @@ static json_t *json_num(double d)
 	return json_real(d);
 }
 
-/* An image's answer in CA's order (caAggrValueHeatmapImage): nbuckets,
+/* Data point i's image in CA's order (caAggrValueHeatmapImage): nbuckets,
  * width, height, ymin, ymax, present, transformations, image, then the
- * envelope. An array of it when ndatapoints was given. r set. */
-static void image_answer(struct api_response *r, const struct hm_req *h, const char *b64,
-			 double ymin, double ymax, int nbuckets, int width, int height,
-			 json_t *present)
+ * envelope. New reference, NULL on ENOMEM. */
+static json_t *image_obj(const struct hm_req *h, long long i, const char *b64, double ymin,
+			 double ymax, int nbuckets, int width, int height, json_t *present)
 {
+	int64_t start = h->v.nstart + i * h->v.nduration;
 	json_t *o = json_pack("{s:i, s:i, s:i, s:o, s:o, s:O, s:{}, s:s}", "nbuckets", nbuckets,
 			      "width", width, "height", height, "ymin", json_num(ymin),
 			      "ymax", json_num(ymax), "present", present, "transformations",
 			      "image", b64);
 
-	if (o && val_envelope(o, &h->v, 0, h->info.nsources,
-			      val_minreporting(&h->info, h->start, h->duration))) {
+	if (o && val_envelope(o, &h->v, i, h->info.nsources,
+			      val_minreporting(&h->info, start, h->v.nduration))) {
 		json_decref(o);
 		o = NULL;
 	}
+	return o;
+}
+
+/* The answer of a single image: an object, or an array of it when
+ * ndatapoints was given. r set. */
+static void image_answer(struct api_response *r, const struct hm_req *h, const char *b64,
+			 double ymin, double ymax, int nbuckets, int width, int height,
+			 json_t *present)
+{
+	json_t *o = image_obj(h, 0, b64, ymin, ymax, nbuckets, width, height, present);
+
 	if (o && h->v.array)
 		o = json_pack("[o]", o);
 	if (!o)
@@ -986,6 +1012,11 @@ static bool heatmap_image_live(const struct api_ctx *cx, const struct api_reques
 
 	if (!heatmap_prepare(cx, rq, r, IMAGE_DURATION_DEFAULT, &h))
 		return true;
+	/* several data points: drawn one after the other from one copy */
+	if (h.v.ndp > 1) {
+		hm_req_free(&h);
+		return false;
+	}
 	rc = agent__read_instr(cx->agent, rq->who, rq->params[0], live_uid, &c.uid, &got, &e);
 	if (rc == -EXDEV) {
 		hm_req_free(&h);
@@ -1038,8 +1069,9 @@ void routes_ca__heatmap_image(const struct api_ctx *cx, const struct api_request
 	struct heatmap_input in;
 	struct heatmap *hm = NULL;
 	unsigned char *png = NULL;
-	size_t pnglen;
+	size_t pnglen, per;
 	char *b64 = NULL;
+	json_t *res = NULL, *o = NULL;
 	struct hm_req h;
 	int rc;
 
@@ -1047,61 +1079,68 @@ void routes_ca__heatmap_image(const struct api_ctx *cx, const struct api_request
 		return;
 	if (!heatmap_gather(cx, rq, r, IMAGE_DURATION_DEFAULT, &h))
 		return;
-	in = (struct heatmap_input){ &h.w, 0, h.w.nslots };
-	rc = heatmap__build(&in, &h.p, &hm);
-	if (rc) {
-		heatmap_failed(r, rc);
-		goto out;
+	per = (size_t)(h.v.nduration / h.g);
+	res = h.v.array ? json_array() : NULL;
+	if (h.v.array && !res)
+		goto nomem;
+	/* CA: one image per data point, each over its own slots */
+	for (long long i = 0; i < h.v.ndp; i++) {
+		in = (struct heatmap_input){ &h.w, (size_t)i * per, per };
+		rc = heatmap__build(&in, &h.p, &hm);
+		if (rc) {
+			heatmap_failed(r, rc);
+			goto out;
+		}
+		rc = png__encode_rgb(hm->rgb, hm->width, hm->height, &png, &pnglen);
+		if (!rc)
+			rc = base64__encode(png, pnglen, &b64);
+		if (rc) {
+			api__error(r, 500, "InternalError", "PNG encoding failed: %s", strerror(-rc));
+			goto out;
+		}
+		o = image_obj(&h, i, b64, hm->ymin, hm->ymax, hm->nbuckets, hm->width, hm->height,
+			      hm->present);
+		free(b64);
+		free(png);
+		heatmap__free(hm);
+		b64 = NULL;
+		png = NULL;
+		hm = NULL;
+		if (!o || (res && json_array_append_new(res, o)))
+			goto nomem;
+		if (!res)
+			break;
 	}
-	rc = png__encode_rgb(hm->rgb, hm->width, hm->height, &png, &pnglen);
-	if (!rc)
-		rc = base64__encode(png, pnglen, &b64);
-	if (rc) {
-		api__error(r, 500, "InternalError", "PNG encoding failed: %s", strerror(-rc));
-		goto out;
-	}
-	image_answer(r, &h, b64, hm->ymin, hm->ymax, hm->nbuckets, hm->width, hm->height,
-		     hm->present);
+	r->json = res ? res : o;
+	res = NULL;
+	goto out;
+nomem:
+	api__error(r, 500, "InternalError", "out of memory");
 out:
+	json_decref(res);
 	free(b64);
 	free(png);
 	heatmap__free(hm);
 	hm_req_free(&h);
 }
 
-/* Details in CA's fields (caAggrValueHeatmapDetails: nbuckets, width,
- * height, bucket_time, bucket_ymin, bucket_ymax, present, total, then the
- * envelope) with kvmscope's bucket_min/bucket_max alongside. start_time
- * and duration stay the cell's column, as kvmscope has always answered
- * (the request's interval is in requested_*). r set. */
-static void details_answer(struct api_response *r, const struct hm_req *h, const json_t *det)
+/* Data point i's details in CA's fields (caAggrValueHeatmapDetails:
+ * nbuckets, width, height, bucket_time, bucket_ymin, bucket_ymax, present,
+ * total), kvmscope's after them (heatmap__details), then the envelope.
+ * New reference, NULL on ENOMEM. */
+static json_t *details_obj(const struct hm_req *h, long long i, const json_t *det)
 {
-	json_int_t col = json_integer_value(json_object_get(det, "start_time"));
-	json_int_t cold = json_integer_value(json_object_get(det, "duration"));
-	double bmin = json_number_value(json_object_get(det, "bucket_min"));
-	double bmax = json_number_value(json_object_get(det, "bucket_max"));
-	json_t *o = json_pack("{s:i, s:i, s:i, s:I, s:o, s:o, s:O, s:O, s:O, s:O}",
-			      "nbuckets", h->p.nbuckets, "width", h->p.width, "height", h->p.height,
-			      "bucket_time", col, "bucket_ymin", json_num(round(bmin)),
-			      "bucket_ymax", json_num(round(bmax)),
-			      "present", json_object_get(det, "present"),
-			      "total", json_object_get(det, "total"),
-			      "bucket_min", json_object_get(det, "bucket_min"),
-			      "bucket_max", json_object_get(det, "bucket_max"));
+	int64_t start = h->v.nstart + i * h->v.nduration;
+	json_t *o = json_pack("{s:i, s:i, s:i}", "nbuckets", h->p.nbuckets, "width", h->p.width,
+			      "height", h->p.height);
 
-	if (o && (val_envelope(o, &h->v, 0, h->info.nsources,
-			       val_minreporting(&h->info, col, cold)) ||
-		  json_object_set_new(o, "start_time", json_integer(col)) ||
-		  json_object_set_new(o, "duration", json_integer(cold)) ||
-		  json_object_set_new(o, "end_time", json_integer(col + cold)))) {
+	if (o && (json_object_update(o, (json_t *)det) ||
+		  val_envelope(o, &h->v, i, h->info.nsources,
+			       val_minreporting(&h->info, start, h->v.nduration)))) {
 		json_decref(o);
 		o = NULL;
 	}
-	if (o && h->v.array)
-		o = json_pack("[o]", o);
-	if (!o)
-		api__error(r, 500, "InternalError", "out of memory");
-	r->json = o;
+	return o;
 }
 
 void routes_ca__heatmap_details(const struct api_ctx *cx, const struct api_request *rq,
@@ -1109,9 +1148,10 @@ void routes_ca__heatmap_details(const struct api_ctx *cx, const struct api_reque
 {
 	struct heatmap_input in;
 	long long x = -1, y = -1;
-	json_t *det = NULL;
+	json_t *det = NULL, *res = NULL, *o = NULL;
 	bool gx, gy;
 	struct hm_req h;
+	size_t per;
 	int rc;
 
 	if (!heatmap_gather(cx, rq, r, IMAGE_DURATION_DEFAULT, &h))
@@ -1128,15 +1168,33 @@ void routes_ca__heatmap_details(const struct api_ctx *cx, const struct api_reque
 			   x >= h.p.width ? "x" : "y", x >= h.p.width ? "width" : "height");
 		goto out;
 	}
-	in = (struct heatmap_input){ &h.w, 0, h.w.nslots };
-	rc = heatmap__details(&in, &h.p, (int)x, (int)y, &det);
-	if (rc == -ERANGE)
-		api__error(r, 400, "InvalidArgument", "pixel (%lld, %lld) is outside the image", x, y);
-	else if (rc)
-		heatmap_failed(r, rc);
-	else
-		details_answer(r, &h, det);
+	per = (size_t)(h.v.nduration / h.g);
+	res = h.v.array ? json_array() : NULL;
+	if (h.v.array && !res)
+		goto nomem;
+	/* CA: the pixel of each data point's own image */
+	for (long long i = 0; i < h.v.ndp; i++) {
+		in = (struct heatmap_input){ &h.w, (size_t)i * per, per };
+		rc = heatmap__details(&in, &h.p, (int)x, (int)y, &det);
+		if (rc) {
+			heatmap_failed(r, rc);
+			goto out;
+		}
+		o = details_obj(&h, i, det);
+		json_decref(det);
+		det = NULL;
+		if (!o || (res && json_array_append_new(res, o)))
+			goto nomem;
+		if (!res)
+			break;
+	}
+	r->json = res ? res : o;
+	res = NULL;
+	goto out;
+nomem:
+	api__error(r, 500, "InternalError", "out of memory");
 out:
+	json_decref(res);
 	json_decref(det);
 	hm_req_free(&h);
 }
@@ -1394,4 +1452,124 @@ void routes_ca__metrics_legacy(const struct api_ctx *cx, const struct api_reques
 	if (!out)
 		api__error(r, 500, "InternalError", "out of memory");
 	r->json = out;
+}
+
+/* ---- CA's admin status ---- */
+
+/* The process's start, in ms since the epoch (/proc/self/stat's starttime
+ * after /proc/stat's btime); 0 when unreadable. */
+static int64_t process_started_ms(void)
+{
+	char buf[1024], *p;
+	unsigned long long start = 0, btime = 0;
+	long hz = sysconf(_SC_CLK_TCK);
+	FILE *f = fopen("/proc/self/stat", "r");
+	size_t n;
+
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* after the command's closing parenthesis: field 3 on; starttime is 22 */
+	p = strrchr(buf, ')');
+	for (int field = 2; p && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	if (!p || sscanf(p + 1, "%llu", &start) != 1 || hz <= 0)
+		return 0;
+	f = fopen("/proc/stat", "r");
+	if (!f)
+		return 0;
+	while (fgets(buf, sizeof(buf), f))
+		if (sscanf(buf, "btime %llu", &btime) == 1)
+			break;
+	fclose(f);
+	return btime ? (int64_t)btime * 1000 + (int64_t)(start * 1000 / (unsigned long long)hz) : 0;
+}
+
+/* Resident memory in bytes (/proc/self/statm); 0 when unreadable. */
+static long long process_rss(void)
+{
+	long long pages = 0, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (f) {
+		if (fscanf(f, "%lld %lld", &pages, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	return rss * sysconf(_SC_PAGESIZE);
+}
+
+/* CA's /ca/admin/status (ca-svc-config.js status) as far as kvmscope has its
+ * parts: the process (started, uptime, heap as rss), the host, the one
+ * instrumenter (this host) or an aggregator's peers, and the
+ * instrumentations the caller may see by id; recurse (boolean) and timeout
+ * (1..60 s) are checked as CA's, and there are no other services to ask.
+ * Operators only: a tenant gets 404, as for a path it cannot see. */
+void routes_ca__admin_status(const struct api_ctx *cx, const struct api_request *rq,
+			     struct api_response *r)
+{
+	struct timespec t0, t1;
+	struct agent_error e;
+	struct utsname u;
+	json_t *o = NULL, *list = NULL, *peers = NULL, *insts, *instrs, *it;
+	long long timeout = 5;
+	int recurse = 0;
+	int64_t started, now_ms;
+	size_t i;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (rq->who->role != ROLE_OPERATOR) {
+		routes_ca__not_found(cx, rq, r);
+		return;
+	}
+	if (!arg_bool(rq, r, "recurse", &recurse) ||
+	    !arg_int(rq, r, "timeout", 1, 60, &timeout, NULL))
+		return;
+	if (agent__list(cx->agent, rq->who, &list, &e)) {
+		api__agent_error(r, &e);
+		return;
+	}
+	if (agent__peers(cx->agent, rq->who, &peers, &e))
+		peers = json_array();
+	if (uname(&u))
+		memset(&u, 0, sizeof(u));
+	clock_gettime(CLOCK_REALTIME, &t1);
+	now_ms = (int64_t)t1.tv_sec * 1000 + t1.tv_nsec / 1000000;
+	started = process_started_ms();
+	insts = json_object();
+	instrs = json_object();
+	json_array_foreach(list, i, it) {
+		const char *id = json_string_value(json_object_get(it, "id"));
+
+		if (id && insts)
+			json_object_set(insts, id, it);
+	}
+	if (instrs && peers && json_array_size(peers)) {
+		json_array_foreach(peers, i, it) {
+			const char *h = json_string_value(json_object_get(it, "peer"));
+
+			if (!h)
+				h = json_string_value(json_object_get(it, "address"));
+			json_object_set(instrs, h ? h : "?", it);
+		}
+	} else if (instrs) {
+		json_object_set_new(instrs, u.nodename, json_pack("{s:s}", "hostname", u.nodename));
+	}
+	o = json_pack("{s:{s:I}, s:{s:s, s:s, s:s}, s:I, s:I, s:o, s:o, s:b}",
+		      "heap", "rss", process_rss(),
+		      "sysinfo", "hostname", u.nodename, "release", u.release, "machine", u.machine,
+		      "started", (json_int_t)started, "uptime", (json_int_t)(started ? now_ms - started : 0),
+		      "cfg_instrumenters", instrs, "cfg_insts", insts, "recurse", recurse);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (o)
+		json_object_set_new(o, "request_latency",
+				    json_integer((t1.tv_sec - t0.tv_sec) * 1000 +
+						 (t1.tv_nsec - t0.tv_nsec) / 1000000));
+	json_decref(list);
+	json_decref(peers);
+	if (!o)
+		api__error(r, 500, "InternalError", "out of memory");
+	r->json = o;
 }

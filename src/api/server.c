@@ -271,7 +271,20 @@ static void dispatch(const struct api_ctx *cx, struct api_request *rq, struct ap
 			   agent__clean(rq->path, clean, sizeof(clean)));
 		return;
 	}
+	/* CA (caHttpRouter): OPTIONS is 200 on any path, without a token:
+	 * a browser's preflight carries none */
+	if (!strcmp(rq->method, "OPTIONS")) {
+		r->status = 200;
+		r->empty = true;
+		return;
+	}
 	if (!strncmp(rq->path, "/ca", 3) && (!rq->path[3] || rq->path[3] == '/')) {
+		/* CA (decodeRequest): form fields only url-encoded */
+		if (!strncasecmp(rq->content_type, "multipart/form-data", 19) &&
+		    (!rq->content_type[19] || rq->content_type[19] == ';' || rq->content_type[19] == ' ')) {
+			api__error(r, 415, "UnsupportedMediaType", "multipart form data is not supported");
+			return;
+		}
 		v = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "X-API-Version");
 		if (!api_version_ok(v)) {
 			api__error(r, 409, "InvalidArgument", "invalid API version string: %s",
@@ -328,8 +341,11 @@ static void dispatch(const struct api_ctx *cx, struct api_request *rq, struct ap
 		   agent__clean(rq->path, clean, sizeof(clean)));
 }
 
+/* cors: add CA's Access-Control-* headers (only when tokens guard the API:
+ * without them every client is an operator, and any page the operator's
+ * browser opens could read and change the agent). */
 static enum MHD_Result send_response(struct MHD_Connection *conn, struct api_response *r,
-				     bool head)
+				     bool head, bool cors)
 {
 	struct MHD_Response *resp = NULL;
 	enum MHD_Result ret;
@@ -355,7 +371,7 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct api_res
 		r->body = NULL;
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->body_type);
 	}
-	if (!resp && r->status == 204) {
+	if (!resp && (r->status == 204 || r->empty)) {
 		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 		if (!resp)
 			return MHD_NO;
@@ -383,6 +399,13 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct api_res
 	}
 	(void)head;
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	if (cors) {
+		/* CA's (ca-http.js response.send), and Authorization: a page of
+		 * another origin must send its own bearer token */
+		MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Content-type, Authorization");
+		MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+		MHD_add_response_header(resp, "Access-Control-Allow-Methods", "POST, GET, DELETE, PUT");
+	}
 	if (r->allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
 	if (r->retry_after > 0) {
@@ -407,7 +430,7 @@ static enum MHD_Result early_error(struct MHD_Connection *conn, int status, cons
 	enum MHD_Result ret;
 
 	api__error(&r, status, code, "%s", msg);
-	ret = send_response(conn, &r, false);
+	ret = send_response(conn, &r, false, false);
 	json_decref(r.json);
 	return ret;
 }
@@ -554,7 +577,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		log_warn("api", "%s %s -> %d", method, url, r.status);
 	else
 		log_debug("api", "%s %s -> %d", method, url, r.status);
-	ret = send_response(conn, &r, !strcmp(method, "HEAD"));
+	ret = send_response(conn, &r, !strcmp(method, "HEAD"), s->cx.tokens != NULL);
 	json_decref(r.json);
 	free(r.file_path);
 	free(r.body);

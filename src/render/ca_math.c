@@ -45,7 +45,7 @@ void ca__bucketize(double *b, int nbuckets, double min, double max, double lo, d
 			b[highfilled] += count;
 		return;
 	}
-	u = count / (high - low);
+	u = (1 / (high - low)) * count;
 	if (low < 0)
 		low = 0;
 	if (high >= nbuckets)

@@ -62,11 +62,24 @@ void heatmap_params__init(struct heatmap_params *p)
 
 double heatmap__auto_ymax(double max)
 {
-	/* an empty window: CA answers 0 (and a white image); kvmscope keeps
-	 * the scale non-empty */
 	if (!(max > 0) || !isfinite(max))
 		return 1;
 	return ca__autoscale(max);
+}
+
+double heatmap__ca_ymax(double max, double ymin)
+{
+	double ymax;
+
+	/* nothing (or only [0, 0]): CA's autoscale(0), a white image */
+	if (!(max > 0) || !isfinite(max))
+		return 0;
+	ymax = ca__autoscale(max);
+	/* CA would divide by a negative bucket size here and draw nothing:
+	 * round the span above a raised ymin instead */
+	if (ymax <= ymin)
+		ymax = ymin + heatmap__auto_ymax(max - ymin);
+	return ymax;
 }
 
 static int hue_of(const struct heatmap_params *p, size_t i)
@@ -220,6 +233,12 @@ int keyset__from_seen(const struct heatmap_params *p, size_t nk, const char *con
 		return 0;
 	}
 	ks->named = 1;
+	/* CA counts the rest and every present key (its assertion, a 500
+	 * there; a clear 400 here) */
+	if (p->decompose_all && p->hues && p->nhues < ks->npresent + 1) {
+		set_error("need %zu hues", ks->npresent + 1);
+		return -EINVAL;
+	}
 	for (o = 0; o < nk; o++) {
 		int sel;
 
@@ -237,9 +256,13 @@ int keyset__from_seen(const struct heatmap_params *p, size_t nk, const char *con
 			ks->layer_name[ks->nlayers++] = names[i];
 		} else if (sel >= 0 && !p->exclude) {
 			/* hue follows the selection order, present or not, so a
-			 * key keeps its colour while others come and go */
+			 * key keeps its colour while others come and go; CA:
+			 * isolated key i takes the caller's hues[i], the
+			 * default sequence still skips the rest's 21 */
 			ks->drawn_layer[ks->ndrawn] = ks->nlayers;
-			ks->layer_hue[ks->nlayers] = hue_of(p, (size_t)sel + 1);
+			ks->layer_hue[ks->nlayers] =
+				p->isolate && p->hues && (size_t)sel < p->nhues ?
+				hue_of(p, (size_t)sel) : hue_of(p, (size_t)sel + 1);
 			ks->layer_name[ks->nlayers++] = names[i];
 		} else {
 			if (rest < 0) {
@@ -292,6 +315,57 @@ static double midpoint(const struct dist_bucket *b)
 	return dist_bucket__is_point(b) ? b->lo : (b->lo + b->hi) / 2;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* CA's data maximum of the drawn slots over every key, whatever is drawn
+ * (bucketize of the total, ca__max_step). 0 when there is nothing; -1 when
+ * out of memory. */
+static double window_ca_max(const struct heatmap_input *in)
+{
+	const struct dist_window *w = in->w;
+	uint32_t *idx = NULL;
+	unsigned char *mark = calloc(w->nbuckets ? w->nbuckets : 1, 1);
+	size_t cap = 0, s, i, n, m;
+	double max = 0;
+
+	if (!mark)
+		return -1;
+	for (s = 0; s < in->nslots; s++) {
+		const struct dist_cell *c = cells_of(in, s, &n);
+
+		if (n > cap) {
+			uint32_t *ni = realloc(idx, n * sizeof(*idx));
+
+			if (!ni) {
+				max = -1;
+				break;
+			}
+			idx = ni;
+			cap = n;
+		}
+		for (i = 0, m = 0; i < n; i++)
+			if (c[i].count > 0 && !mark[c[i].bucket]) {
+				mark[c[i].bucket] = 1;
+				idx[m++] = c[i].bucket;
+			}
+		/* the bucket table is sorted by (lo, hi): index order is CA's */
+		if (m)
+			qsort(idx, m, sizeof(*idx), cmp_u32);
+		for (i = 0; i < m; i++) {
+			max = ca__max_step(max, &w->buckets[idx[i]]);
+			mark[idx[i]] = 0;
+		}
+	}
+	free(idx);
+	free(mark);
+	return max;
+}
+
 void prep__free(struct prep *pr)
 {
 	keyset__free(&pr->ks);
@@ -304,8 +378,6 @@ static int prep__build(const struct heatmap_input *in, const struct heatmap_para
 		       struct prep *pr)
 {
 	const struct dist_window *w = in->w;
-	size_t s, i, n;
-	const struct dist_cell *c;
 	int err;
 
 	memset(pr, 0, sizeof(*pr));
@@ -315,23 +387,12 @@ static int prep__build(const struct heatmap_input *in, const struct heatmap_para
 	pr->nbuckets = p->nbuckets < p->height ? p->nbuckets : p->height;
 	pr->ymin = p->ymin;
 	if (p->auto_ymax) {
-		double max = -INFINITY;
+		/* CA scales the total, whatever the selection draws */
+		double max = window_ca_max(in);
 
-		for (s = 0; s < in->nslots; s++) {
-			c = cells_of(in, s, &n);
-			for (i = 0; i < n; i++) {
-				const struct dist_bucket *bk = &w->buckets[c[i].bucket];
-				double top = dist_bucket__is_point(bk) ? bk->lo : bk->hi;
-
-				if (pr->ks.drawn[c[i].key] >= 0 && c[i].count > 0 && top > max)
-					max = top;
-			}
-		}
-		/* round the data max itself; when that does not clear a
-		 * raised ymin, round the span above ymin instead */
-		pr->ymax = heatmap__auto_ymax(max);
-		if (pr->ymax <= pr->ymin)
-			pr->ymax = pr->ymin + heatmap__auto_ymax(max - pr->ymin);
+		if (max < 0)
+			return -ENOMEM;
+		pr->ymax = heatmap__ca_ymax(max, pr->ymin);
 	} else {
 		pr->ymax = p->ymax;
 	}
@@ -339,98 +400,217 @@ static int prep__build(const struct heatmap_input *in, const struct heatmap_para
 }
 
 /* Works out pr's step and how each of the nb buckets spreads, from pr's
- * ymin, ymax and nbuckets. 0 or -ENOMEM (pr is freed by prep__free). */
+ * ymin, ymax and nbuckets, as CA's bucketize does for [lo, hi - 1]: low =
+ * (lo - ymin) / step, high = (hi - ymin) / step; the rows fully covered
+ * take u = (1 / (high - low)) * count, the partial ones their overlap times
+ * u, and what lies outside [ymin, ymax) is dropped. 0 or -ENOMEM (pr is
+ * freed by prep__free). */
 int prep__spans(struct prep *pr, const struct dist_bucket *buckets, size_t nb)
 {
 	size_t b, nov = 0;
+	long nbk = pr->nbuckets;
 
 	pr->step = (pr->ymax - pr->ymin) / pr->nbuckets;
 	pr->span = calloc(nb ? nb : 1, sizeof(*pr->span));
-	if (!pr->span)
+	pr->ov = malloc((nb ? nb : 1) * 2 * sizeof(*pr->ov));
+	if (!pr->span || !pr->ov)
 		return -ENOMEM;
 	for (b = 0; b < nb; b++) {
 		const struct dist_bucket *bk = &buckets[b];
 		struct span *sp = &pr->span[b];
-		double lo, hi;
+		double low, high, lo = bk->lo, hi = dist_bucket__is_point(bk) ? bk->lo + 1 : bk->hi;
+		long lowfilled, highfilled;
 
 		sp->ia = 0;
 		sp->ib = -1;
-		sp->mid = midpoint(bk);
-		sp->width = bk->hi - bk->lo;
-		sp->point = dist_bucket__is_point(bk);
-		if (sp->point) {
-			if (bk->lo < pr->ymin || bk->lo >= pr->ymax)
-				continue;
-			sp->ia = (long)floor((bk->lo - pr->ymin) / pr->step);
-			if (sp->ia >= pr->nbuckets)
-				sp->ia = pr->nbuckets - 1;
-			sp->ib = sp->ia;
+		sp->mid = dist_bucket__is_point(bk) ? bk->lo : lo + (hi - 1 - lo) / 2;
+		/* an empty window's ymax 0: nothing lands anywhere */
+		if (!(pr->step > 0) || lo >= pr->ymax || hi - 1 < pr->ymin)
+			continue;
+		if (dist_bucket__is_point(bk)) {
+			sp->whole = 1;
+			sp->ia = sp->ib = (long)floor((lo - pr->ymin) / pr->step);
+			if (sp->ia < 0 || sp->ia >= nbk)
+				sp->ib = -1;
 			continue;
 		}
-		lo = fmax(bk->lo, pr->ymin);
-		hi = fmin(bk->hi, pr->ymax);
-		if (lo >= hi)
+		low = (lo - pr->ymin) / pr->step;
+		high = (hi - pr->ymin) / pr->step;
+		lowfilled = (long)floor(low) + 1;
+		highfilled = (long)floor(high);
+		if (highfilled < lowfilled) {
+			sp->whole = 1;
+			sp->ia = sp->ib = highfilled;
+			if (highfilled < 0 || highfilled >= nbk)
+				sp->ib = -1;
 			continue;
-		sp->ia = (long)floor((lo - pr->ymin) / pr->step);
-		sp->ib = (long)ceil((hi - pr->ymin) / pr->step) - 1;
-		if (sp->ia < 0)
-			sp->ia = 0;
-		if (sp->ib >= pr->nbuckets)
-			sp->ib = pr->nbuckets - 1;
-		if (sp->ib >= sp->ia)
-			nov += (size_t)(sp->ib - sp->ia + 1);
-	}
-	pr->ov = malloc((nov ? nov : 1) * sizeof(*pr->ov));
-	if (!pr->ov)
-		return -ENOMEM;
-	nov = 0;
-	for (b = 0; b < nb; b++) {
-		const struct dist_bucket *bk = &buckets[b];
-		struct span *sp = &pr->span[b];
-		double lo = fmax(bk->lo, pr->ymin), hi = fmin(bk->hi, pr->ymax);
-		long i2;
+		}
+		sp->r = 1 / (high - low);
+		if (low < 0)
+			low = 0;
+		if (high >= nbk)
+			high = (double)(nbk - 1);
+		if (highfilled > nbk)
+			highfilled = nbk;
+		sp->ia = low < lowfilled && lowfilled > 0 ? lowfilled - 1 :
+			 lowfilled < 0 ? 0 : lowfilled;
+		sp->ib = high > highfilled ? highfilled : highfilled - 1;
+		if (sp->ib < sp->ia)
+			continue;
+		/* room: rows of every bucket add up to at most nbuckets + 2 */
+		if (nov + (size_t)(sp->ib - sp->ia + 1) > nb * 2) {
+			double *no = realloc(pr->ov, (nov + (size_t)(sp->ib - sp->ia + 1) + nb) *
+					     sizeof(*pr->ov));
 
-		if (sp->point || sp->ib < sp->ia)
-			continue;
+			if (!no)
+				return -ENOMEM;
+			pr->ov = no;
+		}
 		sp->off = nov;
-		for (i2 = sp->ia; i2 <= sp->ib; i2++) {
-			double blo = pr->ymin + (double)i2 * pr->step;
-			double bhi = i2 == pr->nbuckets - 1 ? pr->ymax : blo + pr->step;
-
-			pr->ov[nov++] = fmin(hi, bhi) - fmax(lo, blo);
-		}
+		for (long k = sp->ia; k <= sp->ib; k++)
+			pr->ov[nov++] = k == lowfilled - 1 ? lowfilled - low :
+					k == highfilled && high > highfilled ? high - highfilled : 1;
 	}
 	return 0;
 }
 
-/* Adds the drawn cells of slots s0..s1-1 to col ([nbuckets][ndrawn]), each
- * source bucket in proportion to its overlap with each y-bucket; whatever
- * lies outside [ymin, ymax) is clipped away. */
+/* Adds n cells to col ([nbuckets][ndrawn]), each source bucket spread over
+ * its rows (struct span); whatever lies outside [ymin, ymax) is clipped
+ * away. */
 void span__spread_cells(const struct prep *pr, const struct dist_cell *c, size_t n, int weighted,
 		  double *col)
 {
 	size_t nk = pr->ks.ndrawn, i;
 
-	{
-		for (i = 0; i < n; i++) {
-			const struct span *sp = &pr->span[c[i].bucket];
-			long key = pr->ks.drawn[c[i].key], y;
-			double wv = weighted ? c[i].count * sp->mid : c[i].count;
+	for (i = 0; i < n; i++) {
+		const struct span *sp = &pr->span[c[i].bucket];
+		long key = pr->ks.drawn[c[i].key], y;
+		double wv = weighted ? c[i].count * sp->mid : c[i].count, u;
 
-			if (key < 0 || wv <= 0 || sp->ib < sp->ia)
-				continue;
-			if (sp->point) {
-				col[(size_t)sp->ia * nk + (size_t)key] += wv;
-				continue;
-			}
-			for (y = sp->ia; y <= sp->ib; y++) {
-				double ov = pr->ov[sp->off + (size_t)(y - sp->ia)];
+		if (key < 0 || wv <= 0 || sp->ib < sp->ia)
+			continue;
+		if (sp->whole) {
+			col[(size_t)sp->ia * nk + (size_t)key] += wv;
+			continue;
+		}
+		u = sp->r * wv;
+		for (y = sp->ia; y <= sp->ib; y++) {
+			double f = pr->ov[sp->off + (size_t)(y - sp->ia)];
 
-				if (ov > 0)
-					col[(size_t)y * nk + (size_t)key] += wv * ov / sp->width;
-			}
+			/* CA adds u itself to a row it covers */
+			col[(size_t)y * nk + (size_t)key] += f == 1 ? u : f * u;
 		}
 	}
+}
+
+/* Adds count of source bucket b, spread as span__spread_cells spreads it,
+ * to rows[nbuckets]. */
+static void span__add(const struct prep *pr, size_t b, double count, int weighted, double *rows)
+{
+	const struct span *sp = &pr->span[b];
+	double wv = weighted ? count * sp->mid : count, u;
+	long y;
+
+	if (wv <= 0 || sp->ib < sp->ia)
+		return;
+	if (sp->whole) {
+		rows[sp->ia] += wv;
+		return;
+	}
+	u = sp->r * wv;
+	for (y = sp->ia; y <= sp->ib; y++) {
+		double f = pr->ov[sp->off + (size_t)(y - sp->ia)];
+
+		rows[y] += f == 1 ? u : f * u;
+	}
+}
+
+void span__ca_rest(const struct prep *pr, const struct dist_cell *c, size_t n, const long *sel,
+		   size_t nsel, int weighted, double *tot, size_t ntab, double *row, double *sub,
+		   double *rest)
+{
+	size_t nb = (size_t)pr->nbuckets, i, b, k;
+
+	memset(row, 0, nb * sizeof(*row));
+	/* CA's total: the keys' counts summed per bucket, spread in bucket
+	 * order */
+	for (i = 0; i < n; i++)
+		if (c[i].count > 0)
+			tot[c[i].bucket] += c[i].count;
+	for (b = 0; b < ntab; b++)
+		if (tot[b] > 0) {
+			span__add(pr, b, tot[b], weighted, row);
+			tot[b] = 0;
+		}
+	for (k = 0; k < nsel; k++) {
+		memset(sub, 0, nb * sizeof(*sub));
+		for (i = 0; sel[k] >= 0 && i < n; i++)
+			if ((long)c[i].key == sel[k] && c[i].count > 0)
+				span__add(pr, c[i].bucket, c[i].count, weighted, sub);
+		for (b = 0; b < nb; b++) {
+			row[b] -= sub[b];
+			if (row[b] < 0.001)
+				row[b] = 0;
+		}
+	}
+	for (b = 0; b < nb; b++)
+		rest[b] += row[b];
+}
+
+long keyset__rest_layer(const struct keyset *ks)
+{
+	size_t l;
+
+	for (l = 0; ks->named && l < ks->nlayers; l++)
+		if (!ks->layer_name[l])
+			return (long)l;
+	return -1;
+}
+
+static int cmp_key(const void *k, const void *e)
+{
+	return strcmp(k, *(char *const *)e);
+}
+
+/* Overwrites the rest layer of lv ([ncols][nbuckets][nl]) with CA's. 0 or
+ * -ENOMEM. */
+static int ca_rest_layers(const struct heatmap_input *in, const struct heatmap_params *p,
+			  const struct prep *pr, size_t ncols, size_t nl, long rl, double *lv)
+{
+	const struct dist_window *w = in->w;
+	size_t nb = (size_t)pr->nbuckets, c, s, y, i;
+	long *sel = calloc(p->nselected ? p->nselected : 1, sizeof(*sel));
+	double *tot = calloc(w->nbuckets ? w->nbuckets : 1, sizeof(*tot));
+	double *row = malloc(nb * 3 * sizeof(*row));
+	int err = -ENOMEM;
+
+	if (!sel || !tot || !row)
+		goto out;
+	for (i = 0; i < p->nselected; i++) {
+		char **k = bsearch(p->selected[i], w->keys, w->nkeys, sizeof(*w->keys), cmp_key);
+
+		sel[i] = k ? (long)(k - w->keys) : -1;
+	}
+	for (c = 0; c < ncols; c++) {
+		size_t s0 = c * in->nslots / ncols, s1 = (c + 1) * in->nslots / ncols, n;
+		double *rest = row + 2 * nb;
+
+		memset(rest, 0, nb * sizeof(*rest));
+		for (s = s0; s < s1; s++) {
+			const struct dist_cell *cl = cells_of(in, s, &n);
+
+			span__ca_rest(pr, cl, n, sel, p->nselected, p->weights == WEIGHTS_WEIGHT, tot,
+				      w->nbuckets, row, row + nb, rest);
+		}
+		for (y = 0; y < nb; y++)
+			lv[(c * nb + y) * nl + (size_t)rl] = rest[y];
+	}
+	err = 0;
+out:
+	free(sel);
+	free(tot);
+	free(row);
+	return err;
 }
 
 static void spread_slots(const struct heatmap_input *in, const struct prep *pr, size_t s0,
@@ -453,6 +633,8 @@ void hue_tab__init(struct hue_tab *t, double h)
 
 	t->k = 1 - fabs(fmod(hp, 2) - 1);
 	t->h = fmod(h, 360);
+	t->ca_i = (int)floor(t->h / 60);
+	t->ca_f = t->h / 60 - t->ca_i;
 	t->sextant = hp < 1 ? 0 : hp < 2 ? 1 : hp < 3 ? 2 : hp < 4 ? 3 : hp < 5 ? 4 : 5;
 }
 
@@ -468,23 +650,39 @@ void heatmap__hue_rgb(int hue, double intensity, uint8_t rgb[3])
 		rgb[i] = (uint8_t)c[i];
 }
 
-/* d's table (its own) grows as needed; the caller frees d->bits, d->rank. */
-int distinct__add(struct distinct *d, double v)
+void distinct__free(struct distinct *d)
+{
+	free(d->bits);
+	free(d->mult);
+	free(d->le);
+	memset(d, 0, sizeof(*d));
+}
+
+/* d's table (its own, released by distinct__free) grows as needed; a
+ * zeroed d is an empty one. */
+int distinct__add_n(struct distinct *d, double v, uint64_t k)
 {
 	uint64_t bits;
 	size_t i;
 
 	memcpy(&bits, &v, sizeof(bits));
 	if ((d->n + 1) * 2 > d->cap) {
-		struct distinct nd = { calloc(d->cap * 2, sizeof(uint64_t)), NULL, d->cap * 2, 0 };
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		struct distinct nd = { calloc(cap, sizeof(uint64_t)), calloc(cap, sizeof(uint64_t)),
+				       NULL, cap, d->n, d->total };
 
-		if (!nd.bits)
+		if (!nd.bits || !nd.mult) {
+			distinct__free(&nd);
 			return -ENOMEM;
+		}
 		for (i = 0; i < d->cap; i++)
-			if (d->bits[i])
-				nd.bits[distinct__slot(&nd, d->bits[i])] = d->bits[i];
-		nd.n = d->n;
-		free(d->bits);
+			if (d->bits[i]) {
+				size_t j = distinct__slot(&nd, d->bits[i]);
+
+				nd.bits[j] = d->bits[i];
+				nd.mult[j] = d->mult[i];
+			}
+		distinct__free(d);
 		*d = nd;
 	}
 	i = distinct__slot(d, bits);
@@ -492,7 +690,21 @@ int distinct__add(struct distinct *d, double v)
 		d->bits[i] = bits;
 		d->n++;
 	}
+	d->mult[i] += k;
+	d->total += k;
 	return 0;
+}
+
+uint64_t distinct__mult(const struct distinct *d, double v)
+{
+	uint64_t bits;
+	size_t i;
+
+	if (!d->cap)
+		return 0;
+	memcpy(&bits, &v, sizeof(bits));
+	i = distinct__slot(d, bits);
+	return d->bits[i] ? d->mult[i] : 0;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -502,14 +714,17 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Sorts the distinct values and records each one's rank (d->rank, d's). */
+/* Sorts the values and records how many cells hold each one or less
+ * (d->le, d's). */
 int distinct__rank(struct distinct *d)
 {
 	double *v = malloc((d->n ? d->n : 1) * sizeof(*v));
+	uint64_t cum = 0;
 	size_t i, n = 0;
 
-	d->rank = calloc(d->cap, sizeof(*d->rank));
-	if (!v || !d->rank) {
+	free(d->le);
+	d->le = calloc(d->cap ? d->cap : 1, sizeof(*d->le));
+	if (!v || !d->le) {
 		free(v);
 		return -ENOMEM;
 	}
@@ -519,20 +734,27 @@ int distinct__rank(struct distinct *d)
 	qsort(v, n, sizeof(*v), cmp_double);
 	for (i = 0; i < n; i++) {
 		uint64_t bits;
+		size_t j;
 
 		memcpy(&bits, &v[i], sizeof(bits));
-		d->rank[distinct__slot(d, bits)] = (uint32_t)(i + 1);
+		j = distinct__slot(d, bits);
+		cum += d->mult[j];
+		d->le[j] = cum;
 	}
 	free(v);
 	return 0;
 }
 
+/* CA's rank level: (n - i) / n with i the first position of v among the n
+ * values sorted in descending order, i.e. the cells at or below v over n. */
 double distinct__intensity(const struct distinct *d, double v)
 {
 	uint64_t bits;
 
+	if (!d->total || !d->le)
+		return 0;
 	memcpy(&bits, &v, sizeof(bits));
-	return d->n ? (double)d->rank[distinct__slot(d, bits)] / (double)d->n : 0;
+	return (double)d->le[distinct__slot(d, bits)] / (double)d->total;
 }
 
 void heatmap__free(struct heatmap *hm)
@@ -620,6 +842,7 @@ int distinct__collect(const double *vals, size_t ncells, size_t nl, enum heatmap
 		   struct distinct *dv, double *max, double *max_total)
 {
 	double last = 0;
+	uint64_t run = 0;
 	size_t c, l;
 
 	for (c = 0; c < ncells; c++) {
@@ -631,11 +854,15 @@ int distinct__collect(const double *vals, size_t ncells, size_t nl, enum heatmap
 
 			if (v > 0) {
 				/* a source bucket spread over several rows gives
-				 * them one value: look it up once */
-				if (coloring == COLORING_RANK && v != last) {
-					if (distinct__add(dv, v))
-						return -ENOMEM;
-					last = v;
+				 * them one value: add the run at once */
+				if (coloring == COLORING_RANK) {
+					if (v != last) {
+						if (run && distinct__add_n(dv, last, run))
+							return -ENOMEM;
+						last = v;
+						run = 0;
+					}
+					run++;
 				}
 				if (v > *max)
 					*max = v;
@@ -645,11 +872,13 @@ int distinct__collect(const double *vals, size_t ncells, size_t nl, enum heatmap
 		if (total > *max_total)
 			*max_total = total;
 	}
+	if (run && distinct__add_n(dv, last, run))
+		return -ENOMEM;
 	return 0;
 }
 
-/* A layer's normalized level in a cell: rank among the distinct values,
- * or CA's linear v / max(1, max). last/last_in cache the previous value's. */
+/* A layer's normalized level in a cell: CA's rank among the non-zero
+ * cells, or CA's linear v / max(1, max). last/last_in cache the previous value's. */
 static double cell_level(double v, enum heatmap_coloring coloring, double max,
 			 const struct distinct *dv, double *last, double *last_in)
 {
@@ -662,13 +891,15 @@ static double cell_level(double v, enum heatmap_coloring coloring, double max,
 	return *last_in;
 }
 
-void hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
+int hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum heatmap_coloring coloring,
 		  double max, const struct distinct *dv, const struct hue_tab *ht, uint8_t *cellrgb,
 		  float *levels)
 {
-	double last = 0, last_in = 0;
+	double last = 0, last_in = 0, *in_ = malloc((nl ? nl : 1) * sizeof(*in_));
 	size_t c, l, b;
 
+	if (!in_)
+		return -ENOMEM;
 	for (c = 0; c < ncells; c++) {
 		double total = 0, rgb[3] = { 0, 0, 0 }, one[3], level = 0, tl = 0;
 		const double *cl = vals + c * nl;
@@ -684,58 +915,58 @@ void hue_tab__colour_cells(const double *vals, size_t ncells, size_t nl, enum he
 		/* CA (node-heatmap generate): the layers' colours weighed by their
 		 * normalized levels, summed in layer order and truncated */
 		for (l = 0; l < nl; l++) {
-			double in_;
-
+			in_[l] = 0;
 			if (cl[l] <= 0)
 				continue;
-			in_ = cell_level(cl[l], coloring, max, dv, &last, &last_in);
-			tl += in_;
-			level += cl[l] / total * in_;
+			in_[l] = cell_level(cl[l], coloring, max, dv, &last, &last_in);
+			tl += in_[l];
+			level += cl[l] / total * in_[l];
 		}
 		for (l = 0; l < nl; l++) {
-			double in_;
-
 			if (cl[l] <= 0)
 				continue;
-			in_ = cell_level(cl[l], coloring, max, dv, &last, &last_in);
-			hue_tab__ca_rgb(&ht[l], in_, one);
+			hue_tab__ca_rgb(&ht[l], in_[l], one);
 			for (b = 0; b < 3; b++)
-				rgb[b] += one[b] * (in_ / tl);
+				rgb[b] += one[b] * (in_[l] / tl);
 		}
 		for (b = 0; b < 3; b++)
 			cellrgb[c * 3 + b] = (uint8_t)fmin(255, fmax(0, rgb[b]));
 		if (levels)
 			levels[c] = (float)level;
 	}
+	free(in_);
+	return 0;
 }
 
 int heatmap__paint(uint8_t *rgb, int width, int height, int nbuckets, size_t ncols,
 		  const uint8_t *const *colrgb)
 {
-	const uint8_t **src = malloc((size_t)width * sizeof(*src));
-	long prev_bk = -1;
-	int x, y;
+	size_t *colx = malloc((size_t)width * sizeof(*colx));
+	size_t *rowb = malloc((size_t)height * sizeof(*rowb));
+	int x, y, err = -ENOMEM;
 
-	if (!src)
-		return -ENOMEM;
+	if (!colx || !rowb)
+		goto out;
+	heatmap__cell_map(width, ncols, colx);
+	heatmap__cell_map(height, (size_t)nbuckets, rowb);
 	for (y = 0; y < height; y++) {
-		size_t bk = (size_t)nbuckets - 1 - (size_t)y * nbuckets / height;
+		/* rows from the top: rowb[y] counts y-buckets down from ymax */
+		size_t bk = (size_t)nbuckets - 1 - rowb[y];
 		uint8_t *row = rgb + (size_t)y * width * 3;
 
-		if ((long)bk == prev_bk) {
+		if (y && rowb[y] == rowb[y - 1]) {
 			/* rows of one y-bucket are alike */
 			memcpy(row, row - (size_t)width * 3, (size_t)width * 3);
 			continue;
 		}
-		if (prev_bk < 0)
-			for (x = 0; x < width; x++)
-				src[x] = colrgb[(size_t)x * ncols / width];
-		prev_bk = (long)bk;
 		for (x = 0; x < width; x++)
-			memcpy(row + (size_t)x * 3, src[x] + bk * 3, 3);
+			memcpy(row + (size_t)x * 3, colrgb[colx[x]] + bk * 3, 3);
 	}
-	free(src);
-	return 0;
+	err = 0;
+out:
+	free(colx);
+	free(rowb);
+	return err;
 }
 
 int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *p,
@@ -747,6 +978,7 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	struct hue_tab *ht = NULL;
 	const uint8_t **colrgb = NULL;
 	size_t c, l, ncells, nl;
+	long rl;
 	double *lv = NULL;
 	uint8_t *cellrgb = NULL;
 	int err;
@@ -784,10 +1016,8 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	cellrgb = malloc(ncells * 3);
 	ht = calloc(nl, sizeof(*ht));
 	colrgb = malloc(hm->ncols * sizeof(*colrgb));
-	dv.cap = 64;
-	dv.bits = calloc(dv.cap, sizeof(*dv.bits));
 	if (!hm->col_start || !hm->col_nslots || !hm->cells || !hm->level || !hm->rgb ||
-	    !cellrgb || !ht || !colrgb || !dv.bits)
+	    !cellrgb || !ht || !colrgb)
 		goto err_nomem;
 
 	/* columns: when there are more slots than pixels, neighbours merge */
@@ -803,11 +1033,15 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 	/* per-layer cell values and the set they are normalised against; when
 	 * every key is a layer of its own (decompose_all, or one key) they are
 	 * the cells themselves */
-	if (!keyset__layers_are_keys(hm->key_layer, hm->nkeys, nl)) {
+	rl = keyset__rest_layer(&pr.ks);
+	if (rl >= 0 || !keyset__layers_are_keys(hm->key_layer, hm->nkeys, nl)) {
 		lv = calloc(ncells * nl, sizeof(*lv));
 		if (!lv)
 			goto err_nomem;
 		keyset__layer_values(hm->cells, ncells, hm->key_layer, hm->nkeys, nl, lv);
+		/* the rest as CA computes it, to the last bit */
+		if (rl >= 0 && ca_rest_layers(in, p, &pr, hm->ncols, nl, rl, lv))
+			goto err_nomem;
 	}
 	if (distinct__collect(lv ? lv : hm->cells, ncells, nl, p->coloring, &dv, &hm->max,
 			   &hm->max_total))
@@ -816,8 +1050,9 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 		goto err_nomem;
 	for (l = 0; l < hm->nlayers; l++)
 		hue_tab__init(&ht[l], hm->layers[l].hue);
-	hue_tab__colour_cells(lv ? lv : hm->cells, ncells, nl, p->coloring, hm->max, &dv, ht, cellrgb,
-		     hm->level);
+	if (hue_tab__colour_cells(lv ? lv : hm->cells, ncells, nl, p->coloring, hm->max, &dv, ht,
+				  cellrgb, hm->level))
+		goto err_nomem;
 	for (c = 0; c < hm->ncols; c++)
 		colrgb[c] = cellrgb + c * (size_t)hm->nbuckets * 3;
 	if (heatmap__paint(hm->rgb, hm->width, hm->height, hm->nbuckets, hm->ncols, colrgb))
@@ -832,8 +1067,7 @@ err_nomem:
 err_free:
 	heatmap__free(hm);
 out:
-	free(dv.bits);
-	free(dv.rank);
+	distinct__free(&dv);
 	free(ht);
 	free(colrgb);
 	free(cellrgb);
@@ -853,67 +1087,14 @@ static json_t *number(double v)
 	return json_real(round(v * 1000) / 1000);
 }
 
-/* The details object of y-bucket bk of a column whose per-key values are
- * vals[nkeys] (keys[k] NULL when undecomposed). */
-static int details_json(int64_t start, int64_t duration, double ymin, double ymax, int nbuckets,
-			size_t bk, const double *vals, char *const *keys, size_t nkeys,
-			json_t **out)
-{
-	json_t *o = NULL, *present = NULL;
-	double step = (ymax - ymin) / nbuckets, total = 0;
-	size_t k;
-
-	present = json_object();
-	if (!present)
-		goto err_nomem;
-	for (k = 0; k < nkeys; k++) {
-		double v = vals[k];
-
-		total += v;
-		if (v > 0 && keys[k] && json_object_set_new(present, keys[k], number(v)))
-			goto err_nomem;
-	}
-	o = json_pack("{sI sI s o s o s O s o}",
-		      "start_time", (json_int_t)start,
-		      "duration", (json_int_t)duration,
-		      "bucket_min", number(ymin + (double)bk * step),
-		      "bucket_max", number(bk == (size_t)nbuckets - 1 ? ymax :
-					   ymin + (double)(bk + 1) * step),
-		      "present", present,
-		      "total", number(total));
-	if (!o)
-		goto err_nomem;
-	json_decref(present);
-	*out = o;
-	return 0;
-err_nomem:
-	json_decref(present);
-	return -ENOMEM;
-}
-
-int heatmap__cell_details(const struct heatmap *hm, int x, int y, json_t **out)
-{
-	size_t col, bk;
-
-	if (x < 0 || y < 0 || x >= hm->width || y >= hm->height) {
-		set_error("pixel (%d, %d): outside the %dx%d image", x, y, hm->width, hm->height);
-		return -ERANGE;
-	}
-	col = (size_t)x * hm->ncols / hm->width;
-	bk = (size_t)hm->nbuckets - 1 - (size_t)y * hm->nbuckets / hm->height;
-	return details_json(hm->col_start[col], (int64_t)hm->col_nslots[col] * hm->granularity,
-			    hm->ymin, hm->ymax, hm->nbuckets, bk,
-			    hm->cells + (col * hm->nbuckets + bk) * hm->nkeys, hm->keys, hm->nkeys,
-			    out);
-}
-
 int heatmap__details(const struct heatmap_input *in, const struct heatmap_params *p,
 		     int x, int y, json_t **out)
 {
+	const struct dist_window *w = in->w;
 	struct prep pr = { 0 };
-	size_t ncols, col, bk, s0, s1, k;
-	double *colv = NULL;
-	char **names = NULL;
+	size_t ncols, col, bk, s0, s1, s, k, nk = w->decomposed && w->nkeys ? w->nkeys : 1;
+	double *colv = NULL, *cav = NULL, size, bymin, bymax, total = 0, ctotal = 0;
+	json_t *o = NULL, *present = NULL, *cell = NULL;
 	int err;
 
 	last_error[0] = 0;
@@ -927,26 +1108,72 @@ int heatmap__details(const struct heatmap_input *in, const struct heatmap_params
 	err = prep__build(in, p, &pr);
 	if (err)
 		goto out;
+	err = -ENOMEM;
+	/* the cell drawn at the pixel (CA's samplerange rounds differently
+	 * where width / duration or height / nbuckets is not whole, and can
+	 * name the neighbouring second or bucket) */
 	ncols = in->nslots < (size_t)p->width ? in->nslots : (size_t)p->width;
-	col = (size_t)x * ncols / (size_t)p->width;
-	bk = (size_t)pr.nbuckets - 1 - (size_t)y * (size_t)pr.nbuckets / (size_t)p->height;
+	col = heatmap__pixel_cell(p->width, ncols, x);
+	bk = (size_t)pr.nbuckets - 1 - heatmap__pixel_cell(p->height, (size_t)pr.nbuckets, y);
 	s0 = col * in->nslots / ncols;
 	s1 = (col + 1) * in->nslots / ncols;
 	colv = calloc((size_t)pr.nbuckets * (pr.ks.ndrawn ? pr.ks.ndrawn : 1), sizeof(*colv));
-	names = calloc(pr.ks.ndrawn ? pr.ks.ndrawn : 1, sizeof(*names));
-	if (!colv || !names) {
-		err = -ENOMEM;
+	cav = calloc(nk, sizeof(*cav));
+	present = json_object();
+	cell = json_object();
+	if (!colv || !cav || !present || !cell)
 		goto out;
-	}
-	for (k = 0; k < pr.ks.ndrawn; k++)
-		names[k] = pr.ks.named ? (char *)pr.ks.drawn_name[k] : NULL;
+	/* kvmscope's cell: the drawn keys, as the image spreads them */
 	spread_slots(in, &pr, s0, s1, p->weights == WEIGHTS_WEIGHT, colv);
-	err = details_json(dist_window__slot_start(in->w, in->first + s0),
-			   (int64_t)(s1 - s0) * in->w->granularity, pr.ymin, pr.ymax, pr.nbuckets,
-			   bk, colv + bk * pr.ks.ndrawn, names, pr.ks.ndrawn, out);
+	for (k = 0; k < pr.ks.ndrawn; k++) {
+		double v = colv[bk * pr.ks.ndrawn + k];
+
+		ctotal += v;
+		if (v > 0 && pr.ks.named && json_object_set_new(cell, pr.ks.drawn_name[k], number(v)))
+			goto out;
+	}
+	/* CA's counts: every key, its count re-bucketed over the rounded
+	 * bucket bounds, max(1, round(v)) where it is not 0 */
+	size = (pr.ymax - pr.ymin) / pr.nbuckets;
+	bymin = round(pr.ymin + (double)bk * size);
+	bymax = round(pr.ymin + (double)(bk + 1) * size);
+	for (s = s0; s < s1; s++) {
+		size_t n, i;
+		const struct dist_cell *c = cells_of(in, s, &n);
+
+		for (i = 0; i < n; i++) {
+			const struct dist_bucket *db = &w->buckets[c[i].bucket];
+
+			ca__bucketize(&cav[w->decomposed && w->nkeys ? c[i].key : 0], 1, bymin, bymax,
+				      db->lo, db->hi, c[i].count, false);
+		}
+	}
+	for (k = 0; k < nk; k++) {
+		double v = cav[k] ? fmax(1, round(cav[k])) : 0;
+
+		total += v;
+		if (v && w->decomposed && w->nkeys &&
+		    json_object_set_new(present, w->keys[k], json_integer((json_int_t)v)))
+			goto out;
+	}
+	o = json_pack("{sI sI sI sO sI sI s o s o sO s o}",
+		      "bucket_time", (json_int_t)dist_window__slot_start(w, in->first + s0),
+		      "bucket_ymin", (json_int_t)bymin, "bucket_ymax", (json_int_t)bymax,
+		      "present", present, "total", (json_int_t)total,
+		      "bucket_duration", (json_int_t)((int64_t)(s1 - s0) * w->granularity),
+		      "bucket_min", number(pr.ymin + (double)bk * pr.step),
+		      "bucket_max", number(bk == (size_t)pr.nbuckets - 1 ? pr.ymax :
+					   pr.ymin + (double)(bk + 1) * pr.step),
+		      "cell_present", cell, "cell_total", number(ctotal));
+	if (!o)
+		goto out;
+	*out = o;
+	err = 0;
 out:
+	json_decref(present);
+	json_decref(cell);
 	free(colv);
-	free(names);
+	free(cav);
 	prep__free(&pr);
 	return err;
 }

@@ -11,17 +11,27 @@
  * (dist_window__add_json). A view of it is drawn: in->nslots slots from
  * in->first.
  *
- * Hues: hues[0] (default 21) colours everything not drawn in a hue of its own
- * (the undecomposed total, or the sum of the unselected keys); hues[1 + i]
- * colours the i-th selected key (or the i-th key, in key order, with
- * decompose_all). Missing entries continue the default sequence
- * 21, 112, 203, 294, 25, ... (+91 mod 360).
+ * Hues, as CA gives them: hues[0] (default 21) colours everything not drawn
+ * in a hue of its own (the undecomposed total, or the sum of the unselected
+ * keys); hues[1 + i] colours the i-th selected key (or the i-th key, in key
+ * order, with decompose_all); with isolate, the caller's hues[i] colours the
+ * i-th selected key (the default sequence still starts it at 112). Missing
+ * entries continue the default sequence 21, 112, 203, 294, 25, ... (+91 mod
+ * 360).
  *
- * Auto ymax: the smallest m * 10^k >= the data max (the largest bucket upper
- * bound holding a drawn count), with m in
- *   {1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 5, 6, 7, 8}
- * Consecutive candidates are at most 25% apart, so ymax is "round" and never
- * more than 25% above the data max (870 -> 1000, 1150 -> 1250, 1000 -> 1000).
+ * Colours, as CA's: HSV(hue, 0.9 level, 0.95), white where nothing is; rank
+ * levels count every non-zero cell of every layer, duplicates included (a
+ * value's level is the share of cells at or below it), linear ones are
+ * v / max(1, max).
+ *
+ * Pixels, as CA lays them out: column i covers floor(i * width / ncols) ..
+ * floor((i + 1) * width / ncols) - 1, likewise the y-buckets from the top.
+ * Where CA would leave data out, kvmscope keeps it: more slots than pixels
+ * are merged into width columns, and nbuckets is capped at the height.
+ *
+ * Auto ymax, as CA's: autoscale (render/ca_math.h) of the data maximum of
+ * every key in the window, whatever is drawn; 0 (a white image) when there
+ * is none.
  */
 #ifndef KVMSCOPE_RENDER_HEATMAP_H
 #define KVMSCOPE_RENDER_HEATMAP_H
@@ -47,7 +57,7 @@ enum heatmap_weights { WEIGHTS_COUNT, WEIGHTS_WEIGHT };
 struct heatmap_params {
 	int width, height;		/* pixels */
 	double ymin, ymax;		/* ymax ignored when auto_ymax */
-	int nbuckets;			/* y buckets; at most height */
+	int nbuckets;			/* y buckets; capped at height */
 	int auto_ymax;
 	const char **selected;		/* borrowed keys, drawn in hues[1..] */
 	size_t nselected;
@@ -103,8 +113,12 @@ int heatmap__default_hue(size_t i);
  * white at 0, the pure hue at 1. */
 void heatmap__hue_rgb(int hue, double intensity, uint8_t rgb[3]);
 
-/* Round number at most 25% above max (see above); 1 when max <= 0. */
+/* CA's autoscale of max; 1 when max <= 0. */
 double heatmap__auto_ymax(double max);
+/* The automatic ymax of a window whose CA data maximum is max: CA's
+ * autoscale, 0 when there is no data; above a raised ymin it rounds the
+ * span above ymin (where CA would draw nothing). */
+double heatmap__ca_ymax(double max, double ymin);
 
 /* Renders in into a new heatmap. On success *out is the caller's, to be
  * released with heatmap__free(). Returns 0, -EINVAL for bad parameters or
@@ -114,17 +128,22 @@ int heatmap__build(const struct heatmap_input *in, const struct heatmap_params *
 		   struct heatmap **out);
 void heatmap__free(struct heatmap *hm);
 
-/* Pixel (x, y) of an image, y from the top (y = 0 is ymax). *out becomes a
- * new object owned by the caller:
- *   {"start_time", "duration", "bucket_min", "bucket_max",
- *    "present": {"key": count, ...}, "total"}
- * ("present" is {} for undecomposed data). Returns 0, -ERANGE when (x, y)
- * is outside the image, -ENOMEM. */
-int heatmap__cell_details(const struct heatmap *hm, int x, int y, json_t **out);
-
-/* What heatmap__build + heatmap__cell_details would answer, computed from
- * the slots of the pixel's column only (and one pass over the cells for
- * the keys and the automatic ymax). Same ownership. */
+/* The cell heatmap__build draws at pixel (x, y), y from the top (y = 0 is
+ * ymax), computed from the slots of its column only (and one pass over the
+ * cells for the keys and the automatic ymax). *out becomes a new object
+ * owned by the caller, CA's fields first:
+ *   "bucket_time"             the column's start
+ *   "bucket_ymin", "bucket_ymax"  the y-bucket, rounded, ymax exclusive
+ *   "present", "total"        CA's counts: every key with data there (the
+ *                             selection does not apply), each
+ *                             max(1, round(count)) over the rounded bounds
+ *                             ({} and the total's own when undecomposed)
+ * then kvmscope's:
+ *   "bucket_duration"         seconds in the column (slots merged)
+ *   "bucket_min", "bucket_max"    the y-bucket's bounds, unrounded
+ *   "cell_present", "cell_total"  the drawn keys' values as drawn, with
+ *                             fractions (3 decimals) and weights
+ * Returns 0, -ERANGE when (x, y) is outside the image, -EINVAL, -ENOMEM. */
 int heatmap__details(const struct heatmap_input *in, const struct heatmap_params *p,
 		     int x, int y, json_t **out);
 

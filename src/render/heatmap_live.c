@@ -28,11 +28,13 @@ struct column {
 	struct dist_cell *cells;	/* key: the panel's key id */
 	size_t ncells;
 	uint32_t *keys;			/* [nkeys] key ids with data */
-	double *top;			/* [nkeys] their highest bucket bound */
 	size_t nkeys;
+	uint32_t *bidx;			/* [nbidx] buckets with data, ascending (CA's max) */
+	size_t nbidx;
 	uint64_t cfg;			/* generation vals/uniq/max belong to */
 	double *vals;			/* [nbuckets][nlayers] */
 	double *uniq;			/* distinct non-zero values (rank colouring) */
+	uint64_t *uniq_n;		/* [nuniq] cells holding each */
 	size_t nuniq;
 	double max, max_total;
 	uint64_t colour;		/* generation rgb belongs to */
@@ -135,8 +137,10 @@ static void column_free_derived(struct column *c)
 {
 	free(c->vals);
 	free(c->uniq);
+	free(c->uniq_n);
 	free(c->rgb);
 	c->vals = c->uniq = NULL;
+	c->uniq_n = NULL;
 	c->rgb = NULL;
 	c->nuniq = 0;
 	c->cfg = c->colour = 0;
@@ -147,7 +151,7 @@ static void column_clear(struct column *c)
 	column_free_derived(c);
 	free(c->cells);
 	free(c->keys);
-	free(c->top);
+	free(c->bidx);
 	memset(c, 0, sizeof(*c));
 	c->t = INT64_MIN;
 }
@@ -176,8 +180,7 @@ static void panel_free(struct heatmap_live_panel *pn)
 	free(pn->key);
 	free(pn->cfg_key);
 	prep__free(&pn->pr);
-	free(pn->dv.bits);
-	free(pn->dv.rank);
+	distinct__free(&pn->dv);
 	free(pn->res_ver);
 	heatmap_live_image__free(&pn->res);
 	pthread_mutex_destroy(&pn->mu);
@@ -427,24 +430,31 @@ static long intern(struct heatmap_live_panel *pn, const char *s)
 	return (long)pn->nnames++;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 /* Column c takes slot i of the request's window. 0 or -ENOMEM (c is then
  * empty). */
 static int column_load(struct heatmap_live_panel *pn, struct column *c,
 		       const struct heatmap_live_req *q, size_t i)
 {
 	const struct dist_window *w = &q->w;
-	size_t n = w->slot_off[i + 1] - w->slot_off[i], k, j;
+	size_t n = w->slot_off[i + 1] - w->slot_off[i], k;
 	const struct dist_cell *src = w->cells + w->slot_off[i];
+	unsigned char *mark = NULL;
 
 	column_clear(c);
 	c->cells = malloc((n ? n : 1) * sizeof(*c->cells));
 	c->keys = malloc((n ? n : 1) * sizeof(*c->keys));
-	c->top = malloc((n ? n : 1) * sizeof(*c->top));
-	if (!c->cells || !c->keys || !c->top)
+	c->bidx = malloc((n ? n : 1) * sizeof(*c->bidx));
+	mark = calloc(w->nbuckets ? w->nbuckets : 1, 1);
+	if (!c->cells || !c->keys || !c->bidx || !mark)
 		goto err;
 	for (k = 0; k < n; k++) {
-		const struct dist_bucket *bk = &w->buckets[src[k].bucket];
-		double top = dist_bucket__is_point(bk) ? bk->lo : bk->hi;
 		long id = 0;
 
 		if (w->decomposed && w->nkeys) {
@@ -455,20 +465,23 @@ static int column_load(struct heatmap_live_panel *pn, struct column *c,
 		c->cells[k] = src[k];
 		c->cells[k].key = (uint32_t)id;
 		/* cells come sorted by key: one entry per key */
-		if (!c->nkeys || c->keys[c->nkeys - 1] != (uint32_t)id) {
-			c->keys[c->nkeys] = (uint32_t)id;
-			c->top[c->nkeys++] = -INFINITY;
+		if (!c->nkeys || c->keys[c->nkeys - 1] != (uint32_t)id)
+			c->keys[c->nkeys++] = (uint32_t)id;
+		if (src[k].count > 0 && !mark[src[k].bucket]) {
+			mark[src[k].bucket] = 1;
+			c->bidx[c->nbidx++] = src[k].bucket;
 		}
-		j = c->nkeys - 1;
-		if (src[k].count > 0 && top > c->top[j])
-			c->top[j] = top;
 	}
+	/* the bucket table is sorted: index order is CA's */
+	qsort(c->bidx, c->nbidx, sizeof(*c->bidx), cmp_u32);
 	c->ncells = n;
 	c->t = q->start + (int64_t)i * q->g;
 	c->ver = q->ver[i];
-	c->bytes = n * (sizeof(*c->cells) + sizeof(*c->keys) + sizeof(*c->top));
+	c->bytes = n * (sizeof(*c->cells) + sizeof(*c->keys) + sizeof(*c->bidx));
+	free(mark);
 	return 0;
 err:
+	free(mark);
 	column_clear(c);
 	return -ENOMEM;
 }
@@ -481,6 +494,7 @@ static int column_derive(struct heatmap_live_panel *pn, struct column *c,
 	const struct keyset *ks = &pn->pr.ks;
 	size_t nb = (size_t)pn->pr.nbuckets, nk = ks->ndrawn ? ks->ndrawn : 1;
 	size_t nl = ks->nlayers ? ks->nlayers : 1, i, n = 0;
+	long rl;
 	struct distinct dl = { 0 };
 	double *spread;
 	int err = -ENOMEM;
@@ -491,7 +505,8 @@ static int column_derive(struct heatmap_live_panel *pn, struct column *c,
 	if (!spread || !c->rgb)
 		goto out;
 	span__spread_cells(&pn->pr, c->cells, c->ncells, p->weights == WEIGHTS_WEIGHT, spread);
-	if (keyset__layers_are_keys(ks->drawn_layer, ks->ndrawn, nl)) {
+	rl = keyset__rest_layer(ks);
+	if (rl < 0 && keyset__layers_are_keys(ks->drawn_layer, ks->ndrawn, nl)) {
 		c->vals = spread;
 		spread = NULL;
 	} else {
@@ -500,26 +515,53 @@ static int column_derive(struct heatmap_live_panel *pn, struct column *c,
 			goto out;
 		keyset__layer_values(spread, nb, ks->drawn_layer, ks->ndrawn, nl, c->vals);
 	}
-	dl.cap = 64;
-	dl.bits = calloc(dl.cap, sizeof(*dl.bits));
+	if (rl >= 0) {
+		/* the rest as CA computes it (heatmap__build does the same) */
+		long *sel = calloc(p->nselected ? p->nselected : 1, sizeof(*sel));
+		double *tot = calloc(pn->nb ? pn->nb : 1, sizeof(*tot));
+		double *row = calloc(nb * 3, sizeof(*row));
+
+		for (i = 0; sel && i < p->nselected; i++) {
+			json_t *id = json_object_get(pn->name_ids, p->selected[i]);
+
+			sel[i] = id ? (long)json_integer_value(id) : -1;
+		}
+		bool ok = sel && tot && row;
+
+		if (ok) {
+			span__ca_rest(&pn->pr, c->cells, c->ncells, sel, p->nselected,
+				      p->weights == WEIGHTS_WEIGHT, tot, pn->nb, row, row + nb,
+				      row + 2 * nb);
+			for (i = 0; i < nb; i++)
+				c->vals[i * nl + (size_t)rl] = row[2 * nb + i];
+		}
+		free(sel);
+		free(tot);
+		free(row);
+		if (!ok)
+			goto out;
+	}
 	c->max = c->max_total = 0;
-	if (!dl.bits || distinct__collect(c->vals, nb, nl, p->coloring, &dl, &c->max, &c->max_total))
+	if (distinct__collect(c->vals, nb, nl, p->coloring, &dl, &c->max, &c->max_total))
 		goto out;
 	c->uniq = malloc((dl.n ? dl.n : 1) * sizeof(*c->uniq));
-	if (!c->uniq)
+	c->uniq_n = malloc((dl.n ? dl.n : 1) * sizeof(*c->uniq_n));
+	if (!c->uniq || !c->uniq_n)
 		goto out;
 	for (i = 0; i < dl.cap; i++)
-		if (dl.bits[i])
-			memcpy(&c->uniq[n++], &dl.bits[i], sizeof(double));
+		if (dl.bits[i]) {
+			memcpy(&c->uniq[n], &dl.bits[i], sizeof(double));
+			c->uniq_n[n++] = dl.mult[i];
+		}
 	c->nuniq = n;
 	c->cfg = pn->cfg;
 	c->colour = 0;
-	c->bytes = c->ncells * (sizeof(*c->cells) + sizeof(*c->keys) + sizeof(*c->top)) +
-		   nb * nl * sizeof(double) + n * sizeof(double) + nb * 3;
+	c->bytes = c->ncells * (sizeof(*c->cells) + sizeof(*c->keys) + sizeof(*c->bidx)) +
+		   nb * nl * sizeof(double) + n * (sizeof(double) + sizeof(uint64_t)) + nb * 3;
 	err = 0;
 out:
 	free(spread);
-	free(dl.bits);
+	distinct__free(&dl);
 	if (err)
 		column_free_derived(c);
 	return err;
@@ -541,7 +583,7 @@ static int configure(struct heatmap_live_panel *pn, const struct heatmap_params 
 	size_t nk = pn->nnames ? pn->nnames : 1, i, k, norder = 0, *order = NULL;
 	unsigned char *seen = calloc(nk, 1);
 	struct keyset ks;
-	double ymin = p->ymin, ymax, max = -INFINITY;
+	double ymin = p->ymin, ymax, max = 0;
 	int nbuckets = p->nbuckets < p->height ? p->nbuckets : p->height, err = -ENOMEM;
 	int named = pn->decomposed && pn->nnames;
 	char *cfg = NULL;
@@ -566,16 +608,14 @@ static int configure(struct heatmap_live_panel *pn, const struct heatmap_params 
 	err = keyset__from_seen(p, nk, named ? (const char *const *)pn->names : NULL, seen,
 				named ? order : NULL, &ks);
 	if (err)
-		goto out;
+		goto out;	/* -EINVAL: too few hues for decompose_all */
 	err = -ENOMEM;
 	if (p->auto_ymax) {
+		/* CA's: over every key, the columns in time order */
 		for (i = 0; i < ncols; i++)
-			for (k = 0; k < cols[i]->nkeys; k++)
-				if (ks.drawn[cols[i]->keys[k]] >= 0 && cols[i]->top[k] > max)
-					max = cols[i]->top[k];
-		ymax = heatmap__auto_ymax(max);
-		if (ymax <= ymin)
-			ymax = ymin + heatmap__auto_ymax(max - ymin);
+			for (k = 0; k < cols[i]->nbidx; k++)
+				max = ca__max_step(max, &pn->buckets[cols[i]->bidx[k]]);
+		ymax = heatmap__ca_ymax(max, ymin);
 	} else {
 		ymax = p->ymax;
 	}
@@ -609,12 +649,13 @@ out:
 	return err;
 }
 
-/* Does dv hold exactly the values of the ranked set old? */
+/* Does dv hold exactly the cells of the ranked set old (each value as
+ * many times)? */
 static int same_values(const struct distinct *dv, const struct distinct *old)
 {
 	size_t i;
 
-	if (!old->bits || !old->rank || dv->n != old->n)
+	if (!old->le || dv->n != old->n || dv->total != old->total)
 		return 0;
 	for (i = 0; i < dv->cap; i++) {
 		double v;
@@ -622,7 +663,7 @@ static int same_values(const struct distinct *dv, const struct distinct *old)
 		if (!dv->bits[i])
 			continue;
 		memcpy(&v, &dv->bits[i], sizeof(v));
-		if (!distinct__intensity(old, v))
+		if (distinct__mult(old, v) != dv->mult[i])
 			return 0;
 	}
 	return 1;
@@ -644,28 +685,22 @@ static int scale(struct heatmap_live_panel *pn, const struct heatmap_params *p,
 	if (p->coloring == COLORING_LINEAR) {
 		changed |= max != pn->max;
 	} else {
-		dv.cap = 64;
-		dv.bits = calloc(dv.cap, sizeof(*dv.bits));
-		if (!dv.bits)
-			return -ENOMEM;
 		for (i = 0; i < ncols; i++)
 			for (k = 0; k < cols[i]->nuniq; k++)
-				if (distinct__add(&dv, cols[i]->uniq[k])) {
-					free(dv.bits);
+				if (distinct__add_n(&dv, cols[i]->uniq[k], cols[i]->uniq_n[k])) {
+					distinct__free(&dv);
 					return -ENOMEM;
 				}
 		if (!same_values(&dv, &pn->dv)) {
 			if (distinct__rank(&dv)) {
-				free(dv.bits);
-				free(dv.rank);
+				distinct__free(&dv);
 				return -ENOMEM;
 			}
-			free(pn->dv.bits);
-			free(pn->dv.rank);
+			distinct__free(&pn->dv);
 			pn->dv = dv;
 			changed = 1;
 		} else {
-			free(dv.bits);
+			distinct__free(&dv);
 		}
 	}
 	pn->max = max;
@@ -720,8 +755,10 @@ static int draw_columns(struct heatmap_live_req *q, uint8_t *rgb)
 			goto out;
 		cols[i] = c;
 	}
-	if (configure(pn, p, cols, q->nslots))
+	err = configure(pn, p, cols, q->nslots);
+	if (err)
 		goto out;
+	err = -ENOMEM;
 	for (i = 0; i < q->nslots; i++)
 		if (cols[i]->cfg != pn->cfg) {
 			if (column_derive(pn, cols[i], p))
@@ -739,8 +776,9 @@ static int draw_columns(struct heatmap_live_req *q, uint8_t *rgb)
 		hue_tab__init(&ht[i], pn->pr.ks.layer_hue[i]);
 	for (i = 0; i < q->nslots; i++) {
 		if (cols[i]->colour != pn->colour) {
-			hue_tab__colour_cells(cols[i]->vals, nb, nl, p->coloring, pn->max, &pn->dv, ht,
-				     cols[i]->rgb, NULL);
+			if (hue_tab__colour_cells(cols[i]->vals, nb, nl, p->coloring, pn->max, &pn->dv,
+						  ht, cols[i]->rgb, NULL))
+				goto out;
 			cols[i]->colour = pn->colour;
 			q->ncoloured++;
 		}

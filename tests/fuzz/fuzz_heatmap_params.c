@@ -137,11 +137,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int x = to_int(num(j, "x", 0)), y = to_int(num(j, "y", 0));
 
 		check_image(hm, &p);
-		if (heatmap__cell_details(hm, x, y, &out) == 0)
+		if (heatmap__details(&in, &p, x, y, &out) == 0)
 			json_decref(out);
 		out = NULL;
-		/* the corners are always inside */
-		if (heatmap__cell_details(hm, hm->width - 1, hm->height - 1, &out))
+		/* the corners are always inside, and name the cell the image drew */
+		if (heatmap__details(&in, &p, hm->width - 1, hm->height - 1, &out))
 			abort();
 		json_decref(out);
 		out = NULL;

@@ -21,6 +21,8 @@ I_DI=$(post '{"module":"vm","stat":"irqs","decomposition":["vm"],"predicate":{"e
 post '{"module":"vm","stat":"irqs","decomposition":["subsecond"],"predicate":{"eq":["vm","'$VM'"]}}' > "$TMPD/num.json"
 I_NU=$(jq -r .id "$TMPD/num.json")
 I_G5=$(post '{"module":"vm","stat":"irqs","granularity":5,"predicate":{"eq":["vm","'$VM'"]}}' | jq -r .id)
+I_DN=$(post '{"module":"vm","stat":"irqs","decomposition":["vm","subsecond"],"predicate":{"eq":["vm","'$VM'"]}}' | jq -r .id)
+I_LAT=$(post '{"module":"vm","stat":"exits","decomposition":["vm","latency"],"predicate":{"eq":["vm","'$VM'"]}}' | jq -r .id)
 P=/ca/instrumentations
 V=$P/$I_SC/value/raw
 
@@ -119,9 +121,39 @@ bad "end_time=10&duration=11" '"duration" cannot exceed "end_time"'
 bad transformations=blahblah 'transformation "blahblah" does not exist'
 bad ndatapoints=0 'value "0" for param "ndatapoints" not valid: value too small (min: 1)'
 
+# ---- routes and headers: OPTIONS, CORS, 415, admin status
+expect_eq "OPTIONS on any path: 200, empty" "$(code OPTIONS /no/such/path)/$(wc -c < "$TMPD/body")" "200/0"
+expect_eq "no CORS headers without tokens (every client is an operator)" \
+	"$(curl -si "$BASE/ca" | grep -ci '^access-control-')" 0
+c=$(code POST $P -H 'Content-Type: multipart/form-data; boundary=x' --data-binary $'--x\r\n')
+expect_eq "multipart body: 415, CA's message" "$c/$(jq -r .error.code "$TMPD/body")/$(jq -r .error.message "$TMPD/body")" \
+	"415/ECA_INVAL/multipart form data is not supported"
+curl -s "$BASE/ca/admin/status" > "$TMPD/status.json"
+check "admin status: started, uptime, heap, the instrumenter (this host) and our instrumentations by id" \
+	jqe --arg id "$I_NU" ".started > 0 and .started <= $(date +%s)000 and .uptime >= 0 and .heap.rss > 0 and (.cfg_instrumenters | length == 1) and (.cfg_insts[\$id].stat == \"irqs\") and .recurse == false" "$TMPD/status.json"
+expect_eq "admin status timeout=0: 400" "$(code GET '/ca/admin/status?timeout=0')" 400
+expect_eq "admin status recurse=1: not a boolean" "$(code GET '/ca/admin/status?recurse=1')/$(jq -r .error.message "$TMPD/body")" \
+	'400/value "1" for param "recurse" not valid: not a boolean'
+TOK=cac-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf '%s operator\n' "$TOK" > "$TMPD/tokens"
+chmod 600 "$TMPD/tokens"
+BASE0=$BASE PID0=$AGENT_PID
+if agent_start "$LOG" --state-dir none --token-file "$TMPD/tokens"; then
+	curl -si -X OPTIONS "$BASE/ca/instrumentations/1" > "$TMPD/opt.txt"
+	check "with tokens, OPTIONS (no token, as a preflight) is 200 with CA's CORS headers" \
+		bash -c "grep -q '^HTTP/1.1 200' '$TMPD/opt.txt' && grep -qi '^access-control-allow-origin: \*' '$TMPD/opt.txt' && grep -qi '^access-control-allow-methods: POST, GET, DELETE, PUT' '$TMPD/opt.txt' && grep -qi '^access-control-allow-headers: Content-type, Authorization' '$TMPD/opt.txt'"
+	expect_eq "with tokens, every answer carries them" \
+		"$(curl -si -H "Authorization: Bearer $TOK" "$BASE/ca" | grep -ci '^access-control-')" 3
+	agent_stop
+else
+	not_ok "agent starts with a token file"
+fi
+BASE=$BASE0 AGENT_PID=$PID0
+
 # ---- real data: the guest's interrupts at 250 ms into each second
 T0=$(date +%s)
-"$VMLOAD" -name guest=$VM --irq vcpu=0,vector=0x30,via=ioapic,period_ms=1000,phase_ms=250,count=4 \
+"$VMLOAD" -name guest=$VM --pio vcpu=0,count=200 \
+	--irq vcpu=0,vector=0x30,via=ioapic,period_ms=1000,phase_ms=250,count=4 \
 	--truth "$TMPD/truth.json" --duration 20 >/dev/null 2>"$TMPD/vmload.err"
 T1=$(date +%s)
 sleep 2.5
@@ -153,6 +185,72 @@ X=$(jq -r --argjson t0 $T0 '[.[] | select(.value != []) | .start_time - $t0] | f
 curl -s "$BASE$P/$I_NU/value/heatmap/details?start_time=$T0&duration=$N&width=$N&height=100&nbuckets=100&ymax=1000&x=$X&y=$(( (1000 - LO) / 10 - 1 ))" > "$TMPD/det.json"
 check "details: bucket_time, bucket_ymin/ymax [$LO, $((LO + 10))), total 1" \
 	jqe ".bucket_time == $T0 + $X and .bucket_ymin == $LO and .bucket_ymax == $((LO + 10)) and .total == 1 and .nbuckets == 100 and .requested_duration == $N" "$TMPD/det.json"
+expect_eq "details: CA's fields first, in CA's order" "$(jq -c 'keys_unsorted | .[0:8]' "$TMPD/det.json")" \
+	'["nbuckets","width","height","bucket_time","bucket_ymin","bucket_ymax","present","total"]'
+check "details: start_time/duration are the request's (CA), the cell's own in bucket_duration and cell_total" \
+	jqe ".start_time == $T0 and .duration == $N and .end_time == $T0 + $N and .bucket_duration == 1 and .cell_total == 1" "$TMPD/det.json"
+DQ="width=$N&height=100&nbuckets=100&ymax=1000&x=$X&y=$(( (1000 - LO) / 10 - 1 ))"
+curl -s "$BASE$P/$I_DN/value/heatmap/details?start_time=$T0&duration=$N&$DQ&selected=zzz&isolate=true" > "$TMPD/detk.json"
+check "details by vm: CA's present counts every key ({$VM: 1}), the selection applies to the cell only" \
+	jqe --arg vm "$VM" '.present == {($vm): 1} and .total == 1 and .cell_present == {} and .cell_total == 0' "$TMPD/detk.json"
+# several data points: an array, each what its own request answers
+DP=3
+curl -s "$BASE$P/$I_NU/value/heatmap/image?start_time=$T0&duration=2&ndatapoints=$DP&width=20&height=100" > "$TMPD/imgs.json"
+for i in 0 1 2; do
+	curl -s "$BASE$P/$I_NU/value/heatmap/image?start_time=$((T0 + 2 * i))&duration=2&width=20&height=100" > "$TMPD/img$i.json"
+done
+expect_eq "image ndatapoints=$DP: $DP points of 2 s" "$(jq -c '[.[].start_time - '$T0']' "$TMPD/imgs.json")" "[0,2,4]"
+expect_eq "image ndatapoints=$DP: each image is its own request's" \
+	"$(jq -r '.[].image' "$TMPD/imgs.json" | md5sum)" "$(for i in 0 1 2; do jq -r .image "$TMPD/img$i.json"; done | md5sum)"
+curl -s "$BASE$P/$I_NU/value/heatmap/details?start_time=$((T0 + X))&duration=1&ndatapoints=2&width=10&height=100&nbuckets=100&ymax=1000&x=0&y=$(( (1000 - LO) / 10 - 1 ))" > "$TMPD/dets.json"
+check "details ndatapoints=2: the pixel of each point's image (two seconds with an interrupt)" \
+	jqe "length == 2 and .[0].bucket_time == $T0 + $X and .[1].bucket_time == $T0 + $X + 1 and .[0].total == 1 and .[1].total == 1 and .[1].start_time == $T0 + $X + 1" "$TMPD/dets.json"
+expect_eq "ndatapoints x duration beyond the retention: 400" \
+	"$(code GET "$P/$I_NU/value/heatmap/image?start_time=$((T0 - 700))&duration=60&ndatapoints=11")" 400
+# decompose_all counts its present keys (the rest and $VM) for "need N hues"
+expect_eq "decompose_all&hues=0 with one key present: need 2 hues" \
+	"$(code GET "$P/$I_DN/value/heatmap/image?start_time=$T0&duration=$N&decompose_all=true&hues=0")/$(jq -r .error.message "$TMPD/body")" \
+	"400/heatmap: need 2 hues"
+expect_eq "decompose_all&hues=0,240: 200" "$(code GET "$P/$I_DN/value/heatmap/image?start_time=$T0&duration=$N&decompose_all=true&hues=0,240")" 200
+# colours read back from the PNG
+cat > "$TMPD/colours.py" <<'PY'
+import json, struct, sys, zlib
+d = json.load(open(sys.argv[1]))
+d = d[0] if isinstance(d, list) else d
+import base64
+png = base64.b64decode(d["image"]); pos, idat = 8, b""
+while pos < len(png):
+    n, t = struct.unpack(">I4s", png[pos:pos+8]); body = png[pos+8:pos+8+n]; pos += 12 + n
+    if t == b"IHDR": w, h = struct.unpack(">II", body[:8])
+    elif t == b"IDAT": idat += body
+raw = zlib.decompress(idat); stride = w * 3; prev = bytearray(stride); seen = set(); i = 0
+for y in range(h):
+    f = raw[i]; line = bytearray(raw[i+1:i+1+stride]); i += 1 + stride
+    for x in range(stride):
+        a = line[x-3] if x >= 3 else 0; b = prev[x]; c = prev[x-3] if x >= 3 else 0
+        if f == 1: line[x] = (line[x] + a) & 255
+        elif f == 2: line[x] = (line[x] + b) & 255
+        elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255
+        elif f == 4:
+            p = a + b - c; pa, pb, pc = abs(p-a), abs(p-b), abs(p-c)
+            line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+    seen |= {bytes(line[3*x:3*x+3]).hex() for x in range(w)}
+    prev = line
+print(" ".join(sorted(seen - {"ffffff"})) or "white")
+PY
+curl -s "$BASE$P/$I_DN/value/heatmap/image?start_time=$T0&duration=$N&width=$N&height=100&selected=$VM&isolate=true&hues=120" > "$TMPD/iso.json"
+expect_eq "isolate: the selected key takes hues[0] (120 at level 1: 18f218)" "$(python3 "$TMPD/colours.py" "$TMPD/iso.json")" 18f218
+curl -s "$BASE$P/$I_DN/value/heatmap/image?start_time=$T0&duration=$N&width=$N&height=100&selected=$VM&isolate=true" > "$TMPD/iso.json"
+expect_eq "isolate without hues: the default sequence skips the rest's 21 (112: 35f218)" "$(python3 "$TMPD/colours.py" "$TMPD/iso.json")" 35f218
+# auto ymax: CA scales every key, whatever is drawn; an empty window is 0
+LQ="start_time=$T0&duration=$N&width=$N&height=100"
+YALL=$(curl -s "$BASE$P/$I_LAT/value/heatmap/image?$LQ" | jq .ymax)
+YNONE=$(curl -s "$BASE$P/$I_LAT/value/heatmap/image?$LQ&selected=zzz&isolate=true" | jq .ymax)
+HI=$(curl -s "$BASE$P/$I_LAT/value/raw?start_time=$T0&duration=1&ndatapoints=$N" | jq '[.[].value[][][0][1]] | max')
+check "auto ymax over every key: isolating an absent key keeps $YALL (the data reach $HI)" \
+	test "$YALL" = "$YNONE" -a "${HI:-0}" -gt 0 -a "$YALL" -gt "${HI:-0}"
+curl -s "$BASE$P/$I_LAT/value/heatmap/image?start_time=$OLD&duration=10&width=10&height=10" > "$TMPD/empty.json"
+expect_eq "an empty window: ymax 0, a white image" "$(jq .ymax "$TMPD/empty.json") $(python3 "$TMPD/colours.py" "$TMPD/empty.json")" "0 white"
 expect_eq "details x outside: 400, CA's message" \
 	"$(code GET "$P/$I_NU/value/heatmap/details?width=10&x=10&y=0")/$(jq -r .error.message "$TMPD/body")" '400/"x" must be less than "width"'
 hm_bad() { # hm_bad QUERY WANT_MESSAGE

@@ -140,8 +140,9 @@ static void test_weights(void **state)
 	params_fixed(&p, 1, 10, 10, 0, 100);
 	p.weights = WEIGHTS_WEIGHT;
 	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
-	/* count x bucket midpoint */
-	assert_float_equal(cell(hm, 0, 1, 0), 2 * 15.0, 1e-9);
+	/* count x CA's bucket midpoint, lo + (hi_inclusive - lo) / 2 (CA's
+	 * bucketize vector: [10,19] x 2 weighs 29) */
+	assert_float_equal(cell(hm, 0, 1, 0), 2 * 14.5, 1e-9);
 	heatmap__free(hm);
 	fx_fini(&f);
 }
@@ -329,13 +330,22 @@ static void test_selected_isolate_exclude(void **state)
 	expect_rgb(hm, ROW_C, 242, 24, 24);
 	heatmap__free(hm);
 
+	/* CA: an isolated key i takes the caller's hues[i] */
 	p.isolate = 1;
 	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
 	expect_rgb(hm, ROW_A, 255, 255, 255);
-	expect_rgb(hm, ROW_B, 24, 242, 24);
+	expect_rgb(hm, ROW_B, 242, 24, 24);
 	expect_rgb(hm, ROW_C, 255, 255, 255);
 	assert_int_equal(hm->nkeys, 1);
 	heatmap__free(hm);
+	/* ... and the default sequence still starts it at 112 */
+	p.hues = NULL;
+	p.nhues = 0;
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
+	assert_int_equal(hm->layers[0].hue, 112);
+	heatmap__free(hm);
+	p.hues = hues3;
+	p.nhues = 3;
 
 	p.isolate = 0;
 	p.exclude = 1;
@@ -370,15 +380,20 @@ static void test_decompose_all_and_default_hues(void **state)
 	struct heatmap *hm;
 	uint8_t want[3];
 
+	static const int hues4[] = { 0, 120, 240, 60 };
+
 	build_abc(&f, &p, &hm);
 	p.decompose_all = 1;
+	/* the rest and three present keys: three hues are too few */
+	assert_int_equal(heatmap__build(&f.in, &p, &hm), -EINVAL);
+	assert_string_equal(heatmap__last_error(), "need 4 hues");
+	p.hues = hues4;
+	p.nhues = 4;
 	assert_int_equal(heatmap__build(&f.in, &p, &hm), 0);
 	assert_int_equal(hm->nlayers, 3);
 	expect_rgb(hm, ROW_A, 24, 242, 24);	/* hues[1] */
 	expect_rgb(hm, ROW_B, 24, 24, 242);	/* hues[2] */
-	/* c: beyond the given hues, the default sequence continues */
-	assert_int_equal(heatmap__default_hue(3), (21 + 3 * 91) % 360);
-	heatmap__hue_rgb(heatmap__default_hue(3), 1, want);
+	heatmap__hue_rgb(60, 1, want);		/* hues[3] */
 	expect_rgb(hm, ROW_C, want[0], want[1], want[2]);
 	heatmap__free(hm);
 
@@ -457,19 +472,23 @@ static void test_details(void **state)
 	x = 250;
 	y = 300 - 255 * 300 / 1000;
 	assert_int_equal(heatmap__details(&f.in, &p, x, y, &d), 0);
-	assert_int_equal(json_integer_value(json_object_get(d, "start_time")), T0 + 2);
-	assert_int_equal(json_integer_value(json_object_get(d, "duration")), 1);
+	assert_int_equal(json_integer_value(json_object_get(d, "bucket_time")), T0 + 2);
+	assert_int_equal(json_integer_value(json_object_get(d, "bucket_duration")), 1);
+	assert_int_equal(json_integer_value(json_object_get(d, "bucket_ymin")), 250);
+	assert_int_equal(json_integer_value(json_object_get(d, "bucket_ymax")), 260);
 	assert_float_equal(json_number_value(json_object_get(d, "bucket_min")), 250, 1e-9);
 	assert_float_equal(json_number_value(json_object_get(d, "bucket_max")), 260, 1e-9);
-	assert_float_equal(json_number_value(json_object_get(json_object_get(d, "present"), "web1")), 32, 1e-9);
-	assert_float_equal(json_number_value(json_object_get(json_object_get(d, "present"), "db2")), 12, 1e-9);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "present"), "web1")), 32);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "present"), "db2")), 12);
 	assert_null(json_object_get(json_object_get(d, "present"), "x"));
-	assert_float_equal(json_number_value(json_object_get(d, "total")), 44, 1e-9);
+	assert_int_equal(json_integer_value(json_object_get(d, "total")), 44);
+	assert_float_equal(json_number_value(json_object_get(json_object_get(d, "cell_present"), "web1")), 32, 1e-9);
+	assert_float_equal(json_number_value(json_object_get(d, "cell_total")), 44, 1e-9);
 	json_decref(d);
 
 	/* the empty slot */
 	assert_int_equal(heatmap__details(&f.in, &p, 350, y, &d), 0);
-	assert_int_equal(json_integer_value(json_object_get(d, "start_time")), T0 + 3);
+	assert_int_equal(json_integer_value(json_object_get(d, "bucket_time")), T0 + 3);
 	assert_float_equal(json_number_value(json_object_get(d, "total")), 0, 1e-9);
 	assert_int_equal(json_object_size(json_object_get(d, "present")), 0);
 	json_decref(d);
@@ -607,9 +626,12 @@ static void test_columns_merge(void **state)
 	assert_int_equal(hm->ncols, 2);
 	assert_float_equal(cell(hm, 0, 0, 0), 3, 1e-9);
 	assert_float_equal(cell(hm, 1, 0, 0), 7, 1e-9);
-	assert_int_equal(heatmap__cell_details(hm, 1, 0, &d), 0);
-	assert_int_equal(json_integer_value(json_object_get(d, "start_time")), T0 + 2);
-	assert_int_equal(json_integer_value(json_object_get(d, "duration")), 2);
+	assert_int_equal(heatmap__details(&f.in, &p, 1, 0, &d), 0);
+	assert_int_equal(json_integer_value(json_object_get(d, "bucket_time")), T0 + 2);
+	assert_int_equal(json_integer_value(json_object_get(d, "bucket_duration")), 2);
+	/* a merged column is counted whole: slots 2 and 3 */
+	assert_int_equal(json_integer_value(json_object_get(d, "total")), 7);
+	assert_float_equal(json_number_value(json_object_get(d, "cell_total")), 7, 1e-9);
 	json_decref(d);
 	heatmap__free(hm);
 	fx_fini(&f);
