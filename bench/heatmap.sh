@@ -8,8 +8,11 @@
 # 600x300, 100 buckets, decompose_all, rank colouring. Reports the median
 # (ROUNDS runs) of each request and the longest hold of the agent's lock,
 # before and now, their ratio, and a tight C loop's time for the same
-# image as the floor. Checks first that both builds answer the same pixels,
-# details, average and percentile, byte for byte.
+# image as the floor. Says whether both builds answer the same pixels,
+# details, average and percentile, byte for byte: since the renderer follows
+# CA's own arithmetic (ranks with duplicates, the rest layer, CA's pixel
+# layout; checked against CA's output in tests/unit/test_ca_conformance.c)
+# they differ from 2eab8f5's, and the timings compare the same requests.
 # Usage: bench/heatmap.sh [BUILD_DIR]   (env: ROUNDS, BEFORE, BEFORE_BUILD)
 BUILD=${1:-${BUILD:-build}}
 BENCH_NAME=heatmap
@@ -33,9 +36,11 @@ bench_cc "$old_root" "$old_root/build" "$OLD_BIN" -DHEATMAP_JSON_INPUT ||
 	die "heatmap_bench does not build against $BEFORE"
 
 "$NOW_BIN" dump "$TMPD/now.dump" && "$OLD_BIN" dump "$TMPD/before.dump" || die "dump failed"
-cmp -s "$TMPD/now.dump" "$TMPD/before.dump" ||
-	die "the answers differ from $BEFORE's ($(cmp "$TMPD/now.dump" "$TMPD/before.dump"))"
-say "same pixels, details, average and percentile as $BEFORE ($(wc -c <"$TMPD/now.dump") bytes compared)"
+if cmp -s "$TMPD/now.dump" "$TMPD/before.dump"; then
+	say "same pixels, details, average and percentile as $BEFORE ($(wc -c <"$TMPD/now.dump") bytes compared)"
+else
+	say "answers differ from $BEFORE's (CA's arithmetic and layout now; $(cmp "$TMPD/now.dump" "$TMPD/before.dump" | head -1)): timings of the same requests"
+fi
 
 # alternate the two so that both see the same machine load
 "$OLD_BIN" "$ROUNDS" >"$TMPD/before.out" || die "heatmap_bench ($BEFORE) failed"
