@@ -16,8 +16,13 @@
 
 #include <stdint.h>
 
+#include "engine/finality.h"
 #include "engine/record.h"
 #include "collectors/vmcache.h"
+
+/* A second is declared final at most this long after its end, even if an
+ * exit that began in it is still open (engine/finality.h). */
+#define COLLECTOR_FINAL_WAIT_MAX_S FINAL_WAIT_MAX_S
 
 struct collector_env {
 	struct vmcache *vms;		/* pid/tid -> VM name, vCPU index, disks, NICs */
@@ -40,6 +45,9 @@ struct collector_ops {
 	void (*stop)(struct collector *c);
 	/* events lost in the kernel (map full) since start */
 	uint64_t (*drops)(struct collector *c);
+	/* unix second before which every second is final (finality.h), as of
+	 * the last drain; NULL: every drained second is final */
+	int64_t (*final_until)(struct collector *c);
 };
 
 struct collector {

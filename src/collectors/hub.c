@@ -25,6 +25,8 @@ struct hub_slot {
 struct hub {
 	struct collector collectors[NCOLLECTORS];
 	int running[NCOLLECTORS];
+	int64_t final_until[NCOLLECTORS];	/* per collector, see hub__final_until */
+	int64_t drained_before;
 	struct hub_slot consumers[HUB_MAX_CONSUMERS];
 	/* the used slots of each metric, so a record visits only its consumers */
 	int by_metric[METRIC__COUNT][HUB_MAX_CONSUMERS];
@@ -259,9 +261,22 @@ int hub__drain(struct hub *hub, int64_t before)
 			log_warn("hub", "draining %s failed: %s", col->ops->name, strerror(-n));
 			continue;
 		}
+		hub->final_until[i] = col->ops->final_until ? col->ops->final_until(col) : before;
 		total += n;
 	}
+	if (before > hub->drained_before)
+		hub->drained_before = before;
 	return total;
+}
+
+int64_t hub__final_until(const struct hub *hub, enum metric_id metric)
+{
+	int ci = collector_of(metric);
+
+	/* an idle collector counts nothing: every drained second is final */
+	if (ci < 0 || !hub->running[ci] || !hub->final_until[ci])
+		return hub->drained_before;
+	return hub->final_until[ci];
 }
 
 int hub__running(const struct hub *hub)
