@@ -549,12 +549,13 @@ int agent__create(struct agent *a, const struct principal *who, const char *peer
 	return rc;
 }
 
-/* Every second of the metric before it is final: a replay's are all, a
- * live agent's as of its last drain (0 before the first). */
+/* Every second of the metric before it is final: a replay's recorded ones
+ * are all (its drained_to is two past the last, replay.c), a live agent's as
+ * of its last drain (0 before the first). */
 static int64_t final_locked(const struct agent *a, enum metric_id m)
 {
 	if (a->replay)
-		return a->drained_to;
+		return a->drained_to - 1;
 	return m < METRIC__COUNT ? a->final_until[m] : 0;
 }
 

@@ -80,6 +80,10 @@ typedef int (*percpu_entry_fn)(const void *key, const uint64_t *vals, void *ctx)
 int collector__drain_percpu_hash(int map_fd, size_t key_size, size_t nvals,
 				 uint32_t before_tai, percpu_entry_fn fn, void *ctx);
 
+/* The TAI second the oldest exit still open began in, from an exits_open
+ * map (bpf/exit_logic.h: tid -> TAI ns); FINAL_NONE_OPEN when none is. */
+int64_t collector__oldest_open_tai(int map_fd);
+
 /* What a BPF collector's drain passes to its per-entry decoder. */
 struct drain_emit {
 	void *priv;			/* the backend's state */

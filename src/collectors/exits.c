@@ -95,31 +95,12 @@ static int exits_entry(const void *key, const uint64_t *vals, void *ctx)
 	return drain_emit__record(e, &rec);
 }
 
-/* The TAI second the oldest exit still open began in (exits_open, see
- * exit_logic.h), FINAL_NONE_OPEN when none is. */
-static int64_t oldest_open_tai(int fd)
-{
-	int64_t oldest = FINAL_NONE_OPEN;
-	__u32 key, next;
-	__u64 began;
-	int have = 0;
-
-	while (bpf_map_get_next_key(fd, have ? &key : NULL, &next) == 0) {
-		if (!bpf_map_lookup_elem(fd, &next, &began) &&
-		    (int64_t)(began / 1000000000ull) < oldest)
-			oldest = (int64_t)(began / 1000000000ull);
-		key = next;
-		have = 1;
-	}
-	return oldest;
-}
-
 static int exits_drain(struct collector *c, int64_t before, const struct collector_env *env,
 		       record_sink_fn sink, void *ctx)
 {
 	struct exits_priv *p = c->priv;
 	struct drain_emit e = { p, env, sink, ctx, 0 };
-	int64_t open = oldest_open_tai(bpf_map__fd(p->skel->maps.exits_open)), final_tai;
+	int64_t open = collector__oldest_open_tai(bpf_map__fd(p->skel->maps.exits_open)), final_tai;
 
 	/* A second with an exit still open stays open (up to the cap): the
 	 * exit is booked in it when it ends, and a later drain takes it. The
