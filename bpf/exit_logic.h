@@ -41,7 +41,7 @@ struct exit_pending {
 	__u8 pio_out_to_user;	/* fallback: the pending exit is an OUT whose kvm_pio fired;
 				 * a kvm_userspace_exit(IO) now is that same exit */
 	__u8 vcpu_known;	/* vcpu_idx below was read from the thread's struct kvm_vcpu */
-	__u8 in_run;		/* inside KVM_RUN (kvm_fpu load .. unload) */
+	__u8 in_run;		/* has entered KVM_RUN: a block with no exit open is inside it */
 	__u8 published;		/* the thread has an entry in exits_open */
 	__s32 vcpu_idx;		/* the vCPU index this thread runs (struct kvm_vcpu.vcpu_idx) */
 };
@@ -227,6 +227,7 @@ static __always_inline void exit__reentry(void)
 	if (!p)
 		return;
 	vcpu__learn(p);
+	p->in_run = 1;
 	if (!p->active)
 		return;
 	if (!exit_wants_latency()) {
@@ -258,22 +259,26 @@ int BPF_PROG(exit_thread_exit)
 	return 0;
 }
 
-/* A vCPU thread goes off CPU. Blocking inside an exit (a halt on VMX/SVM,
- * the VMM waiting on I/O) or inside KVM_RUN with none open (an in-kernel
- * halt on the fallback path, reported only at its end), or preempted while
- * the VMM handles its exit: the exit may outlive the drain of the second it
- * began in, so it is published in exits_open until it completes. Preempted
- * in guest code, or on a thread that is no vCPU (no task storage): nothing. */
+/* A vCPU thread blocks (goes off CPU, not runnable). Inside an exit (a halt
+ * on VMX/SVM, the VMM waiting on I/O) or inside KVM_RUN with none open (an
+ * in-kernel halt on the fallback path, reported only at its end: outside
+ * KVM_RUN a vCPU thread always has its userspace exit open, closed at the
+ * re-entry), the exit may outlive the drain of the second it began in, so
+ * it is published in exits_open until it completes. A thread preempted
+ * (still runnable) goes on within a time slice; a thread that is no vCPU
+ * has no task storage: nothing. */
 SEC("tp_btf/sched_switch")
-int BPF_PROG(exit_sched_switch, bool preempt, struct task_struct *prev)
+int BPF_PROG(exit_sched_switch, bool preempt, struct task_struct *prev,
+	     struct task_struct *next, unsigned int prev_state)
 {
-	struct exit_pending *p = bpf_task_storage_get(&exit_pending, prev, 0, 0);
+	struct exit_pending *p;
 	__u64 began;
 	__u32 tid;
 
-	if (!p || p->published)
+	if (!prev_state)		/* TASK_RUNNING: preempted or yielding */
 		return 0;
-	if (preempt ? !(p->active && !p->in_run) : !(p->active || p->in_run))
+	p = bpf_task_storage_get(&exit_pending, prev, 0, 0);
+	if (!p || p->published || !(p->active || p->in_run))
 		return 0;
 	began = p->active ? p->tai : bpf_ktime_get_tai_ns();
 	tid = BPF_CORE_READ(prev, pid);
@@ -437,15 +442,8 @@ int BPF_PROG(tp_kvm_userspace_exit, __u32 reason, int err)
 SEC("tp_btf/kvm_fpu")
 int BPF_PROG(tp_kvm_fpu, int load)
 {
-	struct exit_pending *p;
-
 	if (load && !fallback_ignored(bpf_get_current_pid_tgid() >> 32))
 		exit__reentry();
-	/* KVM_RUN's bounds, on both paths: a block in between with no exit
-	 * open is an in-kernel halt (or a fault) whose exit shows only later */
-	p = pending_lookup();
-	if (p)
-		p->in_run = !!load;
 	return 0;
 }
 
