@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,8 @@ struct api_server {
 	pthread_cond_t wait_cv;
 	struct waiter *waiting;
 	pthread_t waker;
-	bool waker_running, stopping;
+	bool waker_running;
+	atomic_bool stopping;		/* set under wait_lock; read by handlers too */
 };
 
 #define SERVER_WAIT_POLL_MS	100

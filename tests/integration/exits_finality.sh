@@ -175,4 +175,7 @@ code GET "/" > /dev/null
 check "agent still alive" kill -0 "$AGENT_PID"
 agent_stop
 no_logged_errors "$LOG"
+# (an ASan build, tests/run-all.sh build-asan, reports here)
+check "no sanitizer report or crash in the agent's or watch's log" \
+	sh -c "! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error|Segmentation' '$LOG' '$TMPD/watch.err'"
 tap_done
