@@ -7,6 +7,7 @@
 # boundary) while vCPU 1 makes 1 s MMIO exits (--mmio rate=1: vmload sleeps
 # inside the exit). vmload's truth says when each HLT began (halted_ns); the
 # agent's HLT count per second, and `kvmscope watch -j`'s, must equal it.
+# `kvmscope stat -j` and a recording shown by `kvmscope report -j` must too.
 # Before finality, a halt that ended after the drain of its second was
 # counted in the next one. Path covered: the fallback one (kvm_vcpu_wakeup,
 # kvm_mmio, kvm_fpu), the only one that fires on this machine.
@@ -56,6 +57,15 @@ check "GET instrumentation: final_until, after CA's fields" \
 code GET "/ca/instrumentations" > /dev/null
 check "GET instrumentations: final_until on each" \
 	jqe 'length >= 2 and all(.[]; .final_until | type == "number")' "$TMPD/body"
+
+# stat and record too (they end on their own, once their last second is final)
+"$KVMSCOPE" stat -j 1 18 > "$TMPD/stat.json" 2> "$TMPD/stat.err" &
+SPID=$!
+"$KVMSCOPE" record -o "$TMPD/rec.kvr" -m vm.exits -d vcpu,reason --duration 18 \
+	> /dev/null 2> "$TMPD/rec.err" &
+RPID=$!
+cleanup_pids+=($SPID $RPID)
+sleep 1.5	# both count from their next whole second
 
 # the guest starts at ~0.3 s into a second: every halt then begins ~0.3 s
 # into one, far from the boundary the check depends on
@@ -163,6 +173,20 @@ kill -INT $WPID 2>/dev/null; wait $WPID
 WGOT=$(jq -s -c --argjson f "$FIRST" --argjson l "$LAST" '[.[] | select(.time >= $f and .time <= $l) | .value.HLT // 0]' "$TMPD/watch.json")
 expect_eq "watch -j: HLT per second = the truth's" "$WGOT" "$WANT"
 
+# stat prints an interval once final, with exits in the second they began;
+# record closes a second once final, so report shows the same
+wait $SPID
+expect_eq "stat exit status" "$?" 0
+SGOT=$(jq -s -c --argjson f "$FIRST" --argjson l "$LAST" --arg vm "$VM" \
+	'[.[] | select(.time >= $f and .time <= $l) | [.vcpus[] | select(.vm == $vm and .vcpu == 0) | .haltx // 0] | add // 0]' \
+	"$TMPD/stat.json")
+expect_eq "stat -j: vCPU 0 haltx per second = the truth's" "$SGOT" "$WANT"
+wait $RPID
+expect_eq "record exit status" "$?" 0
+"$KVMSCOPE" report "$TMPD/rec.kvr" vm.exits -d reason -P "$PRED0" -j > "$TMPD/report.json" 2> "$TMPD/report.err"
+RGOT=$(jq -s -c --argjson f "$FIRST" --argjson l "$LAST" '[.[] | select(.time >= $f and .time <= $l) | .value.HLT // 0]' "$TMPD/report.json")
+expect_eq "report -j of the recording: HLT per second = the truth's" "$RGOT" "$WANT"
+
 # bad timeouts: CA's errors
 expect_eq "timeout=abc: 400" "$(code GET "/ca/instrumentations/$ID/value/raw?timeout=abc")" 400
 check "timeout=abc: says why" grep -q 'param \\"timeout\\" not valid: not a number' "$TMPD/body"
@@ -177,5 +201,5 @@ agent_stop
 no_logged_errors "$LOG"
 # (an ASan build, tests/run-all.sh build-asan, reports here)
 check "no sanitizer report or crash in the agent's or watch's log" \
-	sh -c "! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error|Segmentation' '$LOG' '$TMPD/watch.err'"
+	sh -c "! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error|Segmentation' '$LOG' '$TMPD/watch.err' '$TMPD/stat.err' '$TMPD/rec.err' '$TMPD/report.err'"
 tap_done
