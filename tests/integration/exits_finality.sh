@@ -43,6 +43,10 @@ code POST "/ca/instrumentations/$ID/clone" -H 'Content-Type: application/json' -
 cp "$TMPD/body" "$TMPD/clone.json"
 check "clone (POST) answer carries no final_until ($(cat "$TMPD/clone.code"))" \
 	jqe 'has("final_until") | not' "$TMPD/clone.json"
+code PUT "/ca/instrumentations/$ID1" -H 'Content-Type: application/json' \
+	-d '{"module":"vm","stat":"exits","decomposition":["reason"],"predicate":'"$PRED1"',"retention-time":1200}' > "$TMPD/put.code"
+check "PUT answer carries no final_until ($(cat "$TMPD/put.code"))" \
+	jqe '."retention-time" == 1200 and (has("final_until") | not)' "$TMPD/body"
 CLONE=$(jq -r .id "$TMPD/clone.json")
 [ "$CLONE" != null ] && code DELETE "/ca/instrumentations/$CLONE" > /dev/null
 
