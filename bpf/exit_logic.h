@@ -41,8 +41,34 @@ struct exit_pending {
 	__u8 pio_out_to_user;	/* fallback: the pending exit is an OUT whose kvm_pio fired;
 				 * a kvm_userspace_exit(IO) now is that same exit */
 	__u8 vcpu_known;	/* vcpu_idx below was read from the thread's struct kvm_vcpu */
+	__u8 in_run;		/* has entered KVM_RUN: a block with no exit open is inside it */
+	__u8 published;		/* the thread has an entry in exits_open */
 	__s32 vcpu_idx;		/* the vCPU index this thread runs (struct kvm_vcpu.vcpu_idx) */
 };
+
+/* Exits that may still be open, for user space to know when a second is
+ * final (every exit that began in it has ended and been booked). Only
+ * threads that went off CPU inside an exit or inside KVM_RUN are here: an
+ * in-kernel halt is seen by no event until it ends (kvm_vcpu_wakeup), and a
+ * VMM that blocks handling an exit can take any time; an exit that stays on
+ * its CPU ends within microseconds. Written at the switch-out, deleted when
+ * the thread's next exit completes: a few map updates per halt, none per
+ * exit that never blocks. Value: the TAI ns the open exit began (or, for a
+ * block inside KVM_RUN with no exit open, the time of the switch-out). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);			/* tid */
+	__type(value, __u64);
+} exits_open SEC(".maps");
+
+static __always_inline void open__forget(struct exit_pending *p, __u32 tid)
+{
+	if (!p->published)
+		return;
+	p->published = 0;
+	bpf_map_delete_elem(&exits_open, &tid);
+}
 
 /* Per-thread state in task storage: a pointer hop from the task instead of a
  * hash lookup on every exit event. */
@@ -112,6 +138,8 @@ static __always_inline void exit__finish(struct exit_pending *p, __u32 tgid, __u
 	p->latency = latency;
 	p->active = 0;
 	exit_complete(p, tgid, tid, now);
+	/* after the booking: user space never sees the exit neither open nor booked */
+	open__forget(p, tid);
 }
 
 /* The vCPU a thread runs, from the kernel rather than from thread names
@@ -199,6 +227,7 @@ static __always_inline void exit__reentry(void)
 	if (!p)
 		return;
 	vcpu__learn(p);
+	p->in_run = 1;
 	if (!p->active)
 		return;
 	if (!exit_wants_latency()) {
@@ -225,6 +254,36 @@ int BPF_PROG(exit_thread_exit)
 		p->tai = bpf_ktime_get_tai_ns();
 		exit__finish(p, id >> 32, (__u32)id, p->tai, EXIT_LATENCY_UNKNOWN);
 	}
+	if (p)
+		open__forget(p, (__u32)id);
+	return 0;
+}
+
+/* A vCPU thread blocks (goes off CPU, not runnable). Inside an exit (a halt
+ * on VMX/SVM, the VMM waiting on I/O) or inside KVM_RUN with none open (an
+ * in-kernel halt on the fallback path, reported only at its end: outside
+ * KVM_RUN a vCPU thread always has its userspace exit open, closed at the
+ * re-entry), the exit may outlive the drain of the second it began in, so
+ * it is published in exits_open until it completes. A thread preempted
+ * (still runnable) goes on within a time slice; a thread that is no vCPU
+ * has no task storage: nothing. */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(exit_sched_switch, bool preempt, struct task_struct *prev,
+	     struct task_struct *next, unsigned int prev_state)
+{
+	struct exit_pending *p;
+	__u64 began;
+	__u32 tid;
+
+	if (!prev_state)		/* TASK_RUNNING: preempted or yielding */
+		return 0;
+	p = bpf_task_storage_get(&exit_pending, prev, 0, 0);
+	if (!p || p->published || !(p->active || p->in_run))
+		return 0;
+	began = p->active ? p->tai : bpf_ktime_get_tai_ns();
+	tid = BPF_CORE_READ(prev, pid);
+	if (!bpf_map_update_elem(&exits_open, &tid, &began, BPF_ANY))
+		p->published = 1;
 	return 0;
 }
 

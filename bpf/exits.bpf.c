@@ -31,9 +31,9 @@ static __always_inline void exit_complete(const struct exit_pending *p, __u32 tg
 	struct llq_params lat = LLQ_LATENCY;
 	unsigned long long hi;
 
-	/* rare: its second is already drained (and shown); counting it late in
-	 * the second it completes beats losing it */
-	if (at / NSEC_PER_SEC < exits_cfg.drained_before)
+	/* rare: its second is final already (shown for good); counting it late
+	 * in the second it completes beats losing it or changing a final value */
+	if (at / NSEC_PER_SEC < exits_cfg.final_before)
 		at = bpf_ktime_get_tai_ns();
 	key.sec = at / NSEC_PER_SEC;
 

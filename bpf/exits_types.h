@@ -20,11 +20,14 @@ struct exits_config {
 	__u32 want_reason;
 	__u32 want_latency;
 	__u32 want_subsecond;
-	/* TAI second before which user space has drained the map: an exit that
-	 * began in a drained second and completes only now (a VMM slow to
-	 * re-enter, or an in-kernel exit closed by the next exit long after) is
-	 * booked in the second it completes instead of being lost */
-	__u32 drained_before;
+	/* TAI second before which user space has declared every second final
+	 * (shown for good): an exit that began in a final second and completes
+	 * only now (a halt or VMM outliving COLLECTOR_FINAL_WAIT_MAX_S, an
+	 * in-kernel exit closed by the next exit long after) is booked in the
+	 * second it completes instead of changing a final value. An exit whose
+	 * second is not final yet is booked in the second it began, even when
+	 * that second was drained already: user space drains it again. */
+	__u32 final_before;
 };
 
 #endif

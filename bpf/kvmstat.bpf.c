@@ -24,9 +24,15 @@ static __always_inline __u32 tai_sec(void)
 	return bpf_ktime_get_tai_ns() / 1000000000ULL;
 }
 
-static __always_inline void bump(__u32 tgid, __u32 tid, __s32 vcpu, int idx)
+/* TAI second before which user space shows every second for good: an exit
+ * that began earlier and ends only now is booked in the second it ends;
+ * one whose start second is still open, in its start second (see
+ * exits_types.h's final_before and src/collectors/kvmstat.c). */
+volatile __u32 kvmstat_final_before;
+
+static __always_inline void bump_at(__u32 sec, __u32 tgid, __u32 tid, __s32 vcpu, int idx)
 {
-	struct kvmstat_key key = { .sec = tai_sec(), .tgid = tgid, .tid = tid, .vcpu = vcpu };
+	struct kvmstat_key key = { .sec = sec, .tgid = tgid, .tid = tid, .vcpu = vcpu };
 	struct kvmstat_val *val = bpf_map_lookup_elem(&counters, &key);
 
 	if (idx < 0 || idx >= KVMSTAT__N)
@@ -45,12 +51,22 @@ static __always_inline void bump(__u32 tgid, __u32 tid, __s32 vcpu, int idx)
 	val->v[idx]++;
 }
 
+static __always_inline void bump(__u32 tgid, __u32 tid, __s32 vcpu, int idx)
+{
+	bump_at(tai_sec(), tgid, tid, vcpu, idx);
+}
+
 static __always_inline void exit_complete(const struct exit_pending *p, __u32 tgid, __u32 tid,
 					  __u64 now)
 {
 	int base = p->isa == EXIT_ISA_FALLBACK ? KVMSTAT_FB_CLASS : KVMSTAT_HW_CLASS;
+	__u32 sec = p->tai / 1000000000ULL;
 
-	bump(tgid, tid, p->vcpu, base + (p->class < EXIT_CLASS__COUNT ? p->class : EXIT_CLASS_OTHER));
+	/* counted in the second it began, as vm.exits books it */
+	if (sec < kvmstat_final_before)
+		sec = tai_sec();
+	bump_at(sec, tgid, tid, p->vcpu,
+		base + (p->class < EXIT_CLASS__COUNT ? p->class : EXIT_CLASS_OTHER));
 }
 
 static __always_inline void hw_exit_extra(struct trace_event_raw_kvm_exit *ctx)

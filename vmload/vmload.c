@@ -67,6 +67,10 @@ struct irq_src {
 	uint64_t sent, delivered;
 	uint32_t *subsec;
 	uint64_t nr_subsec;
+	/* --hlt: CLOCK_REALTIME ns at which each HLT was seen counted by the
+	 * guest (it halts right after), for checking the second it is booked in */
+	uint64_t *halted_ns;
+	uint64_t nr_halted;
 	pthread_t thread;
 	int thread_ok;
 	atomic_int done;
@@ -395,6 +399,8 @@ static void *hlt_thread(void *arg)
 				goto out;
 			nanosleep(&ts, NULL);
 		}
+		if (q->nr_halted < MAX_SUBSEC)
+			q->halted_ns[q->nr_halted++] = now_ns(CLOCK_REALTIME);
 		if (!t0)
 			t0 = now_ns(CLOCK_MONOTONIC);
 		if (w->rate > 0 && sleep_until(CLOCK_MONOTONIC, t0 + (uint64_t)(i * 1e9 / w->rate)))
@@ -530,8 +536,10 @@ static int plan(void)
 			q->vcpu = w->vcpu;
 			q->vector = (uint8_t)w->vector;
 			q->line = (int)w->line;
-			q->subsec = calloc(w->count < MAX_SUBSEC ? w->count : MAX_SUBSEC, sizeof(uint32_t));
-			if (!q->subsec)
+			q->subsec = calloc(w->count < MAX_SUBSEC ? w->count + 1 : MAX_SUBSEC, sizeof(uint32_t));
+			q->halted_ns = calloc(w->count < MAX_SUBSEC ? w->count + 1 : MAX_SUBSEC,
+					      sizeof(uint64_t));
+			if (!q->subsec || !q->halted_ns)
 				return -ENOMEM;
 			if (w->kind == WL_HLT) {
 				q->is_hlt = 1;
@@ -727,6 +735,13 @@ static json_t *truth(int completed, uint64_t start_rt, uint64_t end_rt)
 		for (uint64_t k = 0; k < q->nr_subsec; k++)
 			json_array_append_new(ss, json_integer(q->subsec[k]));
 		json_object_set_new(o, "subsecond_ms", ss);
+		if (q->is_hlt) {
+			json_t *h = json_array();
+
+			for (uint64_t k = 0; k < q->nr_halted; k++)
+				json_array_append_new(h, json_integer((json_int_t)q->halted_ns[k]));
+			json_object_set_new(o, "halted_ns", h);
+		}
 		json_array_append_new(a, o);
 	}
 	json_object_set_new(t, "irqs", a);
@@ -1013,8 +1028,10 @@ err_devices:
 	for (i = 0; i < MAX_NICS; i++)
 		if (i < cfg.nr_nics && nics[i].wl)
 			nic__close(&nics[i]);
-	for (i = 0; i < nr_irqs; i++)
+	for (i = 0; i < nr_irqs; i++) {
 		free(irqs[i].subsec);
+		free(irqs[i].halted_ns);
+	}
 	vm__close(&vm);
 out:
 	opts__free(&cfg);

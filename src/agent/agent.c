@@ -549,6 +549,16 @@ int agent__create(struct agent *a, const struct principal *who, const char *peer
 	return rc;
 }
 
+/* Every second of the metric before it is final: a replay's recorded ones
+ * are all (its drained_to is two past the last, replay.c), a live agent's as
+ * of its last drain (0 before the first). */
+static int64_t final_locked(const struct agent *a, enum metric_id m)
+{
+	if (a->replay)
+		return a->drained_to - 1;
+	return m < METRIC__COUNT ? a->final_until[m] : 0;
+}
+
 int agent__get(struct agent *a, const struct principal *who, const char *id, json_t **out,
 	       struct agent_error *e)
 {
@@ -570,6 +580,10 @@ int agent__get(struct agent *a, const struct principal *who, const char *id, jso
 		json_object_set_new(*out, "nsources", json_integer(fleet__nsources(a->fleet)));
 		json_object_set_new(*out, "peers", fleet__instr_status(a->fleet, ai->id));
 	}
+	/* after CA's own fields; GET only (not in POST/PUT answers) */
+	if (json_object_set_new(*out, "final_until",
+				json_integer(final_locked(a, instr__metric(ai->in)->id))))
+		rc = fail_nomem(e);
 out:
 	pthread_mutex_unlock(&a->lock);
 	return rc;
@@ -581,9 +595,17 @@ int agent__list(struct agent *a, const struct principal *who, json_t **out,
 	json_t *arr = json_array();
 
 	pthread_mutex_lock(&a->lock);
-	for (struct agent_instr *ai = a->instrs; arr && ai; ai = ai->next)
-		if (visible(who, ai))
-			json_array_append_new(arr, present(who, ai));
+	for (struct agent_instr *ai = a->instrs; arr && ai; ai = ai->next) {
+		json_t *o;
+
+		if (!visible(who, ai))
+			continue;
+		o = present(who, ai);
+		if (o)
+			json_object_set_new(o, "final_until",
+					    json_integer(final_locked(a, instr__metric(ai->in)->id)));
+		json_array_append_new(arr, o);
+	}
 	pthread_mutex_unlock(&a->lock);
 	*out = arr;
 	return arr ? 0 : fail_nomem(e);
@@ -731,6 +753,7 @@ static int64_t newest_locked(const struct agent *a)
 	return a->drained_to ? a->drained_to : agent__now();
 }
 
+
 int agent__find(struct agent *a, const struct principal *who, const char *id,
 		struct agent_instr_info *info, struct agent_error *e)
 {
@@ -747,6 +770,8 @@ int agent__find(struct agent *a, const struct principal *who, const char *id,
 		info->retention = instr__retention(ai->in);
 		snprintf(info->numeric_field, sizeof(info->numeric_field), "%s", nf ? nf->name : "");
 		info->now = newest_locked(a);
+		info->drained_to = a->drained_to;
+		info->final_until = final_locked(a, instr__metric(ai->in)->id);
 		info->created = instr__crtime_ms(ai->in) / 1000;
 		info->nsources = a->fleet ? fleet__nsources(a->fleet) : 1;
 		rc = 0;
@@ -1188,6 +1213,8 @@ void agent__tick(struct agent *a, int64_t now)
 	if (d < 0)
 		log_warn("agent", "drain failed: %s", strerror(-d));
 	a->drained_to = now;
+	for (int m = 0; m < METRIC__COUNT; m++)
+		a->final_until[m] = hub__final_until(a->hub, (enum metric_id)m);
 	expire_idle(a, now);
 	if (a->metrics)
 		metrics_export__tick(a->metrics, a->hub, now);

@@ -88,6 +88,8 @@ struct agent_instr_info {
 	int granularity, retention;
 	char numeric_field[64];		/* "" when it has none */
 	int64_t now;			/* the newest complete second + 1 */
+	int64_t drained_to;		/* every second before it is drained (0: none yet) */
+	int64_t final_until;		/* every second before it is final (engine/finality.h) */
 	int64_t created;		/* crtime, in seconds */
 	int nsources;			/* CA's nsources: 1, or the peers of an aggregator */
 };

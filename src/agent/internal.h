@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include "agent/agent.h"
+#include "engine/record.h"
 
 struct hub;
 struct instr;
@@ -40,6 +41,8 @@ struct agent {
 	 * value is the slot before it (reading "now - 1" right after the second
 	 * turns, before the drain, would show an empty slot) */
 	int64_t drained_to;
+	/* per metric: every second before it is final (hub__final_until) */
+	int64_t final_until[METRIC__COUNT];
 	struct hub *hub;
 	struct agent_instr *instrs;	/* ascending id */
 	unsigned long next_id;

@@ -41,6 +41,9 @@ struct api_request {
 	size_t body_len;
 	const char *content_type;	/* "" when absent */
 	const struct principal *who;
+	/* a request that waits (api_response.wait_until_ms) is dispatched
+	 * again later with the deadline it asked for; 0 on its first dispatch */
+	int64_t wait_deadline_ms;
 };
 
 struct api_response {
@@ -55,6 +58,12 @@ struct api_response {
 	size_t body_len;
 	const char *body_type;
 	int retry_after;		/* seconds, for 503; 0: no Retry-After */
+	/* not 0 (and nothing answered): the handler waits for data that is not
+	 * final yet; the server sets the request aside, without holding a
+	 * thread or the agent lock, and dispatches it again (with
+	 * api_request.wait_deadline_ms) whenever it may be ready and once this
+	 * unix ms time has passed */
+	int64_t wait_until_ms;
 	bool empty;			/* no body (OPTIONS) */
 };
 

@@ -15,6 +15,7 @@
 
 #include "api/api.h"
 #include "common/log.h"
+#include "engine/finality.h"
 #include "engine/instr.h"
 #include "engine/merge.h"
 #include "engine/window.h"
@@ -342,7 +343,11 @@ void routes_ca__clone(const struct api_ctx *cx, const struct api_request *rq,
 #define RAW_DURATION_DEFAULT		1
 #define IMAGE_DURATION_DEFAULT		60
 #define SUMMARY_DURATION_DEFAULT	1
-#define VALUE_TIMEOUT_MAX_MS		5000
+/* CA's default timeout (the future check); a request may give up to the
+ * maximum, and one that gives it waits up to that long for its data points
+ * to be final (engine/finality.h) */
+#define VALUE_TIMEOUT_DEFAULT_MS	5000
+#define VALUE_TIMEOUT_MAX_MS		10000
 
 /* The time parameters of a value request and the data points they give,
  * computed as CA does (ca-agg.js caAggrInterval, normalizeInterval,
@@ -355,6 +360,8 @@ struct val_req {
 	long long start, duration;	/* as requested (start inferred if absent) */
 	int64_t nstart, nduration;	/* normalized to the granularity */
 	int g;
+	int64_t final_until, drained_to;	/* the instrumentation's, at the request */
+	int64_t now_ms;
 };
 
 static void val_req_free(struct val_req *v)
@@ -488,8 +495,12 @@ static bool val_request(const struct agent_instr_info *info, const struct api_re
 
 	memset(v, 0, sizeof(*v));
 	v->ndp = 1;
-	v->timeout = VALUE_TIMEOUT_MAX_MS;
+	v->timeout = VALUE_TIMEOUT_DEFAULT_MS;
 	v->g = info->granularity;
+	v->final_until = info->final_until;
+	v->drained_to = info->drained_to;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	v->now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	if (!args_valid(rq, r) || !val_body(rq, r, v) ||
 	    !vparam_int(v, rq, r, "start_time", 0, 1LL << 40, &start, &gs) ||
 	    !vparam_int(v, rq, r, "duration", 1, INSTR_RETENTION_MAX, &dur, &gd) ||
@@ -503,7 +514,6 @@ static bool val_request(const struct agent_instr_info *info, const struct api_re
 	 * one (a replaying agent's, two past its recording's last), so that
 	 * CA's default, now - duration - granularity, names the same slot
 	 * however soon after a drain the request comes. */
-	(void)ts;
 	now_ms = (int64_t)info->now * 1000 + 999;
 	if (!gd && !(gs && ge))
 		dur = dflt;
@@ -520,7 +530,10 @@ static bool val_request(const struct agent_instr_info *info, const struct api_re
 			why = "\"start_time\" + \"duration\" must equal \"end_time\"";
 		}
 	} else if (!gs) {
-		start = now_ms / 1000 - dur - v->g;
+		/* CA's default, or the newest final point when it is newer
+		 * (CA's is not final while an exit that began in it is open) */
+		start = finality__default_start(now_ms / 1000 - dur - v->g, v->final_until, dur,
+						v->array ? v->ndp : 1, v->g);
 	}
 	if (!why && dur < 1)
 		why = "\"duration\" must be positive";
@@ -545,6 +558,17 @@ static bool val_request(const struct agent_instr_info *info, const struct api_re
 		api__error(r, 409, "InvalidArgument", "requested data point is too far in the future");
 		return false;
 	}
+	/* with a timeout: wait (set aside by the server, no lock held) until
+	 * the last point is final or the timeout has passed */
+	if (gt && latest > v->final_until) {
+		int64_t deadline = rq->wait_deadline_ms ? rq->wait_deadline_ms
+							: v->now_ms + v->timeout;
+
+		if (v->now_ms < deadline) {
+			r->wait_until_ms = deadline;
+			return false;
+		}
+	}
 	return true;
 }
 
@@ -566,6 +590,7 @@ static int val_envelope(json_t *o, const struct val_req *v, long long i, int nso
 {
 	int64_t s = v->nstart + i * v->nduration;
 	long long rs = v->start + i * v->duration;
+	int64_t delay;
 	int rc = 0;
 
 	rc |= json_object_set_new(o, "start_time", json_integer(s));
@@ -576,6 +601,12 @@ static int val_envelope(json_t *o, const struct val_req *v, long long i, int nso
 	rc |= json_object_set_new(o, "requested_start_time", json_integer(rs));
 	rc |= json_object_set_new(o, "requested_duration", json_integer(v->duration));
 	rc |= json_object_set_new(o, "requested_end_time", json_integer(rs + v->duration));
+	/* kvmscope's, after CA's: whether the point may still change */
+	rc |= json_object_set_new(o, "final_until", json_integer(v->final_until));
+	if (finality__point(v->final_until, v->drained_to, s + v->nduration, v->now_ms, &delay)) {
+		rc |= json_object_set_new(o, "partial", json_true());
+		rc |= json_object_set_new(o, "delay", json_integer(delay));
+	}
 	return rc ? -ENOMEM : 0;
 }
 

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -23,11 +26,28 @@
 #include "api/conn_guard.h"
 #include "common/log.h"
 
+/* A request set aside until its data is final (api_response.wait_until_ms). */
+struct waiter {
+	struct MHD_Connection *conn;
+	struct waiter *next;
+};
+
 struct api_server {
 	struct MHD_Daemon *daemon;
 	struct api_ctx cx;
 	struct conn_guard *guard;
+	/* suspended requests, resumed by the waker thread every
+	 * SERVER_WAIT_POLL_MS to look again (finality moves once a second;
+	 * a look costs one agent__find) */
+	pthread_mutex_t wait_lock;
+	pthread_cond_t wait_cv;
+	struct waiter *waiting;
+	pthread_t waker;
+	bool waker_running;
+	atomic_bool stopping;		/* set under wait_lock; read by handlers too */
 };
+
+#define SERVER_WAIT_POLL_MS	100
 
 #define SERVER_CONN_LIMIT	512
 #define SERVER_PER_IP_LIMIT	256
@@ -46,7 +66,59 @@ struct conn_ctx {
 	bool answered;
 	bool started;			/* on_request has seen the headers */
 	unsigned nparams;		/* > SERVER_MAX_PARAMS: the query was cut */
+	int64_t wait_deadline_ms;	/* set aside until then (0: never was) */
 };
+
+/* Resumes every waiting request (each handler looks again and answers or
+ * waits again), every SERVER_WAIT_POLL_MS, until the server stops. */
+static void *waker_main(void *arg)
+{
+	struct api_server *s = arg;
+
+	pthread_mutex_lock(&s->wait_lock);
+	while (!s->stopping) {
+		struct timespec until;
+		struct waiter *w;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += SERVER_WAIT_POLL_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->wait_cv, &s->wait_lock, &until);
+		while ((w = s->waiting)) {
+			s->waiting = w->next;
+			MHD_resume_connection(w->conn);
+			free(w);
+		}
+	}
+	pthread_mutex_unlock(&s->wait_lock);
+	return NULL;
+}
+
+/* Sets the request aside (from its own handler call, as microhttpd wants).
+ * false when it cannot wait: it is answered now. */
+static bool wait_aside(struct api_server *s, struct MHD_Connection *conn)
+{
+	struct waiter *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return false;
+	pthread_mutex_lock(&s->wait_lock);
+	if (s->stopping || !s->waker_running) {
+		pthread_mutex_unlock(&s->wait_lock);
+		free(w);
+		return false;
+	}
+	/* suspended before the waker can see it, so that its resume follows */
+	MHD_suspend_connection(conn);
+	w->conn = conn;
+	w->next = s->waiting;
+	s->waiting = w;
+	pthread_mutex_unlock(&s->wait_lock);
+	return true;
+}
 
 /* CA's error code for a kvmscope status: CA clients read error.code, so
  * every kvmscope status maps to the ECA_* code CA uses for that kind of
@@ -572,7 +644,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (!rq.content_type)
 		rq.content_type = "";
 	rq.who = authenticate(&s->cx, conn);
+	rq.wait_deadline_ms = cx->wait_deadline_ms;
+	/* stopping: a waiting request is answered with what there is */
+	if (rq.wait_deadline_ms && s->stopping)
+		rq.wait_deadline_ms = 1;
 	dispatch(&s->cx, &rq, &r);
+	if (r.wait_until_ms && !r.json && !r.body && !r.file_path) {
+		cx->wait_deadline_ms = r.wait_until_ms;
+		if (wait_aside(s, conn))
+			return MHD_YES;
+		/* cannot wait: look once more, as at the deadline */
+		rq.wait_deadline_ms = 1;
+		r = (struct api_response){ .status = 200 };
+		dispatch(&s->cx, &rq, &r);
+	}
 	if (r.status >= 500)
 		log_warn("api", "%s %s -> %d", method, url, r.status);
 	else
@@ -703,7 +788,8 @@ int server__start(struct agent *a, const struct api_server_config *cfg, struct a
 	char addr[128];
 	bool loopback;
 	int port, family;
-	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
+			     MHD_ALLOW_SUSPEND_RESUME;
 	struct api_server *s;
 	int fd = -1, one = 1, rc;
 
@@ -747,6 +833,8 @@ int server__start(struct agent *a, const struct api_server_config *cfg, struct a
 		goto err_close;
 	}
 	s->cx = (struct api_ctx){ a, cfg->tokens, cfg->web_root ? cfg->web_root : "" };
+	pthread_mutex_init(&s->wait_lock, NULL);
+	pthread_cond_init(&s->wait_cv, NULL);
 	rc = conn_guard__new(CONN_GUARD_DEADLINE_MS, CONN_GUARD_WAITING_PER_ADDR, &s->guard);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the connection guard: %s", strerror(-rc));
@@ -778,6 +866,11 @@ int server__start(struct agent *a, const struct api_server_config *cfg, struct a
 		rc = -EIO;
 		goto err_close;
 	}
+	/* without the waker, requests that would wait are answered at once */
+	if (pthread_create(&s->waker, NULL, waker_main, s))
+		log_warn("api", "cannot start the waker thread: requests with a timeout do not wait");
+	else
+		s->waker_running = true;
 	*out = s;
 	return 0;
 err_close:
@@ -790,6 +883,14 @@ void server__stop(struct api_server *s)
 {
 	if (!s)
 		return;
+	/* microhttpd wants every suspended connection resumed before it stops:
+	 * the waker resumes them all as it ends, and they are answered at once */
+	pthread_mutex_lock(&s->wait_lock);
+	s->stopping = true;
+	pthread_cond_signal(&s->wait_cv);
+	pthread_mutex_unlock(&s->wait_lock);
+	if (s->waker_running)
+		pthread_join(s->waker, NULL);
 	MHD_stop_daemon(s->daemon);
 	conn_guard__free(s->guard);
 	free(s);

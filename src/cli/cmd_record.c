@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #include "cli/commands.h"
 #include "collectors/hub.h"
+#include "engine/finality.h"
 #include "engine/metric.h"
 #include "record/recorder.h"
 
@@ -85,6 +87,30 @@ static void sleep_until(int64_t unix_sec, long extra_ns)
 
 	while (!stop && clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL) == EINTR)
 		;
+}
+
+/* Marks the seconds from start + *seconds on, below limit, that are final
+ * for every metric recorded (all of them when force). -1 with a message on
+ * stderr when the file cannot take it. */
+static int mark_final(struct recorder *rec, struct hub *hub, int64_t start, long *seconds,
+		      int64_t limit, bool force)
+{
+	const enum metric_id *metrics;
+	size_t n = recorder__metrics(rec, &metrics);
+	int64_t final = limit;
+	char err[256];
+
+	for (size_t i = 0; !force && i < n; i++)
+		if (hub__final_until(hub, metrics[i]) < final)
+			final = hub__final_until(hub, metrics[i]);
+	while (start + *seconds < final) {
+		if (recorder__end_second(rec, start + *seconds, err, sizeof(err))) {
+			fprintf(stderr, "kvmscope record: %s\n", err);
+			return -1;
+		}
+		(*seconds)++;
+	}
+	return 0;
 }
 
 static double cpu_seconds(void)
@@ -249,19 +275,30 @@ int cmd_record(int argc, char **argv)
 		fprintf(stderr, "kvmscope record: %s\n", err);
 		goto out;
 	}
-	for (long n = 0; !stop && (duration < 0 || n < duration); n++) {
-		int64_t t = start + n;
+	/* A second is marked (closed in the file) once it is final for every
+	 * metric recorded (engine/finality.h): the records of an exit that
+	 * began in it and ended later are in the file before its mark, so that
+	 * report and replay never show a partial second. Records of later
+	 * seconds drained meanwhile go in the same chunk, by their own time. */
+	int64_t drained = start, end = duration < 0 ? INT64_MAX : start + duration;
 
-		sleep_until(t + 1, 150 * 1000 * 1000);
+	while (!stop && start + seconds < end) {
+		sleep_until(drained + 1, 150 * 1000 * 1000);
 		if (stop)
 			break;
-		hub__drain(hub, t + 1);
-		if (recorder__end_second(recorder, t, err, sizeof(err))) {
-			fprintf(stderr, "kvmscope record: %s\n", err);
+		/* past the end, only the seconds recorded are drained again (an
+		 * exit booked late into them), up to the wait's cap */
+		if (drained < end)
+			drained++;
+		else if (time(NULL) > end + FINAL_WAIT_MAX_S)
+			break;
+		hub__drain(hub, drained);
+		if (mark_final(recorder, hub, start, &seconds, end, false))
 			goto out;
-		}
-		seconds++;
 	}
+	/* interrupted, or the cap passed: what is drained is kept */
+	if (mark_final(recorder, hub, start, &seconds, drained < end ? drained : end, true))
+		goto out;
 	rc = 0;
 out:
 	if (recorder) {

@@ -394,6 +394,18 @@ int cmd_stat(int argc, char **argv)
 			fprintf(stderr, "kvmscope stat: reading the kernel counters failed\n");
 			goto out;
 		}
+		/* printed once final: an exit that began in the interval (a halt
+		 * of 1 s) is counted there when it ends, COLLECTOR_FINAL_WAIT_MAX_S
+		 * late at most; never a partial interval */
+		while (!stop && kvmstat__final_until(ks) < st->to) {
+			struct timespec poll = { 0, 100 * 1000 * 1000 };
+
+			nanosleep(&poll, NULL);
+			if (kvmstat__drain(ks, st->to, on_entry, st) < 0) {
+				fprintf(stderr, "kvmscope stat: reading the kernel counters failed\n");
+				goto out;
+			}
+		}
 		add_idle_rows(st);
 		qsort(st->rows, st->nrows, sizeof(st->rows[0]), cmp_rows);
 		if (json)

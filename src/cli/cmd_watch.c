@@ -317,13 +317,22 @@ int cmd_watch(int argc, char **argv)
 	sleep_until(start, 50 * 1000 * 1000);
 	hub__drain(hub, start);		/* the partial first second: dropped by the sink */
 	sink.from = start;
+	int64_t drained = start;
+
 	for (long n = 0; !stop && (seconds < 0 || n < seconds); n++) {
 		int64_t t = start + n;
 
-		sleep_until(t + 1, 150 * 1000 * 1000);
+		/* second t is printed once final (engine/finality.h): drained, and
+		 * every exit that began in it booked, COLLECTOR_FINAL_WAIT_MAX_S
+		 * late at most; never a partial value */
+		while (!stop && hub__final_until(hub, instr__metric(in)->id) <= t) {
+			sleep_until(drained + 1, 150 * 1000 * 1000);
+			if (stop)
+				break;
+			hub__drain(hub, ++drained);
+		}
 		if (stop)
 			break;
-		hub__drain(hub, t + 1);
 		if (json) {
 			json_t *line = json_object();
 

@@ -16,8 +16,13 @@
 
 #include <stdint.h>
 
+#include "engine/finality.h"
 #include "engine/record.h"
 #include "collectors/vmcache.h"
+
+/* A second is declared final at most this long after its end, even if an
+ * exit that began in it is still open (engine/finality.h). */
+#define COLLECTOR_FINAL_WAIT_MAX_S FINAL_WAIT_MAX_S
 
 struct collector_env {
 	struct vmcache *vms;		/* pid/tid -> VM name, vCPU index, disks, NICs */
@@ -40,6 +45,9 @@ struct collector_ops {
 	void (*stop)(struct collector *c);
 	/* events lost in the kernel (map full) since start */
 	uint64_t (*drops)(struct collector *c);
+	/* unix second before which every second is final (finality.h), as of
+	 * the last drain; NULL: every drained second is final */
+	int64_t (*final_until)(struct collector *c);
 };
 
 struct collector {
@@ -71,6 +79,10 @@ int64_t collector__tai_offset(void);
 typedef int (*percpu_entry_fn)(const void *key, const uint64_t *vals, void *ctx);
 int collector__drain_percpu_hash(int map_fd, size_t key_size, size_t nvals,
 				 uint32_t before_tai, percpu_entry_fn fn, void *ctx);
+
+/* The TAI second the oldest exit still open began in, from an exits_open
+ * map (bpf/exit_logic.h: tid -> TAI ns); FINAL_NONE_OPEN when none is. */
+int64_t collector__oldest_open_tai(int map_fd);
 
 /* What a BPF collector's drain passes to its per-entry decoder. */
 struct drain_emit {

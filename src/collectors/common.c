@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/types.h>
+
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
@@ -92,6 +94,23 @@ out:
 	free(percpu);
 	free(sum);
 	return err;
+}
+
+int64_t collector__oldest_open_tai(int fd)
+{
+	int64_t oldest = FINAL_NONE_OPEN;
+	__u32 key, next;
+	__u64 began;
+	int have = 0;
+
+	while (bpf_map_get_next_key(fd, have ? &key : NULL, &next) == 0) {
+		if (!bpf_map_lookup_elem(fd, &next, &began) &&
+		    (int64_t)(began / 1000000000ull) < oldest)
+			oldest = (int64_t)(began / 1000000000ull);
+		key = next;
+		have = 1;
+	}
+	return oldest;
 }
 
 int drain_emit__record(struct drain_emit *e, const struct record *rec)

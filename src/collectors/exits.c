@@ -17,6 +17,7 @@
 struct exits_priv {
 	struct exits_bpf *skel;
 	uint64_t drops_base;
+	int64_t final_until;	/* unix: every second before it is final */
 };
 
 static void set_config(struct exits_bpf *skel, const uint64_t *fields)
@@ -99,15 +100,30 @@ static int exits_drain(struct collector *c, int64_t before, const struct collect
 {
 	struct exits_priv *p = c->priv;
 	struct drain_emit e = { p, env, sink, ctx, 0 };
-	int64_t before_tai = before + env->tai_offset;
+	int64_t open = collector__oldest_open_tai(bpf_map__fd(p->skel->maps.exits_open)), final_tai;
 
-	/* set before the walk: from here on an exit completing late is booked
-	 * in its completion second, which this drain does not take */
-	if (before_tai > 0 && before_tai <= UINT32_MAX &&
-	    (uint32_t)before_tai > p->skel->bss->exits_cfg.drained_before)
-		p->skel->bss->exits_cfg.drained_before = (uint32_t)before_tai;
+	/* A second with an exit still open stays open (up to the cap): the
+	 * exit is booked in it when it ends, and a later drain takes it. The
+	 * kernel's bound is set before the walk: from here on an exit of a
+	 * final second completing late is booked in its completion second,
+	 * which this drain does not take. */
+	if (open != FINAL_NONE_OPEN)
+		open -= env->tai_offset;
+	p->final_until = finality__advance(p->final_until, before, open,
+					   COLLECTOR_FINAL_WAIT_MAX_S);
+	final_tai = p->final_until + env->tai_offset;
+	if (final_tai > 0 && final_tai <= UINT32_MAX &&
+	    (uint32_t)final_tai > p->skel->bss->exits_cfg.final_before)
+		p->skel->bss->exits_cfg.final_before = (uint32_t)final_tai;
 	return collector__drain_records(bpf_map__fd(p->skel->maps.exits), sizeof(struct exits_key),
 					1, before, &e, exits_entry);
+}
+
+static int64_t exits_final_until(struct collector *c)
+{
+	struct exits_priv *p = c->priv;
+
+	return p->final_until;
 }
 
 static uint64_t exits_drops(struct collector *c)
@@ -137,4 +153,5 @@ const struct collector_ops collector_exits_ops = {
 	.drain = exits_drain,
 	.stop = exits_stop,
 	.drops = exits_drops,
+	.final_until = exits_final_until,
 };

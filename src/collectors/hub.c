@@ -25,6 +25,8 @@ struct hub_slot {
 struct hub {
 	struct collector collectors[NCOLLECTORS];
 	int running[NCOLLECTORS];
+	int64_t final_until[NCOLLECTORS];	/* per collector, see hub__final_until */
+	int64_t drained_before;
 	struct hub_slot consumers[HUB_MAX_CONSUMERS];
 	/* the used slots of each metric, so a record visits only its consumers */
 	int by_metric[METRIC__COUNT][HUB_MAX_CONSUMERS];
@@ -132,6 +134,8 @@ static int sync_collector(struct hub *hub, size_t i, char *err, size_t errlen)
 			return rc;
 		}
 		hub->running[i] = 1;
+		/* what was final while it was idle stays so */
+		hub->final_until[i] = hub->drained_before;
 		log_info("hub", "collector %s started (source: %s)", col->ops->name,
 			 col->source ? col->source : "");
 	} else if (n > 0) {
@@ -250,6 +254,7 @@ int hub__drain(struct hub *hub, int64_t before)
 
 	for (size_t i = 0; i < NCOLLECTORS; i++) {
 		struct collector *col = &hub->collectors[i];
+		int64_t f;
 		int n;
 
 		if (!hub->running[i])
@@ -259,9 +264,25 @@ int hub__drain(struct hub *hub, int64_t before)
 			log_warn("hub", "draining %s failed: %s", col->ops->name, strerror(-n));
 			continue;
 		}
+		f = col->ops->final_until ? col->ops->final_until(col) : before;
+		/* never back, also past a restart of the collector */
+		if (f > hub->final_until[i])
+			hub->final_until[i] = f;
 		total += n;
 	}
+	if (before > hub->drained_before)
+		hub->drained_before = before;
 	return total;
+}
+
+int64_t hub__final_until(const struct hub *hub, enum metric_id metric)
+{
+	int ci = collector_of(metric);
+
+	/* an idle collector counts nothing: every drained second is final */
+	if (ci < 0 || !hub->running[ci])
+		return hub->drained_before;
+	return hub->final_until[ci];
 }
 
 int hub__running(const struct hub *hub)

@@ -38,6 +38,13 @@ int hub__remove(struct hub *hub, int id);
  * (record.num_absent) is not given to that consumer. Returns records
  * dispatched or -errno. */
 int hub__drain(struct hub *hub, int64_t before);
+/* Unix second before which every second of the metric is final
+ * (engine/finality.h) as of the last drain: the drained seconds, less those
+ * an exit that began in them still holds open (vm.exits), up to
+ * COLLECTOR_FINAL_WAIT_MAX_S. Host-wide: one open exit of any VM holds the
+ * second for every instrumentation of the metric. 0 before the first
+ * drain. */
+int64_t hub__final_until(const struct hub *hub, enum metric_id metric);
 /* Collectors running now, and events lost in the kernel since they started. */
 int hub__running(const struct hub *hub);
 uint64_t hub__drops(const struct hub *hub, enum metric_id metric);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -14,6 +15,7 @@
 struct kvmstat {
 	struct kvmstat_bpf *skel;
 	int64_t tai_offset;
+	int64_t final_until;	/* unix: every second before it is final */
 };
 
 /* emulated instructions are counted per vCPU index, read unguarded */
@@ -76,10 +78,30 @@ static int drain_one(const void *key, const uint64_t *vals, void *ctx)
 int kvmstat__drain(struct kvmstat *ks, int64_t before, kvmstat_entry_fn fn, void *ctx)
 {
 	struct drain_ctx dc = { ks, fn, ctx };
+	int64_t open = collector__oldest_open_tai(bpf_map__fd(ks->skel->maps.exits_open));
+	int64_t cap = time(NULL) - COLLECTOR_FINAL_WAIT_MAX_S, final_tai;
+
+	/* as the vm.exits collector (exits.c), but `stat` drains the same
+	 * interval again while it waits: the cap counts from the wall clock */
+	if (open != FINAL_NONE_OPEN)
+		open -= ks->tai_offset;
+	if (open < cap)
+		open = cap;
+	ks->final_until = finality__advance(ks->final_until, before, open,
+					    COLLECTOR_FINAL_WAIT_MAX_S);
+	final_tai = ks->final_until + ks->tai_offset;
+	if (final_tai > 0 && final_tai <= UINT32_MAX &&
+	    (uint32_t)final_tai > ks->skel->bss->kvmstat_final_before)
+		ks->skel->bss->kvmstat_final_before = (uint32_t)final_tai;
 
 	return collector__drain_percpu_hash(bpf_map__fd(ks->skel->maps.counters),
 					    sizeof(struct kvmstat_key), KVMSTAT__N,
 					    (uint32_t)(before + ks->tai_offset), drain_one, &dc);
+}
+
+int64_t kvmstat__final_until(const struct kvmstat *ks)
+{
+	return ks->final_until;
 }
 
 uint64_t kvmstat__drops(struct kvmstat *ks)

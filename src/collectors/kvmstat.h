@@ -25,8 +25,15 @@ typedef int (*kvmstat_entry_fn)(const struct kvmstat_entry *e, void *ctx);
 /* Load and attach the programs. On success the caller owns *out (release
  * with kvmstat__close); on failure err says what the user should do. */
 int kvmstat__open(struct kvmstat **out, char *err, size_t errlen);
-/* Hand every complete second before unix time `before` to fn, then forget it. */
+/* Hand every complete second before unix time `before` to fn, then forget
+ * it. An exit is counted in the second it began: one that ends after that
+ * second was drained is handed over by a later drain (of the same `before`
+ * too) until the second is final. */
 int kvmstat__drain(struct kvmstat *ks, int64_t before, kvmstat_entry_fn fn, void *ctx);
+/* Every second before it is final (engine/finality.h) as of the last drain:
+ * drained, and no exit that began in it still open, COLLECTOR_FINAL_WAIT_MAX_S
+ * after its end at most. */
+int64_t kvmstat__final_until(const struct kvmstat *ks);
 uint64_t kvmstat__drops(struct kvmstat *ks);
 void kvmstat__close(struct kvmstat *ks);
 

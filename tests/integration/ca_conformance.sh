@@ -80,8 +80,12 @@ curl -s -X DELETE "$BASE$(jq -r .uri "$TMPD/body")" >/dev/null
 # ---- 7.7: the envelope and the interval
 NOW=$(date +%s)
 curl -s "$BASE$V" > "$TMPD/raw.json"
-expect_eq "scalar raw: CA's keys, in order" "$(jq -c keys_unsorted "$TMPD/raw.json")" \
+expect_eq "scalar raw: CA's keys, in order" "$(jq -c 'keys_unsorted | .[0:10]' "$TMPD/raw.json")" \
 	'["value","transformations","start_time","duration","end_time","nsources","minreporting","requested_start_time","requested_duration","requested_end_time"]'
+# after them only kvmscope's finality (docs/api.md): final_until, and partial
+# with delay for a point that may still change
+check "scalar raw: then final_until [, partial, delay] ($(jq -c 'keys_unsorted | .[10:]' "$TMPD/raw.json"))" \
+	jqe '(keys_unsorted | .[10:]) as $k | $k == ["final_until"] or $k == ["final_until","partial","delay"]' "$TMPD/raw.json"
 check "default start: floor(now) - 2 (+-1), duration 1" \
 	jqe "(.start_time - ($NOW - 2) | fabs) <= 1 and .duration == 1 and .end_time == .start_time + 1" "$TMPD/raw.json"
 expect_eq "ndatapoints=1 is an array of 1" "$(curl -s "$BASE$V?ndatapoints=1" | jq -c 'type, length' | tr '\n' ' ')" '"array" 1 '

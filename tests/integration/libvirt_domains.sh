@@ -224,7 +224,8 @@ for c in "${cases[@]}"; do
 	qemu_tracefs_save "$n" "$TMPD/$n.kvm"
 	ran+=("$c")
 done
-sleep 2; kill -INT "${watches[@]}" 2>/dev/null; wait "${watches[@]}"
+# vm.exits prints a second once final: up to 3 s (COLLECTOR_FINAL_WAIT_MAX_S) late
+sleep 5; kill -INT "${watches[@]}" 2>/dev/null; wait "${watches[@]}"
 
 for c in "${ran[@]}"; do
 	IFS='|' read -r n type src attrs counted <<< "$c"

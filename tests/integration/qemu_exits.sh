@@ -34,7 +34,9 @@ qemu_run "$A" "$A" -name "$A,debug-threads=on" -kernel "$TMPD/a.img"; ra=$?
 qemu_run "$B" "$B" -name "$B" -kernel "$TMPD/b.img"; rb=$?
 qemu_run "$C" "$C" -name "$C" -kernel "$TMPD/c.img"; rc=$?
 # the watches end on their own: stop them early once both guests are done
-sleep 2; kill -INT $W1 $W2 $W3 2>/dev/null; wait $W1 $W2 $W3
+# a second is printed once final: up to COLLECTOR_FINAL_WAIT_MAX_S (3 s) after its
+# end while an exit of any VM on the host began in it and is still open
+sleep 5; kill -INT $W1 $W2 $W3 2>/dev/null; wait $W1 $W2 $W3
 [ $ra -eq 0 ] && [ $rb -eq 0 ] && [ $rc -eq 0 ] || tap_done
 
 # the truth side, checked on its own: the guest's port accesses are all there

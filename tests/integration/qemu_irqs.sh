@@ -30,7 +30,8 @@ W3=$!; cleanup_pids+=("$W3")
 wait_counting "$TMPD/vec.json" "$TMPD/vcpu.json" "$TMPD/exits.json"
 qemu_run "$A" "$A" -name "$A,debug-threads=on" -kernel "$TMPD/a.img"; ra=$?
 qemu_run "$B" "$B" -name "$B" -kernel "$TMPD/b.img"; rb=$?
-sleep 2; kill -INT $W1 $W2 $W3 2>/dev/null; wait $W1 $W2 $W3
+# vm.exits prints a second once final: up to 3 s (COLLECTOR_FINAL_WAIT_MAX_S) late
+sleep 5; kill -INT $W1 $W2 $W3 2>/dev/null; wait $W1 $W2 $W3
 check "$A's guest took its $COUNT_A PIT interrupts and stopped QEMU" test $ra -eq 0
 check "$B's guest took its $COUNT_B PIT interrupts and stopped QEMU" test $rb -eq 0
 
