@@ -125,21 +125,28 @@ check "no crash in the fault agents' logs" sh -c "! grep -qE 'Sanitizer|runtime 
 if ! cc -O2 -o "$TMPD/fill_map" "$_root/tests/reliability/fill_map.c" -lbpf 2>"$TMPD/cc.err"; then
 	not_ok "fill_map helper builds"; sed 's/^/# /' "$TMPD/cc.err"
 else
-	"$KVMSCOPE" watch vm.exits -d vm -j -n 9 >"$TMPD/watch.out" 2>"$TMPD/watch.err" &
+	# stopped once the guest is done and its seconds are final, not after a
+	# fixed count: on a loaded host the guest's 2 s of writes start late
+	"$KVMSCOPE" watch vm.exits -d vm -j -n 120 >"$TMPD/watch.out" 2>"$TMPD/watch.err" &
 	WP=$!
 	cleanup_pids+=("$WP")
 	for _ in $(seq 30); do grep -q 'collector exits started' "$TMPD/watch.err" && break; sleep 0.1; done
 	n=$("$TMPD/fill_map" "$WP" exits 2>"$TMPD/fill.err")
 	check "exits map of the watch filled from user space ($n entries)" test "${n:-0}" -ge 1000
 	"$VMLOAD" -name guest=full-$$ --delay 500 --pio vcpu=0,count=1000,rate=500 --truth "$TMPD/full.truth" >/dev/null 2>&1
+	sleep 5; kill -INT "$WP"
 	wait "$WP"; rc=$?
 	expect_eq "watch exits 0 with a full map" "$rc" 0
 	drops=$(jq -s '[.[].dropped // 0] | max' "$TMPD/watch.out")
 	want=$(jq '[.vcpus[].pio] | add' "$TMPD/full.truth")
-	if [ "${drops:-0}" -ge "${want:-1000}" ]; then
-		ok "watch -j prints \"dropped\", rising to $drops for $want port writes"
+	# other guests on a shared host free the entries their seconds held at
+	# each drain, so some of the guest's exits may find room: each is then
+	# counted, and the rest reported dropped, never neither
+	counted=$(jq -s --arg vm "full-$$" '[.[].value[$vm] // 0] | add' "$TMPD/watch.out")
+	if [ "${drops:-0}" -gt 0 ] && [ $((${drops:-0} + ${counted:-0})) -ge "${want:-1000}" ]; then
+		ok "watch -j prints \"dropped\", rising to $drops; with the $counted counted, every one of $want port writes is accounted for"
 	else
-		not_ok "watch -j prints \"dropped\": got ${drops:-nothing} for $want port writes"
+		not_ok "watch -j prints \"dropped\": got ${drops:-nothing} dropped and ${counted:-nothing} counted for $want port writes"
 		cat "$TMPD/watch.out" "$TMPD/watch.err" "$TMPD/fill.err" | sed 's/^/# /'
 	fi
 	check "the drop count only rises" jqe -s '[.[].dropped // 0] as $d | [range(1; $d | length) | $d[.] >= $d[. - 1]] | all' "$TMPD/watch.out"
