@@ -17,6 +17,7 @@ const listeners = new Set();
 let lastState = null;
 
 // Connection state for the status bar: "ok", "unreachable", "token", "forbidden".
+export function connState() { return lastState ? lastState.s : null; }
 export function onState(fn) { listeners.add(fn); if (lastState) fn(lastState); }
 function setState(s, detail) {
   // A refused token is reported every time so that the prompt comes back.
@@ -90,6 +91,11 @@ export async function request(method, path, { params, body, keepalive } = {}) {
 export const api = {
   catalogue: () => request('GET', '/ca'),
   vms: () => request('GET', '/ca/vms'),
+  peers: () => request('GET', '/ca/peers'),
+  dashboards: () => request('GET', '/ca/dashboards'),
+  dashboard: (name) => request('GET', `/ca/dashboards/${encodeURIComponent(name)}`),
+  saveDashboard: (name, body) => request('PUT', `/ca/dashboards/${encodeURIComponent(name)}`, { body }),
+  deleteDashboard: (name) => request('DELETE', `/ca/dashboards/${encodeURIComponent(name)}`),
   list: () => request('GET', '/ca/instrumentations'),
   get: (id) => request('GET', `/ca/instrumentations/${encodeURIComponent(id)}`),
   create: (spec) => request('POST', '/ca/instrumentations', { body: spec }),
