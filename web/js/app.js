@@ -45,6 +45,7 @@ const app = {
   overview: null,
   vmPage: null,
   stopped: false,      // waiting for a token: nothing is polled
+  refreshMs: [],       // durations of the refreshes of the charts on screen
   seen401: false,
 };
 
@@ -367,7 +368,13 @@ async function refreshAll(force) {
     if (!app.catalogue) { await start(); return; }
     if (!app.tm.live && !force) return;
     if (app.page === 'host' && app.overview) await app.overview.refresh();
-    else await Promise.all(allCharts().map((c) => c.refresh()));
+    else {
+      const t0 = performance.now();
+      const live = allCharts().filter((c) => c.visible);
+      await Promise.all(live.map((c) => c.refresh()));
+      // how long a refresh of every chart on screen takes (bench/web.sh)
+      if (live.length && app.tm.live) { app.refreshMs.push({ ms: performance.now() - t0, charts: live.length }); if (app.refreshMs.length > 500) app.refreshMs.shift(); }
+    }
   } finally {
     ticking = false;
   }

@@ -187,6 +187,9 @@ export class Chart {
     this.again = false;
     try {
       const s = this.slots();
+      // bench/web.sh's side-by-side: the whole window again every time, as
+      // the UI did before it kept what it had
+      if (this.app.benchFullWindow) this.store.points.clear();
       await this.store.ensure(s.from, s.to, Date.now() / 1000, this.app.time().live);
       this.draw();
     } catch (e) {

@@ -33,7 +33,7 @@ export class SeriesStore {
     const arr = Array.isArray(res) ? res : [res];
     let fu = null;
     for (const r of arr) if (r && typeof r.final_until === 'number') fu = Math.max(fu || 0, r.final_until);
-    if (fu === null) fu = finalFallback(nowSec);
+    if (fu === null) fu = finalFallback(nowSec); else this.agentSaysFinal = true;
     this.finalUntil = Math.max(this.finalUntil, fu);
     for (const r of arr) {
       if (!r || typeof r.start_time !== 'number') continue;
@@ -69,8 +69,12 @@ export class SeriesStore {
     const g = this.gran;
     from = Math.floor(from / g) * g;
     to = Math.floor(to / g) * g;
-    if (live) to = Math.max(to, Math.floor(nowSec / g) * g - g);
-    to = Math.min(to, Math.floor(nowSec / g) * g - g);
+    // an agent that says what is final is asked up to the slot ending now;
+    // one that does not, only up to what the fallback takes as final (a
+    // request for seconds that would be dropped is a request wasted)
+    const edge = this.agentSaysFinal ? Math.floor(nowSec / g) * g - g : Math.floor(finalFallback(nowSec) / g) * g - g;
+    if (live) to = Math.max(to, edge);
+    to = Math.min(to, edge);
     const lo = Math.max(from, Math.floor(nowSec) - this.retention + g, Math.ceil(this.since / g) * g);
     const runs = [];
     let run = null;

@@ -163,9 +163,18 @@ export function hsvRgb(hue, s, v) {
 // (0 < t <= 1) in a hue: rare cells stay at least 3:1 against the
 // background (WCAG's floor for graphics), dense ones are the pure hue.
 export const PLOT_BG = [14, 17, 22];
+// Intensities are quantised to 1/256 and the colours cached: a heatmap
+// asks for one per cell.
+const cellCache = new Map();
 export function cellRgb(hue, t) {
-  let c = hsvRgb(hue, 0.35 + 0.65 * t, 0.55 + 0.45 * t);
+  const q = Math.max(1, Math.min(256, Math.round(t * 256)));
+  const key = hue * 1000 + q;
+  let c = cellCache.get(key);
+  if (c) return c;
+  const u = q / 256;
+  c = hsvRgb(hue, 0.35 + 0.65 * u, 0.55 + 0.45 * u);
   for (let k = 0; k < 20 && contrast(c, PLOT_BG) < 3.2; k++) c = c.map((x) => Math.round(x + (255 - x) * 0.12));
+  cellCache.set(key, c);
   return c;
 }
 
