@@ -75,7 +75,7 @@ out=$(cd "$ROOT/tests/web" && timeout 170 node ui_test.mjs "http://127.0.0.1:$PO
 rc=$?
 relay_checks "$out"
 expect_eq "the browser session ran to its end" "$rc" 0
-if [ "$n" -lt 55 ]; then not_ok "only $n browser checks reported, want 55"; fi
+if [ "$n" -lt 57 ]; then not_ok "only $n browser checks reported, want 57"; fi
 # Honest states: a second agent that wants a token, then goes away.
 TPORT=$((PORT + 1))
 {

@@ -640,8 +640,13 @@ export class Chart {
     this.tip.hidden = false;
   }
 
-  // after a redraw the tip describes the same cell, with its new numbers
-  refreshTip() { if (this.hover && !this.tip.hidden) this.showTip(this.hover); }
+  // after a redraw the tip describes what is under the pointer now: the
+  // same column and row, whose second has moved with the window
+  refreshTip() {
+    if (!this.hover || this.tip.hidden || !this.frame) return;
+    this.hover.t = this.frame.from + this.hover.col * this.frame.g;
+    this.showTip(this.hover);
+  }
 
   onMove(e) {
     const p = this.at(e);
