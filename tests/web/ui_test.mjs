@@ -121,7 +121,6 @@ try {
   await page.selectOption('#window', '60');
   await page.waitForTimeout(1200);
   await page.screenshot({ path: `${artifacts}/web-overview.png` });
-  if (docsImg) await page.screenshot({ path: `${docsImg}/web-overview.png` });
 
   // The fleet's hosts in the shape another branch is moving to: a mock of
   // that answer only (this agent has no bus), through the page's router.
@@ -399,7 +398,6 @@ try {
   });
   await page.waitForTimeout(800);
   await page.screenshot({ path: `${artifacts}/web-latency-zoom.png`, clip: await page.locator(lat).boundingBox() });
-  if (docsImg) await page.screenshot({ path: `${docsImg}/web-latency-zoom.png`, clip: await page.locator(lat).boundingBox() });
   await step('while paused, [ scrolls back half a window and the older seconds are fetched', async () => {
     const a = await page.evaluate(() => window.kvmscope.tm);
     await page.evaluate(() => document.activeElement && document.activeElement.blur());
@@ -466,7 +464,6 @@ try {
   await page.evaluate(() => { if (!window.kvmscope.tm.live) document.querySelector('#pause').click(); });
   await page.waitForTimeout(1500);
   await page.screenshot({ path: `${artifacts}/web-vm.png` });
-  if (docsImg) await page.screenshot({ path: `${docsImg}/web-vm.png` });
 
   // ---- only visible charts refresh, incrementally
   await step('only charts on screen refresh, each asking only for its newest seconds', async () => {
@@ -690,6 +687,31 @@ try {
     if (order.join() !== want.join()) throw new Error(`${order.join(' > ')}, want ${want.join(' > ')}`);
     return order.join(' > ');
   });
+
+  // The README's screenshots, last: the guest has a minute of history now.
+  if (docsImg) {
+    await step('screenshots of the overview, a VM page and a zoomed latency heatmap for docs/img', async () => {
+      await page.goto(`${base}/#/host?w=60`);
+      await page.reload();
+      await page.waitForFunction((n) => Number(document.querySelector(`#vm-table tr[data-vm="${n}"] canvas[data-spark="exits"]`)?.dataset.max) > 0, vmName, { timeout: 15000 });
+      await page.waitForTimeout(1500);
+      await page.screenshot({ path: `${docsImg}/web-overview.png` });
+      await page.goto(`${base}/#/vm/${vmName}?w=60`);
+      await page.waitForSelector(`${lat}[data-ready="1"]`, { timeout: 15000 });
+      await page.waitForTimeout(2500);
+      await page.screenshot({ path: `${docsImg}/web-vm.png` });
+      const box = await page.locator(`${lat} canvas.plot`).boundingBox();
+      const d = await page.$eval(`${lat} canvas.plot`, (c) => ({ x: +c.dataset.plotX, w: +c.dataset.plotW }));
+      await page.mouse.move(box.x + d.x + d.w * 0.6, box.y + 80);
+      await page.mouse.down();
+      await page.mouse.move(box.x + d.x + d.w * 0.99, box.y + 90, { steps: 8 });
+      await page.mouse.up();
+      await page.waitForFunction((s) => Number(document.querySelector(`${s} canvas.plot`).dataset.n) <= 30, lat, { timeout: 5000 });
+      await page.check(`${lat} input[data-prop="p95"]`);
+      await page.waitForTimeout(800);
+      await page.screenshot({ path: `${docsImg}/web-latency-zoom.png`, clip: await page.locator(lat).boundingBox() });
+    });
+  }
 
   await step('no console errors', async () => {
     if (consoleErrors.length) throw new Error(consoleErrors.slice(0, 3).join(' | '));
