@@ -58,8 +58,11 @@ try {
     if (vms.some((v) => v !== tenantVm)) throw new Error(`rows ${vms}`);
     return vms.join(',');
   });
-  await step('a tenant gets no fleet card (the peer list is for operators)', async () => {
+  await step('a tenant gets no fleet card (the peer list is for operators), and no "refused token" banner', async () => {
     await page.waitForSelector('#fleet-card', { state: 'hidden', timeout: 10000 });
+    const states = [];
+    for (let i = 0; i < 12; i++) { states.push(await page.getAttribute('body', 'data-conn')); await page.waitForTimeout(500); }
+    if (states.some((s) => s !== 'ok')) throw new Error(`connection states ${[...new Set(states)]}`);
   });
   await step('the token is kept in sessionStorage only', async () => {
     const s = await page.evaluate(() => [sessionStorage.getItem('kvmscope.token'), localStorage.length]);

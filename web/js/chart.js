@@ -267,26 +267,34 @@ export class Chart {
     ymax = pct ? 100 : ymax > 0 ? niceCeil(ymax) : 1;
     const X = (i) => MARGIN.l + ((i + 0.5) / s.n) * sz.pw;
     const Y = (v) => MARGIN.t + sz.ph * (1 - v / ymax);
-    this.axes(ctx, sz, s.from, s.n * s.g, 0, ymax, pct ? (v) => `${fmtCount(v)}%` : fmtCount,
+    const tick = (v) => fmtCount(v).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '');
+    this.axes(ctx, sz, s.from, s.n * s.g, 0, ymax, pct ? (v) => `${tick(v)}%` : tick,
       pct ? '% of total' : `${this.unit} / ${s.g === 1 ? 's' : `${s.g} s`}`, false, null);
+    // steps: each second is a slot of its own width, so that a single
+    // second is drawn too and no value leaks into its neighbours
+    const X0 = (i) => MARGIN.l + (i / s.n) * sz.pw;
     for (const L of layers) {
-      ctx.beginPath();
-      let pen = false;
-      for (let i = 0; i < s.n; i++) {
-        if (!have[i]) { if (this.kind === 'line') pen = false; continue; }
-        if (pen) ctx.lineTo(X(i), Y(L.top[i])); else { ctx.moveTo(X(i), Y(L.top[i])); pen = true; }
-      }
-      if (this.kind === 'stacked') {
-        for (let i = s.n - 1; i >= 0; i--) if (have[i]) ctx.lineTo(X(i), Y(L.base[i]));
-        ctx.closePath();
-        ctx.globalAlpha = 0.8;
-        ctx.fillStyle = this.colors.get(L.k);
-        ctx.fill();
-        ctx.globalAlpha = 1;
-      } else {
-        ctx.strokeStyle = this.colors.get(L.k);
-        ctx.lineWidth = 1.5;
-        ctx.stroke();
+      // runs of seconds with a final value
+      for (let a = 0; a < s.n; a++) {
+        if (!have[a]) continue;
+        let b = a;
+        while (b + 1 < s.n && have[b + 1]) b++;
+        ctx.beginPath();
+        ctx.moveTo(X0(a), Y(L.top[a]));
+        for (let i = a; i <= b; i++) { ctx.lineTo(X0(i), Y(L.top[i])); ctx.lineTo(X0(i + 1), Y(L.top[i])); }
+        if (this.kind === 'stacked') {
+          for (let i = b; i >= a; i--) { ctx.lineTo(X0(i + 1), Y(L.base[i])); ctx.lineTo(X0(i), Y(L.base[i])); }
+          ctx.closePath();
+          ctx.globalAlpha = 0.85;
+          ctx.fillStyle = this.colors.get(L.k);
+          ctx.fill();
+          ctx.globalAlpha = 1;
+        } else {
+          ctx.strokeStyle = this.colors.get(L.k);
+          ctx.lineWidth = 1.5;
+          ctx.stroke();
+        }
+        a = b;
       }
     }
     this.grid = { n: s.n, rows: 1, series, keys, X, Y, ymax, have, pct, total };
