@@ -184,8 +184,8 @@ function parseHash(hash) {
 function viewOf(key) {
   const v = app.panelViews[key];
   if (!v) return undefined;
-  const { pin, ...rest } = v;
-  void pin;
+  const rest = { ...v };
+  delete rest.pin;
   return rest;
 }
 

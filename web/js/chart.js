@@ -9,7 +9,7 @@
 // absolute range; drag to zoom, a crosshair shared by every chart.
 import {
   h, fmtCount, unitFormatter, fmtTime, niceStep, niceStepBinary, fitCanvas, keyColor,
-  distinctHue, cellRgb, hsvRgb, PLOT_BG, setText, download,
+  distinctHue, cellRgb, PLOT_BG, setText, download,
 } from './util.js';
 import { SeriesStore, bucketsOf, bucketStats } from './data.js';
 import { getToken } from './api.js';
@@ -525,12 +525,12 @@ export class Chart {
     let lastIdx = -1;
     for (let i = n - 1; i >= 0; i--) if (have[i]) { lastIdx = i; break; }
     this.el.dataset.newest = lastIdx >= 0 ? String(s.from + lastIdx * s.g) : '';
-    this.legendHeat(presentSorted, mode, nl);
+    this.legendHeat(presentSorted, mode);
     this.intensityLegend(max, ranks);
     this.refreshTip();
   }
 
-  legendHeat(present, mode, nl) {
+  legendHeat(present, mode) {
     const sel = this.view.sel;
     const rgb = (hue) => { const c = cellRgb(hue, 1); return `rgb(${c.join(',')})`; };
     if (!this.discFields.length) {
@@ -552,7 +552,6 @@ export class Chart {
       this.view.sel = sel.includes(k) ? sel.filter((x) => x !== k) : [...sel, k];
       this.changed();
     }, 'select/unselect');
-    void nl;
   }
 
   // The intensity legend: what the lightest and the densest cell mean.
@@ -865,4 +864,3 @@ function niceCeil(v) {
   return 10 * p;
 }
 function round2(v) { return Math.round(v * 100) / 100; }
-void hsvRgb;

@@ -120,7 +120,6 @@ export class Overview {
   perVm(store, sp) {
     const out = new Map();
     const pts = store.range(sp.from, sp.to);
-    const idx = new Map(pts.map(([t], i) => [t, i]));
     const n = sp.to - sp.from + 1;
     for (const [t, v] of pts) {
       for (const [k, x] of Object.entries(v || {})) {
@@ -130,7 +129,6 @@ export class Overview {
     }
     // a second not (yet) known is a gap, not a zero
     for (const arr of out.values()) for (let i = 0; i < n; i++) if (!store.points.has(sp.from + i)) arr[i] = null;
-    void idx;
     return out;
   }
 
