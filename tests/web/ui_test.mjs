@@ -358,8 +358,10 @@ try {
 
   // ---- layout
   await step('no y-axis title over a tick label, no time label clipped', async () => {
-    const bad = await page.$$eval('#view-vm canvas.plot', (cs) => cs.filter((c) => Number(c.dataset.yTickLeft) < 14 || Number(c.dataset.xLabelMax) > Number(c.dataset.cssWidth)).map((c) => c.closest('section').dataset.panel));
-    if (bad.length) throw new Error(`on ${bad}`);
+    const r = await page.$$eval('#view-vm canvas.plot[data-y-tick-left]', (cs) => ({ n: cs.length, bad: cs.filter((c) => Number(c.dataset.yTickLeft) < 14 || Number(c.dataset.xLabelMax) > Number(c.dataset.cssWidth)).map((c) => c.closest('section').dataset.panel) }));
+    if (r.n < 6) throw new Error(`only ${r.n} charts drawn to look at`);
+    if (r.bad.length) throw new Error(`on ${r.bad}`);
+    return `${r.n} charts`;
   });
   await step('byte axes tick in whole binary units (no 19.1 MiB)', async () => {
     const off = panelSel('diskoff');
