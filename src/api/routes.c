@@ -2,6 +2,7 @@
  * server.c; /ca/customers/:custid/... is an alias of /ca/...): the CA API under /ca (a bearer token when tokens are
  * configured), then /metrics, then the web UI's files. */
 #include "api/api.h"
+#include "api/routes_dashboards.h"
 
 #define ID "/ca/instrumentations/:id"
 const struct api_route api_routes[] = {
@@ -26,6 +27,10 @@ const struct api_route api_routes[] = {
 	{ "GET",    ID "/value/heatmap/details",	routes_ca__heatmap_details,	ROUTE_TOKEN },
 	{ "GET",    ID "/value/heatmap/average",	routes_ca__heatmap_average,	ROUTE_TOKEN },
 	{ "GET",    ID "/value/heatmap/percentile",	routes_ca__heatmap_percentile,	ROUTE_TOKEN },
+	{ "GET",    "/ca/dashboards",			routes_dashboards__list,	ROUTE_TOKEN },
+	{ "GET",    "/ca/dashboards/:name",		routes_dashboards__get,		ROUTE_TOKEN },
+	{ "PUT",    "/ca/dashboards/:name",		routes_dashboards__put,		ROUTE_TOKEN },
+	{ "DELETE", "/ca/dashboards/:name",		routes_dashboards__delete,	ROUTE_TOKEN },
 	/* what is left under /ca: 404 (or 405 for a path above of another method) */
 	{ NULL,     "/ca/*",				routes_ca__not_found,		ROUTE_TOKEN },
 	/* its own 401 and 403: Prometheus users get their own hints */

@@ -1,11 +1,15 @@
 #!/bin/bash
-# The web UI end to end: the real agent serves web/, a vmload guest takes an
-# interrupt every second at +250 ms, and headless Chromium (playwright-core)
-# drives the UI: kvmstat table, the create form, the subsecond heatmap read
-# pixel by pixel, cell details, key hues, pause, overlays; no request may
-# leave the agent's origin and the console must stay free of errors.
-# Needs: Debian package chromium; npm package playwright-core in tests/web
-# (cd tests/web && npm install).
+# The web UI end to end: the real agent serves web/, a vmload guest with 4
+# vCPUs (an interrupt every second at +250 ms, one HLT a second, one MMIO
+# write a second, random 4 KiB disk ops), and headless Chromium
+# (playwright-core) drives the UI: the host overview, a VM's page, time
+# navigation, state in the URL, dashboards, export, colours, keyboard and
+# an axe-core accessibility check (tests/web/ui_test.mjs), then a second
+# agent that wants a token, seen by a tenant (tests/web/ui_states.mjs).
+# No request may leave the agent's origin; the console stays free of
+# errors. The screenshots of docs/img/web-*.png are taken here.
+# Needs: Debian package chromium; npm packages playwright-core and axe-core
+# in tests/web (cd tests/web && npm install).
 . "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 KVMSCOPE=${KVMSCOPE:-$ROOT/build/bin/kvmscope}
@@ -17,11 +21,11 @@ require_kvm "web UI"
 if [ ! -x /usr/bin/chromium ]; then
 	skip "web UI: /usr/bin/chromium is absent (apt-get install -y chromium)"; tap_done
 fi
-if [ ! -d "$ROOT/tests/web/node_modules/playwright-core" ] || ! command -v node >/dev/null; then
-	skip "web UI: node or tests/web/node_modules/playwright-core is absent (cd tests/web && npm install)"; tap_done
+if [ ! -d "$ROOT/tests/web/node_modules/playwright-core" ] || [ ! -d "$ROOT/tests/web/node_modules/axe-core" ] || ! command -v node >/dev/null; then
+	skip "web UI: node or tests/web/node_modules/{playwright-core,axe-core} is absent (cd tests/web && npm install)"; tap_done
 fi
 
-PORT=$((20000 + RANDOM % 20000))
+PORT=${WEB_UI_PORT:-$((20000 + RANDOM % 20000))}
 "$KVMSCOPE" agent --listen 127.0.0.1:$PORT --state-dir "$TMPD/state" --web-dir "$ROOT/web" \
 	>"$ART/web-agent.log" 2>&1 &
 cleanup_pids+=($!)
@@ -37,9 +41,13 @@ check "the page is kvmscope's" grep -q '<title>kvmscope</title>' "$TMPD/index.ht
 ext=$(grep -rhoE '(src|href)="(https?:)?//[^"]*"|import[^;]*"https?://[^"]*"|url\((https?:)?//' "$ROOT/web" | head -3)
 expect_eq "web/ refers to nothing outside the agent" "$ext" ""
 
-# 90 interrupts, one a second at +250 ms: outlives the browser session.
-"$VMLOAD" -name guest=ui -uuid 3a1c5e7f-9b2d-4f60-8a13-c5e7f9b2d4f6 -id 7001 --duration 100 \
-	--irq vcpu=0,vector=0x30,via=ioapic,period_ms=1000,phase_ms=250,count=90 \
+touch "$TMPD/started"
+# Outlives both browser sessions: 240 s of steady, known work.
+truncate -s 64M "$TMPD/disk.img"
+"$VMLOAD" -name guest=ui -uuid 3a1c5e7f-9b2d-4f60-8a13-c5e7f9b2d4f6 -id 7001 --vcpus 4 --duration 240 \
+	--irq vcpu=0,vector=0x30,via=ioapic,period_ms=1000,phase_ms=250,count=240 \
+	--hlt vcpu=1,count=240,rate=1 --mmio vcpu=2,count=240,rate=1 \
+	--disk file="$TMPD/disk.img",reads=4000,writes=800,size=4096,pattern=rand,rate=20,vcpu=3 \
 	>"$TMPD/truth.json" 2>"$ART/web-vmload.log" &
 cleanup_pids+=($!)
 for _ in $(seq 50); do
@@ -62,14 +70,18 @@ relay_checks() {
 }
 
 udd=$(mktemp -d "$TMPD/chromium.XXXXXX")
-out=$(cd "$ROOT/tests/web" && timeout 150 node ui_test.mjs "http://127.0.0.1:$PORT" ui "$ART" "$udd" 2>&1)
+mkdir -p "$ROOT/docs/img"
+out=$(cd "$ROOT/tests/web" && timeout 170 node ui_test.mjs "http://127.0.0.1:$PORT" ui "$ART" "$udd" "$ROOT/docs/img" 2>&1)
 rc=$?
 relay_checks "$out"
 expect_eq "the browser session ran to its end" "$rc" 0
-if [ "$n" -lt 14 ]; then not_ok "only $n browser checks reported, want 14"; fi
+if [ "$n" -lt 57 ]; then not_ok "only $n browser checks reported, want 57"; fi
 # Honest states: a second agent that wants a token, then goes away.
 TPORT=$((PORT + 1))
-echo "ui-token-$(od -An -N12 -tx1 /dev/urandom | tr -d " \n") operator" >"$TMPD/tokens"
+{
+	echo "ui-token-$(od -An -N12 -tx1 /dev/urandom | tr -d " \n") operator"
+	echo "ui-tenant-$(od -An -N12 -tx1 /dev/urandom | tr -d " \n") tenant ui"
+} >"$TMPD/tokens"
 chmod 600 "$TMPD/tokens"
 "$KVMSCOPE" agent --listen 127.0.0.1:$TPORT --state-dir none --token-file "$TMPD/tokens" \
 	--web-dir "$ROOT/web" >"$ART/web-agent-token.log" 2>&1 &
@@ -83,13 +95,16 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TPORT/ca")
 expect_eq "the token agent refuses /ca without a token" "$code" 401
 udd=$(mktemp -d "$TMPD/chromium.XXXXXX")
 out=$(cd "$ROOT/tests/web" && timeout 90 node ui_states.mjs "http://127.0.0.1:$TPORT" \
-	"$(cut -d' ' -f1 "$TMPD/tokens")" "$tpid" "$ART" "$udd" 2>&1)
+	"$(sed -n 2p "$TMPD/tokens" | cut -d' ' -f1)" ui "$tpid" "$ART" "$udd" 2>&1)
 rc=$?
 relay_checks "$out"
 expect_eq "the states session ran to its end" "$rc" 0
-if [ "$n" -lt 8 ]; then not_ok "only $n state checks reported, want 8"; fi
+if [ "$n" -lt 12 ]; then not_ok "only $n state checks reported, want 12"; fi
 
-for f in web-host web-heatmap web-details web-overlay web-token web-unreachable; do
+for f in web-overview web-vm web-latency-zoom web-token web-unreachable; do
 	check "screenshot $f.png kept" test -s "$ART/$f.png"
+done
+for f in web-overview web-vm web-latency-zoom; do
+	check "docs/img/$f.png from this run" test "$ROOT/docs/img/$f.png" -nt "$TMPD/started"
 done
 tap_done

@@ -7,7 +7,9 @@ import { chromium } from 'playwright-core';
 export const say = (good, desc) => console.log(`${good ? 'ok' : 'not_ok'} ${desc}`);
 
 // Returns { ctx, page, outside }: outside collects the refused URLs.
-export async function openLocalOnly(userData, origin, viewport) {
+// watch: false leaves requests alone (bench/web.sh: routing every request
+// through the test driver would add its own milliseconds to each).
+export async function openLocalOnly(userData, origin, viewport, watch = true) {
   const outside = [];
   const ctx = await chromium.launchPersistentContext(userData, {
     executablePath: '/usr/bin/chromium',
@@ -16,7 +18,7 @@ export async function openLocalOnly(userData, origin, viewport) {
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     viewport,
   });
-  await ctx.route('**/*', (route) => {
+  if (watch) await ctx.route('**/*', (route) => {
     const u = route.request().url();
     if (u.startsWith(`${origin}/`) || u.startsWith('data:')) return route.continue();
     outside.push(u);

@@ -17,6 +17,7 @@ const listeners = new Set();
 let lastState = null;
 
 // Connection state for the status bar: "ok", "unreachable", "token", "forbidden".
+export function connState() { return lastState ? lastState.s : null; }
 export function onState(fn) { listeners.add(fn); if (lastState) fn(lastState); }
 function setState(s, detail) {
   // A refused token is reported every time so that the prompt comes back.
@@ -50,7 +51,9 @@ export function qs(params) {
   return s ? `?${s}` : '';
 }
 
-export async function request(method, path, { params, body, keepalive } = {}) {
+// quiet: a refusal (403, 404) is the caller's to show, not the connection's
+// (a tenant asking for the operators' peer list is not a refused token)
+export async function request(method, path, { params, body, keepalive, quiet } = {}) {
   const url = path + qs(params);
   let res;
   try {
@@ -76,7 +79,7 @@ export async function request(method, path, { params, body, keepalive } = {}) {
       (data && data.message) || 'a token is required', path);
   }
   if (!res.ok) {
-    if (res.status === 403) setState('forbidden', data && data.message);
+    if (res.status === 403 && !quiet) setState('forbidden', data && data.message);
     else setState('ok');
     const msg = data && data.message ? data.message : `${method} ${path}: HTTP ${res.status}`;
     throw new ApiError(res.status, (data && data.code) || `HTTP${res.status}`, msg, path);
@@ -90,6 +93,11 @@ export async function request(method, path, { params, body, keepalive } = {}) {
 export const api = {
   catalogue: () => request('GET', '/ca'),
   vms: () => request('GET', '/ca/vms'),
+  peers: () => request('GET', '/ca/peers', { quiet: true }),
+  dashboards: () => request('GET', '/ca/dashboards'),
+  dashboard: (name) => request('GET', `/ca/dashboards/${encodeURIComponent(name)}`),
+  saveDashboard: (name, body) => request('PUT', `/ca/dashboards/${encodeURIComponent(name)}`, { body }),
+  deleteDashboard: (name) => request('DELETE', `/ca/dashboards/${encodeURIComponent(name)}`),
   list: () => request('GET', '/ca/instrumentations'),
   get: (id) => request('GET', `/ca/instrumentations/${encodeURIComponent(id)}`),
   create: (spec) => request('POST', '/ca/instrumentations', { body: spec }),
