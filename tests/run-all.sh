@@ -62,6 +62,13 @@ if [ "$WHICH" = all ] || [ "$WHICH" = integration ]; then
 		# minutes are spent once, in the plain run
 		case "$OUT:$t" in *asan*:*/qemu_*.sh | *asan*:*/libvirt_*.sh)
 			echo "# $(basename "$t") runs in the plain suite only"; continue ;; esac
+		# package.sh builds and installs plain .debs of its own; web_ui.sh
+		# tests the browser's JavaScript (the agent's routes it uses run
+		# sanitized in agent_e2e, ca_conformance and web_dashboards);
+		# disk_paths.sh walks the kernel's block paths with the same user
+		# space as collect_disk_nic: CI's half hour is spent once on them
+		case "$OUT:$t" in *asan*:*/package.sh | *asan*:*/web_ui.sh | *asan*:*/disk_paths.sh)
+			echo "# $(basename "$t") runs in the plain suite only"; continue ;; esac
 		run_suite "integration-$(basename "$t" .sh)" "$t"
 	done
 fi
