@@ -118,7 +118,8 @@ deps:
 	@# the browser test drives Debian's chromium with playwright-core (no browser download)
 	@if ! command -v npm >/dev/null; then \
 		apt-get update -qq && $(APT_INSTALL) nodejs npm; fi
-	@[ -d tests/web/node_modules/playwright-core ] || \
+	@# (npm ls fails when a package of tests/web/package.json is missing)
+	@(cd tests/web && npm ls --silent >/dev/null 2>&1) || \
 		(cd tests/web && npm install --no-audit --no-fund --silent)
 
 deps-bench: deps

@@ -107,6 +107,17 @@ app.crosshair = (t) => {
 
 // ---- which charts are on screen -------------------------------------------
 
+// Live charts share one right edge: the newest second that every chart on
+// screen holds as final. Each metric has its own final_until (vm.exits waits
+// for exits still open, up to 3 s), and a chart that ended at its own would
+// put one time at a different x on each chart, under the shared crosshair.
+app.liveEdge = () => {
+  const now = Date.now() / 1000;
+  let end = Infinity;
+  for (const c of allCharts()) if (c.visible && c.store) end = Math.min(end, c.store.newestFinal(now) + c.store.gran);
+  return end;
+};
+
 function allCharts() {
   if (app.page === 'vm' && app.vmPage) return app.vmPage.all();
   if (app.page === 'analytics') return [...app.charts.values()];

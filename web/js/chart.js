@@ -171,6 +171,8 @@ export class Chart {
     let to, from;
     if (tm.live) {
       to = this.store.newestFinal(Date.now() / 1000);
+      const edge = this.app.liveEdge ? this.app.liveEdge() : Infinity;
+      if (edge < to + g) to = Math.floor(edge / g) * g - g;
       from = to - Math.floor(tm.window / g) * g + g;
     } else {
       to = Math.floor((tm.to - 1) / g) * g;
