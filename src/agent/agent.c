@@ -611,6 +611,11 @@ int agent__list(struct agent *a, const struct principal *who, json_t **out,
 	return arr ? 0 : fail_nomem(e);
 }
 
+const char *agent__state_dir(const struct agent *a)
+{
+	return a->cfg.state_dir;
+}
+
 size_t agent__count(struct agent *a)
 {
 	size_t n = 0;

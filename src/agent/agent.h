@@ -115,6 +115,9 @@ void agent__free(struct agent *a);
 int64_t agent__now(void);
 /* Instrumentations now, whoever owns them. */
 size_t agent__count(struct agent *a);
+/* The state directory the agent was started with (NULL or "" without
+ * one); owned by the agent, fixed for its life. */
+const char *agent__state_dir(const struct agent *a);
 /* Copies s into dst (size n) replacing bytes that are not printable ASCII,
  * '"' and '\\' by '?', so that user input can be quoted in messages (JSON,
  * logs) safely. Returns dst. */

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/internal.h"	/* the agent's configuration: its state directory */
+#include "agent/agent.h"
 #include "agent/state.h"
 #include "api/routes_dashboards.h"
 #include "common/hash.h"
@@ -46,7 +46,7 @@ static bool name_valid(const char *name)
 static int owner_dir(const struct api_ctx *cx, const struct api_request *rq, bool create,
 		     char *out, size_t outlen)
 {
-	const char *state = cx->agent->cfg.state_dir;
+	const char *state = agent__state_dir(cx->agent);
 	const char *owner = rq->who->owner;
 	char leaf[32];
 
