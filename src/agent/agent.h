@@ -1,7 +1,7 @@
 /* The agent: kvmscope's daemon state below HTTP.
  *
  * One struct agent (opaque) holds the collection hub, the instrumentations
- * and who owns them, the optional fleet of peers (--peers), the Prometheus
+ * and who owns them, the optional fleet on a NATS bus (--nats), the Prometheus
  * exporter (--metrics) and the persister of state.json. Every function here
  * takes the agent's one lock itself and copies out what it returns, so
  * callers (the HTTP API, tests) never see the lock, the hub, the fleet or
@@ -52,8 +52,13 @@ struct agent_config {
 	const char *proc_root;		/* NULL: "/proc" */
 	int max_per_owner;		/* instrumentations per owner (0: default) */
 	uint64_t max_cells;		/* 0: default */
-	const char *peers;		/* HOST:PORT,...: aggregate them (NULL: none) */
-	const char *peer_token_file;	/* token sent to peers when a caller has none */
+	/* the fleet (fleet/fleet.h): nats://HOST:PORT,... (NULL: none) */
+	const char *nats;
+	const char *fleet;		/* its name */
+	const char *nats_auth_file;	/* NULL: none */
+	const char *nats_tls_ca, *nats_tls_cert, *nats_tls_key;
+	bool aggregate;			/* serve the fleet's instrumentations */
+	int nats_replicas;		/* the bucket's (0: 3, or 1 on a one-server bus) */
 	const char *hostname;		/* NULL: gethostname() */
 	const char *scope_vms;		/* VM1,VM2: forced on every instrumentation */
 	bool metrics;			/* the Prometheus exporter */
@@ -74,7 +79,7 @@ enum agent_errkind {
 	AGENT_ECONFLICT,	/* a property fixed at creation would change */
 	AGENT_ELIMIT,		/* the owner has as many instrumentations as allowed */
 	AGENT_EUNAVAIL,		/* collection cannot start now */
-	AGENT_EINTERNAL,	/* out of memory, forwarding to the peers failed */
+	AGENT_EINTERNAL,	/* out of memory, the fleet's bucket unreachable */
 };
 
 struct agent_error {
@@ -89,7 +94,7 @@ struct agent_instr_info {
 	char numeric_field[64];		/* "" when it has none */
 	int64_t now;			/* the newest complete second + 1 */
 	int64_t created;		/* crtime, in seconds */
-	int nsources;			/* CA's nsources: 1, or the peers of an aggregator */
+	int nsources;			/* CA's nsources: 1, or the live hosts of a fleet */
 };
 
 /* Sets up the hub, the fleet, the exporter and restores STATE_DIR/state.json
@@ -98,8 +103,7 @@ struct agent_instr_info {
  * -EINVAL for a bad configuration, other -errno when the host refuses; the
  * reason in err. */
 int agent__new(const struct agent_config *cfg, struct agent **out, char *err, size_t errlen);
-/* Starts the agent's threads: the persister, and the peers' (after what
- * state.json restored is forwarded to them). Threads inherit the caller's
+/* Starts the agent's threads: the persister, and the fleet's. Threads inherit the caller's
  * signal mask and privileges. 0 or -errno with the reason in err. */
 int agent__start(struct agent *a, char *err, size_t errlen);
 /* Once a second, when the second before now is complete: drains the hub
@@ -118,9 +122,8 @@ size_t agent__count(struct agent *a);
  * logs) safely. Returns dst. */
 const char *agent__clean(const char *s, char *dst, size_t n);
 
-/* Requests. `id` is the caller's text ("12"); peer_token (may be NULL) is
- * the caller's credential, sent on to the peers so that they scope the
- * caller as they would. JSON results are new references owned by the
+/* Requests. `id` is the caller's text ("12"); peer_token is unused (the
+ * fleet's hosts scope a tenant by its owner, which the bucket carries). JSON results are new references owned by the
  * caller. Each returns 0 or -errno with e set. */
 int agent__catalogue(struct agent *a, const struct principal *who, json_t **out,
 		     struct agent_error *e);
