@@ -486,9 +486,11 @@ int agent__restore(struct agent *a, const json_t *spec, unsigned long id, const 
 
 /* An aggregator puts ai in the fleet's bucket (spec borrowed: what the
  * caller sent, without this agent's scoping: each host scopes it as the
- * owner itself). An id another aggregator took meanwhile is skipped: ai is
- * made again under the next one (*aip then points to it). On failure ai is
- * undone. Caller holds a->lock. */
+ * owner itself). The bucket's answer is waited for without a->lock (a hung
+ * bus must not stop drains and reads): the caller's lock is released and
+ * taken again, and ai found again by its id. An id another aggregator took
+ * meanwhile is skipped: ai is made again under the next one. *aip then
+ * points to the one kept; on failure ai is undone. Caller holds a->lock. */
 static int forward_created(struct agent *a, struct agent_instr **aip, const struct principal *who,
 			   const json_t *spec, struct agent_error *e)
 {
@@ -496,29 +498,42 @@ static int forward_created(struct agent *a, struct agent_instr **aip, const stru
 	char why[256] = "";
 	int rc = 0;
 
-	if (!a->fleet)
-		return 0;
-	if (!fleet__aggregating(a->fleet))
+	if (!a->fleet || !fleet__aggregating(a->fleet))
 		return 0;	/* a member's own instrumentation: this host only */
 	for (int tries = 0; tries < 64; tries++) {
-		rc = fleet__create(a->fleet, ai->id, spec, ai->owner, ai->owner_id,
-				   instr__granularity(ai->in), instr__retention(ai->in), why,
-				   sizeof(why));
+		unsigned long id = ai->id, owner_id = ai->owner_id;
+		char *owner = strdup(ai->owner);
+		int g = instr__granularity(ai->in), r = instr__retention(ai->in);
+
+		if (!owner)
+			return fail_nomem(e);
+		/* the watch may bring the record before the answer: it then
+		 * finds this one as the fleet's */
+		ai->fleet_id = id;
+		pthread_mutex_unlock(&a->lock);
+		rc = fleet__create(a->fleet, id, spec, owner, owner_id, g, r, why, sizeof(why));
+		pthread_mutex_lock(&a->lock);
+		free(owner);
+		ai = agent__by_id(a, id);
+		if (!ai)
+			return fail(e, AGENT_ENOENT, "instrumentation %lu was deleted while it was being created",
+				    id);
 		if (rc != -EEXIST)
 			break;
 		/* taken by another aggregator: that id's record comes through
-		 * the watch; this one moves on */
+		 * the watch; this one moves on (not deleting the other's key) */
+		ai->fleet_id = 0;
 		destroy_locked(a, ai);
 		rc = create_locked(a, who, spec, 0, NULL, 0, NULL, &ai, e);
 		if (rc)
 			return rc;
 	}
 	if (!rc) {
-		ai->fleet_id = ai->id;
 		fleet__attach(a->fleet, ai->fleet_id, ai->from);
 		*aip = ai;
 		return 0;
 	}
+	ai->fleet_id = 0;	/* never in the bucket */
 	destroy_locked(a, ai);
 	return fail(e, rc == -EAGAIN ? AGENT_EUNAVAIL : AGENT_EINTERNAL,
 		    "cannot put the instrumentation in the fleet: %s", why[0] ? why : strerror(-rc));
@@ -832,7 +847,7 @@ int agent__value_raw(struct agent *a, const struct principal *who, const char *i
 	*out = instr__value_raw(ai->in, start, duration, ndatapoints, newest_locked(a));
 	if (!*out)
 		rc = fail_nomem(e);
-	else if (merged_here(a, ai) && fleet__annotate_raw(a->fleet, ai->fleet_id, *out) == -ENOMEM) {
+	else if (merged_here(a, ai) && fleet__annotate_raw(a->fleet, ai->fleet_id, ai->from, *out) == -ENOMEM) {
 		json_decref(*out);
 		*out = NULL;
 		rc = fail_nomem(e);
@@ -858,7 +873,7 @@ static int merged_window(const struct agent *a, struct agent_instr *ai, int64_t 
 		v = instr__value(ai->in, t);
 		if (!v)
 			return -ENOMEM;
-		fleet__merge_slot(a->fleet, ai->fleet_id, t, v);
+		fleet__merge_slot(a->fleet, ai->fleet_id, t, ai->from, v);
 		rc = dist_window__add_json(w, v, err, sizeof(err));
 		if (rc == -EINVAL)
 			log_warn("api", "instrumentation %lu: merged slot left out: %s", ai->id, err);

@@ -1,11 +1,14 @@
 /* The fleet on NATS (fleet/fleet.h, docs/fleet.md).
  *
- * Three kinds of threads meet here, all under f->lock: the agent's tick
+ * Four kinds of threads meet here, all under f->lock: the agent's tick
  * (publishing, taking events and requests), the NATS library's delivery
- * threads (slots, heartbeats, requests, read notes) and the fleet's own
+ * threads (slots, heartbeats, requests, read notes), the fleet's own
  * thread (the bucket: binding it, watching it, the queued puts and deletes;
- * the aggregator's requests for missing slots). The lock is never held
- * across a call that waits on the bus: the bucket calls run unlocked.
+ * the aggregator's requests for missing slots) and the publisher, which
+ * empties the outbox onto the bus. No call into the NATS library is made
+ * under f->lock: the library may hold its connection's lock for a whole
+ * connection attempt while it reconnects, and the agent (under its own
+ * lock) must never wait for that.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -63,6 +66,13 @@ struct fpub {
 	int64_t next;			/* the next slot to publish */
 };
 
+/* A message in the outbox. */
+struct fout {
+	char *subj;			/* owned */
+	unsigned char *data;		/* owned */
+	size_t len;
+};
+
 /* A bucket operation the fleet's thread still owes (put: record; delete: NULL). */
 struct fkvop {
 	unsigned long id;
@@ -78,8 +88,13 @@ struct fleet {
 	char bucket[FLEET_NAME_MAX + 4];
 
 	pthread_mutex_t lock;
-	pthread_t thread;
-	bool thread_started, stop;
+	pthread_t thread, publisher;
+	bool thread_started, publisher_started, stop;
+	/* the outbox: what the publisher still has to hand the library,
+	 * FLEET_OUTBOX_BYTES at most (beyond, dropped and counted) */
+	pthread_cond_t out_cv;
+	struct fout *outq;
+	size_t nout, outq_cap, out_bytes;
 	natsConnection *nc;
 	natsSubscription *sub_slots, *sub_hb, *sub_req, *sub_touch;
 	jsCtx *js;			/* the fleet thread's */
@@ -130,6 +145,40 @@ static void note_error(struct fleet *f, const char *fmt, const char *what)
 {
 	snprintf(f->last_error, sizeof(f->last_error), fmt, what);
 	f->last_error_ms = now_ms();
+}
+
+/* Puts a message in the outbox, taking data (malloc'd, len bytes). Caller
+ * holds f->lock. 0, -ENOBUFS (outbox full: dropped) or -ENOMEM. */
+static int enqueue(struct fleet *f, const char *subj, void *data, size_t len)
+{
+	void *p = f->outq;
+	char *sd;
+
+	if (f->out_bytes + len > FLEET_OUTBOX_BYTES) {
+		/* the bus is away or slower than the fleet: the aggregators
+		 * ask for these slots when it is back */
+		f->outbox_dropped++;
+		free(data);
+		return -ENOBUFS;
+	}
+	sd = strdup(subj);
+	if (!sd || array__grow(&p, &f->outq_cap, f->nout + 1, sizeof(*f->outq))) {
+		free(sd);
+		free(data);
+		return -ENOMEM;
+	}
+	f->outq = p;
+	f->outq[f->nout++] = (struct fout){ sd, data, len };
+	f->out_bytes += len;
+	pthread_cond_signal(&f->out_cv);
+	return 0;
+}
+
+static int enqueue_text(struct fleet *f, const char *subj, const char *text)
+{
+	char *d = strdup(text);
+
+	return d ? enqueue(f, subj, d, strlen(d)) : -ENOMEM;
 }
 
 /* ---- configuration ---- */
@@ -284,6 +333,7 @@ int fleet__new(const struct fleet_config *cfg, struct fleet **out, char *err, si
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->out_cv, NULL);
 	f->cfg = *cfg;
 	f->urls = dup_or_null(cfg->urls, &nomem);
 	f->name = dup_or_null(cfg->name, &nomem);
@@ -405,6 +455,8 @@ static int push_event(struct fleet *f, enum fleet_event_kind kind, unsigned long
 	return 0;
 }
 
+static const char *conn_status_name(natsConnStatus s);
+
 /* ---- the bucket's records ---- */
 
 /* "i.<id>" -> id; 0 for another key. */
@@ -479,6 +531,7 @@ int fleet__create(struct fleet *f, unsigned long id, const json_t *spec, const c
 {
 	char key[32], *text = NULL;
 	uint64_t rev = 0;
+	natsConnStatus cs;
 	natsStatus s;
 	kvStore *kv;
 	json_t *rec;
@@ -493,10 +546,16 @@ int fleet__create(struct fleet *f, unsigned long id, const json_t *spec, const c
 		return -ENOMEM;
 	}
 	snprintf(key, sizeof(key), "i.%lu", id);
+	/* while the bus is away, say so now rather than after a timeout */
+	cs = natsConnection_Status(f->nc);
 	pthread_mutex_lock(&f->lock);
 	kv = f->kv;
 	if (!kv)
 		snprintf(err, errlen, "the fleet's bucket %s is not reachable: %s", f->bucket, f->kv_state);
+	if (kv && cs != NATS_CONN_STATUS_CONNECTED) {
+		snprintf(err, errlen, "the NATS bus is %s", conn_status_name(cs));
+		kv = NULL;
+	}
 	pthread_mutex_unlock(&f->lock);
 	if (!kv) {
 		rc = -EAGAIN;
@@ -518,7 +577,9 @@ int fleet__create(struct fleet *f, unsigned long id, const json_t *spec, const c
 	} else if (s == NATS_ERR && strstr(nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "", "wrong last sequence")) {
 		rc = -EEXIST;
 	} else {
-		snprintf(err, errlen, "bucket %s: %s", f->bucket, nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+		const char *why = nats_GetLastError(NULL);
+
+		snprintf(err, errlen, "bucket %s: %s", f->bucket, why && *why ? why : natsStatus_GetText(s));
 		rc = -EAGAIN;
 	}
 out:
@@ -660,7 +721,6 @@ static int publish_slots(struct fleet *f, unsigned long id, const struct instr *
 				       (uint32_t)n };
 	struct fleet_buf b = { 0 };
 	char subj[600];
-	natsStatus s;
 	int rc = fleet_wire__put_header(&b, &h);
 
 	for (size_t i = 0; !rc && i < n; i++) {
@@ -672,19 +732,8 @@ static int publish_slots(struct fleet *f, unsigned long id, const struct instr *
 	if (rc)
 		goto out;
 	snprintf(subj, sizeof(subj), "%ss.%lu.%s", f->subj_prefix, id, f->host_token);
-	s = f->nc ? natsConnection_Publish(f->nc, subj, b.data, (int)b.len) : NATS_CONNECTION_CLOSED;
-	if (s == NATS_OK) {
-		f->published++;
-	} else if (s == NATS_INSUFFICIENT_BUFFER) {
-		/* the outbox is full while the bus is away: the aggregators
-		 * ask for these slots when it is back */
-		f->outbox_dropped++;
-		rc = -ENOBUFS;
-	} else {
-		f->publish_errors++;
-		note_error(f, "publish: %s", natsStatus_GetText(s));
-		rc = -EIO;
-	}
+	rc = enqueue(f, subj, b.data, b.len);
+	b.data = NULL;
 out:
 	free(b.data);
 	return rc;
@@ -774,8 +823,8 @@ void fleet__heartbeat(struct fleet *f, int64_t now, size_t ninstrs)
 		       "outbox_dropped", (json_int_t)f->outbox_dropped);
 	text = hb ? json_dumps(hb, JSON_COMPACT) : NULL;
 	snprintf(subj, sizeof(subj), "%sh.%s", f->subj_prefix, f->host_token);
-	if (text && f->nc)
-		natsConnection_PublishString(f->nc, subj, text);
+	if (text)
+		enqueue_text(f, subj, text);
 	pthread_mutex_unlock(&f->lock);
 	free(text);
 	json_decref(hb);
@@ -975,12 +1024,13 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 /* ---- reading ---- */
 
 /* Caller holds f->lock. */
-static int merge_locked(struct fleet *f, struct finstr *fi, int64_t t, json_t *value)
+static int merge_locked(struct fleet *f, struct finstr *fi, int64_t t, int64_t self_from,
+			json_t *value)
 {
-	int n = 1;
+	int n = t >= self_from;
 
 	if (!fi)
-		return 1;
+		return n;
 	for (size_t h = 0; h < fi->nrings; h++) {
 		struct fring *r = fi->rings[h];
 		size_t at;
@@ -1004,12 +1054,13 @@ static int merge_locked(struct fleet *f, struct finstr *fi, int64_t t, json_t *v
 	return n;
 }
 
-int fleet__merge_slot(struct fleet *f, unsigned long id, int64_t start, json_t *value)
+int fleet__merge_slot(struct fleet *f, unsigned long id, int64_t start, int64_t self_from,
+		      json_t *value)
 {
 	int rc;
 
 	pthread_mutex_lock(&f->lock);
-	rc = merge_locked(f, find_instr(f, id), start, value);
+	rc = merge_locked(f, find_instr(f, id), start, self_from, value);
 	pthread_mutex_unlock(&f->lock);
 	return rc;
 }
@@ -1034,7 +1085,8 @@ int fleet__nsources(struct fleet *f)
 	return n;
 }
 
-static int annotate_point(struct fleet *f, struct finstr *fi, json_t *pt, int nsources)
+static int annotate_point(struct fleet *f, struct finstr *fi, int64_t self_from, json_t *pt,
+			  int nsources)
 {
 	json_t *v = json_object_get(pt, "value");
 	json_int_t start = json_integer_value(json_object_get(pt, "start_time"));
@@ -1046,7 +1098,7 @@ static int annotate_point(struct fleet *f, struct finstr *fi, json_t *pt, int ns
 	if (!v || dur < fi->gran)
 		return -EINVAL;
 	for (json_int_t t = start; t < start + dur; t += fi->gran) {
-		int n = merge_locked(f, fi, t, v);
+		int n = merge_locked(f, fi, t, self_from, v);
 
 		if (n < 0)
 			return n;
@@ -1058,7 +1110,7 @@ static int annotate_point(struct fleet *f, struct finstr *fi, json_t *pt, int ns
 	return 0;
 }
 
-int fleet__annotate_raw(struct fleet *f, unsigned long id, json_t *raw)
+int fleet__annotate_raw(struct fleet *f, unsigned long id, int64_t self_from, json_t *raw)
 {
 	struct finstr *fi;
 	int rc = 0, ns;
@@ -1072,9 +1124,9 @@ int fleet__annotate_raw(struct fleet *f, unsigned long id, json_t *raw)
 
 		json_array_foreach(raw, i, pt)
 			if (!rc)
-				rc = annotate_point(f, fi, pt, ns);
+				rc = annotate_point(f, fi, self_from, pt, ns);
 	} else {
-		rc = annotate_point(f, fi, raw, ns);
+		rc = annotate_point(f, fi, self_from, raw, ns);
 	}
 	pthread_mutex_unlock(&f->lock);
 	return rc;
@@ -1139,18 +1191,21 @@ json_t *fleet__status_json(struct fleet *f)
 {
 	uint64_t in_msgs = 0, in_bytes = 0, out_msgs = 0, out_bytes = 0, reconnected = 0;
 	natsStatistics *st = NULL;
+	const char *status;
 	json_t *bus, *hosts, *lat = json_null(), *o;
 	char url[256] = "";
 	int64_t now = now_ms(), *sorted = NULL;
 	char name[256];
 
-	pthread_mutex_lock(&f->lock);
+	/* the library first, without f->lock (see the top) */
 	if (f->nc && natsStatistics_Create(&st) == NATS_OK &&
 	    natsConnection_GetStats(f->nc, st) == NATS_OK)
 		natsStatistics_GetCounts(st, &in_msgs, &in_bytes, &out_msgs, &out_bytes, &reconnected);
 	natsStatistics_Destroy(st);
 	if (f->nc && natsConnection_GetConnectedUrl(f->nc, url, sizeof(url)) != NATS_OK)
 		url[0] = '\0';
+	status = f->nc ? conn_status_name(natsConnection_Status(f->nc)) : "not started";
+	pthread_mutex_lock(&f->lock);
 	if (f->nlat && (sorted = malloc(f->nlat * sizeof(*sorted)))) {
 		memcpy(sorted, f->lat_us, f->nlat * sizeof(*sorted));
 		qsort(sorted, f->nlat, sizeof(*sorted), cmp_i64);
@@ -1160,15 +1215,16 @@ json_t *fleet__status_json(struct fleet *f)
 				"max_ms", sorted[f->nlat - 1] / 1000.0);
 		free(sorted);
 	}
-	bus = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:s, s:O}",
+	bus = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:s, s:O}",
 			"fleet", f->name, "host", f->host, "servers", f->urls,
-			"status", f->nc ? conn_status_name(natsConnection_Status(f->nc)) : "not started",
+			"status", status,
 			"connected_url", url, "bucket", f->bucket, "aggregate", f->cfg.aggregate,
 			"reconnects", (json_int_t)reconnected, "disconnects", (json_int_t)f->disconnects,
 			"in_msgs", (json_int_t)in_msgs, "in_bytes", (json_int_t)in_bytes,
 			"out_msgs", (json_int_t)out_msgs, "out_bytes", (json_int_t)out_bytes,
 			"published", (json_int_t)f->published,
 			"outbox_dropped", (json_int_t)f->outbox_dropped,
+			"outbox_bytes", (json_int_t)f->out_bytes,
 			"publish_errors", (json_int_t)f->publish_errors,
 			"slow_consumer", (json_int_t)f->slow_consumer,
 			"instrumentations", (json_int_t)f->ninstrs,
@@ -1439,7 +1495,7 @@ static void request_gaps(struct fleet *f)
 			snprintf(subj, sizeof(subj), "%sr.%s", f->subj_prefix, f->hosts[h].name);
 			snprintf(body, sizeof(body), "{\"id\":%lu,\"from\":%lld,\"to\":%lld}", fi->id,
 				 (long long)gap_lo, (long long)gap_hi);
-			natsConnection_PublishString(f->nc, subj, body);
+			enqueue_text(f, subj, body);
 		}
 	}
 	pthread_mutex_unlock(&f->lock);
@@ -1463,7 +1519,7 @@ static void send_touches(struct fleet *f)
 	}
 	snprintf(subj, sizeof(subj), "%st", f->subj_prefix);
 	if (text)
-		natsConnection_PublishString(f->nc, subj, text);
+		enqueue_text(f, subj, text);
 	pthread_mutex_unlock(&f->lock);
 	free(text);
 }
@@ -1535,6 +1591,55 @@ static void *fleet_thread(void *arg)
 		kvWatcher_Stop(w);
 		kvWatcher_Destroy(w);
 	}
+	return NULL;
+}
+
+/* Empties the outbox onto the bus, without f->lock around the library. */
+static void *publisher_thread(void *arg)
+{
+	struct fleet *f = arg;
+
+	pthread_mutex_lock(&f->lock);
+	for (;;) {
+		struct fout *q;
+		size_t n, bytes = 0;
+		uint64_t ok = 0, failed = 0;
+		natsStatus last = NATS_OK;
+
+		while (!f->stop && !f->nout)
+			pthread_cond_wait(&f->out_cv, &f->lock);
+		if (f->stop && !f->nout)
+			break;	/* what was queued before the stop went out */
+		q = f->outq;
+		n = f->nout;
+		f->outq = NULL;
+		f->nout = f->outq_cap = 0;
+		pthread_mutex_unlock(&f->lock);
+		for (size_t i = 0; i < n; i++) {
+			natsStatus s = natsConnection_Publish(f->nc, q[i].subj, q[i].data, (int)q[i].len);
+
+			if (s == NATS_OK) {
+				ok++;
+			} else {
+				failed++;
+				last = s;
+			}
+			bytes += q[i].len;
+			free(q[i].subj);
+			free(q[i].data);
+		}
+		free(q);
+		pthread_mutex_lock(&f->lock);
+		f->out_bytes -= bytes;
+		f->published += ok;
+		if (failed) {
+			/* the library's own buffer is full while it reconnects:
+			 * lost like on the way, asked for again */
+			f->publish_errors += failed;
+			note_error(f, "publish: %s", natsStatus_GetText(last));
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
 	return NULL;
 }
 
@@ -1621,6 +1726,12 @@ int fleet__start(struct fleet *f, char *err, size_t errlen)
 		goto out;
 	}
 	f->thread_started = true;
+	if (pthread_create(&f->publisher, NULL, publisher_thread, f)) {
+		snprintf(err, errlen, "cannot start the fleet's publisher");
+		rc = -EAGAIN;
+		goto out;
+	}
+	f->publisher_started = true;
 	log_info("fleet", "fleet %s on %s as %s%s", f->name, f->urls, f->host,
 		 f->cfg.aggregate ? ", aggregating" : "");
 	rc = 0;
@@ -1640,9 +1751,12 @@ void fleet__free(struct fleet *f)
 		return;
 	pthread_mutex_lock(&f->lock);
 	f->stop = true;
+	pthread_cond_broadcast(&f->out_cv);
 	pthread_mutex_unlock(&f->lock);
 	if (f->thread_started)
 		pthread_join(f->thread, NULL);
+	if (f->publisher_started)
+		pthread_join(f->publisher, NULL);
 	natsSubscription_Destroy(f->sub_slots);
 	natsSubscription_Destroy(f->sub_hb);
 	natsSubscription_Destroy(f->sub_req);
@@ -1660,6 +1774,11 @@ void fleet__free(struct fleet *f)
 		json_decref(f->events[i].record);
 	for (size_t i = 0; i < f->nkvops; i++)
 		json_decref(f->kvops[i].record);
+	for (size_t i = 0; i < f->nout; i++) {
+		free(f->outq[i].subj);
+		free(f->outq[i].data);
+	}
+	free(f->outq);
 	free(f->instrs);
 	free(f->hosts);
 	free(f->pubs);
@@ -1676,6 +1795,7 @@ void fleet__free(struct fleet *f)
 	free(f->tls_ca);
 	free(f->tls_cert);
 	free(f->tls_key);
+	pthread_cond_destroy(&f->out_cv);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
 }

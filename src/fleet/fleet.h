@@ -31,9 +31,11 @@
  *
  * Thread-safety: every function takes the fleet's own lock; the fleet's
  * threads (its own and the NATS library's) never take the agent's lock, so
- * callers may hold it. Publishing never blocks: while the bus is away
- * messages wait in a bounded outbox (FLEET_OUTBOX_BYTES), beyond which they
- * are dropped, counted, and left to the aggregators' requests.
+ * callers may hold it. Publishing never blocks: messages wait in a bounded
+ * outbox (FLEET_OUTBOX_BYTES) that the fleet's publisher empties onto the
+ * bus (and the library's own reconnect buffer, as large, while the bus is
+ * away); beyond, they are dropped, counted, and left to the aggregators'
+ * requests.
  */
 #ifndef KVMSCOPE_FLEET_FLEET_H
 #define KVMSCOPE_FLEET_FLEET_H
@@ -52,7 +54,7 @@
 #define FLEET_MAX_HOST_KEYS	100000
 #define FLEET_REQUEST_EVERY_MS	2000	/* between two requests for one host's gaps */
 #define FLEET_REQUEST_TRIES	3	/* a range a host never fills is given up */
-#define FLEET_KV_TIMEOUT_MS	2000
+#define FLEET_KV_TIMEOUT_MS	1000
 #define FLEET_NAME_MAX		64
 
 struct fleet;
@@ -136,14 +138,17 @@ void fleet__heartbeat(struct fleet *f, int64_t now, size_t ninstrs);
 /* ---- reading (aggregators) ---- */
 
 /* Merges the other hosts' values for the slot starting at start into value
- * (in place) and returns the sources that reported it, this host included. */
-int fleet__merge_slot(struct fleet *f, unsigned long id, int64_t start, json_t *value);
+ * (in place) and returns the sources that reported it, this host included
+ * when the slot is not older than self_from (the first second of its own
+ * data: an aggregator that joined later did not see the slots before). */
+int fleet__merge_slot(struct fleet *f, unsigned long id, int64_t start, int64_t self_from,
+		      json_t *value);
 /* Sources now: 1 + other hosts alive. */
 int fleet__nsources(struct fleet *f);
 /* Rewrites a value/raw answer (one object or an array of them) of id:
  * merges the hosts' values into each point and sets its nsources and
  * minreporting (the fewest sources reporting any slot of the point). */
-int fleet__annotate_raw(struct fleet *f, unsigned long id, json_t *raw);
+int fleet__annotate_raw(struct fleet *f, unsigned long id, int64_t self_from, json_t *raw);
 /* [{"host", "from", "newest", "slots", "refused"}] for id; new reference. */
 json_t *fleet__instr_status(struct fleet *f, unsigned long id);
 /* {"bus": {...}, "hosts": [...]}: see docs/fleet.md; new reference. */
