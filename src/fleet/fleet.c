@@ -1001,12 +1001,11 @@ static void on_touch(struct fleet *f, const char *data, int len)
 static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
 	struct fleet *f = closure;
-	const char *subj = natsMsg_GetSubject(msg), *rest;
+	const char *subj = natsMsg_GetSubject(msg);
 
 	(void)nc;
 	pthread_mutex_lock(&f->lock);
 	if (!f->stop && !strncmp(subj, f->subj_prefix, strlen(f->subj_prefix))) {
-		rest = subj + strlen(f->subj_prefix);
 		if (sub == f->sub_slots)
 			on_slots(f, subj, natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
 		else if (sub == f->sub_hb)
@@ -1015,7 +1014,6 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
 			on_request(f, natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
 		else if (sub == f->sub_touch)
 			on_touch(f, natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
-		(void)rest;
 	}
 	pthread_mutex_unlock(&f->lock);
 	natsMsg_Destroy(msg);
@@ -1191,7 +1189,8 @@ json_t *fleet__status_json(struct fleet *f)
 {
 	uint64_t in_msgs = 0, in_bytes = 0, out_msgs = 0, out_bytes = 0, reconnected = 0;
 	natsStatistics *st = NULL;
-	const char *status;
+	const char *status, *conn_err = NULL;
+	char conn_error[256];
 	json_t *bus, *hosts, *lat = json_null(), *o;
 	char url[256] = "";
 	int64_t now = now_ms(), *sorted = NULL;
@@ -1205,6 +1204,9 @@ json_t *fleet__status_json(struct fleet *f)
 	if (f->nc && natsConnection_GetConnectedUrl(f->nc, url, sizeof(url)) != NATS_OK)
 		url[0] = '\0';
 	status = f->nc ? conn_status_name(natsConnection_Status(f->nc)) : "not started";
+	if (f->nc && natsConnection_GetLastError(f->nc, &conn_err) == NATS_OK)
+		conn_err = NULL;
+	snprintf(conn_error, sizeof(conn_error), "%s", conn_err ? conn_err : "");
 	pthread_mutex_lock(&f->lock);
 	if (f->nlat && (sorted = malloc(f->nlat * sizeof(*sorted)))) {
 		memcpy(sorted, f->lat_us, f->nlat * sizeof(*sorted));
@@ -1232,6 +1234,10 @@ json_t *fleet__status_json(struct fleet *f)
 			"last_error", f->last_error[0] ? json_string(f->last_error) : json_null());
 	if (bus && f->last_error_ms)
 		json_object_set_new(bus, "last_error_at", json_integer(f->last_error_ms / 1000));
+	/* why the library cannot connect (refused, authorization, TLS) */
+	if (bus)
+		json_object_set_new(bus, "connection_error",
+				    conn_error[0] ? json_string(conn_error) : json_null());
 	hosts = json_array();
 	for (size_t h = 0; hosts && h < f->nhosts; h++) {
 		const struct fhost *fh = &f->hosts[h];
@@ -1310,6 +1316,15 @@ static void on_disconnected(natsConnection *nc, void *closure)
 	note_error(f, "%s", "disconnected from the bus");
 	pthread_mutex_unlock(&f->lock);
 	log_warn("fleet", "disconnected from the NATS bus: reconnecting");
+}
+
+static void on_connected(natsConnection *nc, void *closure)
+{
+	char url[256] = "";
+
+	(void)closure;
+	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+	log_info("fleet", "connected to the NATS bus at %s", url);
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
@@ -1659,7 +1674,9 @@ int fleet__start(struct fleet *f, char *err, size_t errlen)
 	if (s == NATS_OK)
 		s = natsOptions_SetName(o, f->host);
 	if (s == NATS_OK)
-		s = natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+		/* with a callback the first connection is made in the
+		 * background: an agent starts (and stops) whatever the bus does */
+		s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, f);
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxReconnect(o, -1);
 	if (s == NATS_OK)
@@ -1717,7 +1734,13 @@ int fleet__start(struct fleet *f, char *err, size_t errlen)
 			s = natsConnection_Subscribe(&f->sub_touch, f->nc, subj, on_msg, f);
 	}
 	if (s != NATS_OK) {
-		snprintf(err, errlen, "subscribing: %s", natsStatus_GetText(s));
+		const char *why = NULL;
+
+		/* a server that refused us for good (credentials) closed it */
+		if (natsConnection_GetLastError(f->nc, &why) == NATS_OK || !why)
+			why = natsStatus_GetText(s);
+		snprintf(err, errlen, "--nats %s: the servers refused this agent (credentials, TLS?): %s",
+			 f->urls, why);
 		goto out;
 	}
 	if (pthread_create(&f->thread, NULL, fleet_thread, f)) {

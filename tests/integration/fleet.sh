@@ -20,7 +20,9 @@ S=$$
 PB=${FLEET_PORT_BASE:-21200}
 FLEET=kvf$S
 OP=op-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
-printf '%s operator\n' "$OP" > "$TMPD/tokens"
+TEN=ten-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf '%s operator\n%s tenant fleet-1-%s\n' "$OP" "$TEN" "$S" > "$TMPD/tokens"
+chmod 600 "$TMPD/tokens"
 AUTH=(-H "Authorization: Bearer $OP")
 # FLEET_KEEP=1: keep the logs and answers in /tmp/fleet-kept
 [ -n "${FLEET_KEEP:-}" ] && trap "cp -r \"\$TMPD\" /tmp/fleet-kept; cleanup" EXIT
@@ -145,6 +147,19 @@ check "a member holds them with its own forced VM scope" \
 check "the aggregator's own copy carries its scope, not the members'" \
 	jqe '.predicate | tostring | (contains("fleet-fh-agg-'$S'") and (contains("fleet-1-") | not))' \
 	<(curl -s "${AUTH[@]}" "$BASE/ca/instrumentations/$I_TOT")
+# a tenant's instrumentation: each host scopes it to the tenant's VMs itself
+I_TEN=$(curl -s -H "Authorization: Bearer $TEN" -X POST "$BASE/ca/instrumentations" -H 'Content-Type: application/json' \
+	-d '{"module":"vm","stat":"exits"}' | jq -r .id)
+if [ "$I_TEN" -ge 1 ] 2>/dev/null; then
+	check "a tenant's instrumentation reaches every member" members_hold 4 1 2 3
+	check "... owned by the tenant there" jqe 'map(select(.owner == "tenant:fleet-1-'$S'")) | length == 1' <(member_list 2)
+	check "... scoped there to the tenant's VMs and to the member's own" \
+		jqe 'map(select(.owner == "tenant:fleet-1-'$S'"))[0].predicate | tostring | (contains("fleet-1-'$S'") and contains("fleet-2-'$S'"))' <(member_list 2)
+	expect_eq "the tenant deletes it" "$(code DELETE "/ca/instrumentations/$I_TEN" -H "Authorization: Bearer $TEN")" 204
+	check "... and it is gone from every member" members_hold 3 1 2 3
+else
+	not_ok "a tenant creates an instrumentation on the aggregator: $I_TEN"
+fi
 hosts_alive() {	# BASE N: N hosts alive in GET /ca/peers
 	for _ in $(seq 50); do
 		curl -s "${AUTH[@]}" "$1/ca/peers" > "$TMPD/peers.json"
