@@ -510,6 +510,7 @@ static int forward_created(struct agent *a, struct agent_instr **aip, const stru
 		/* the watch may bring the record before the answer: it then
 		 * finds this one as the fleet's */
 		ai->fleet_id = id;
+		ai->fleet_pending = true;
 		pthread_mutex_unlock(&a->lock);
 		rc = fleet__create(a->fleet, id, spec, owner, owner_id, g, r, why, sizeof(why));
 		pthread_mutex_lock(&a->lock);
@@ -518,6 +519,7 @@ static int forward_created(struct agent *a, struct agent_instr **aip, const stru
 		if (!ai)
 			return fail(e, AGENT_ENOENT, "instrumentation %lu was deleted while it was being created",
 				    id);
+		ai->fleet_pending = false;
 		if (rc != -EEXIST)
 			break;
 		/* taken by another aggregator: that id's record comes through
@@ -1330,7 +1332,9 @@ static void fleet_tick_locked(struct agent *a, int64_t now)
 		case FLEET_EV_SYNCED:
 			for (ai = a->instrs; ai; ai = next) {
 				next = ai->next;
-				if (ai->fleet_id && !fleet__known(a->fleet, ai->fleet_id)) {
+				/* one being created is not in the bucket yet */
+				if (ai->fleet_id && !ai->fleet_pending &&
+				    !fleet__known(a->fleet, ai->fleet_id)) {
 					log_info("fleet", "fleet instrumentation %lu is no longer in the bucket: deleted here (%lu)",
 						 ai->fleet_id, ai->id);
 					destroy_fleet_locked(a, ai, true);

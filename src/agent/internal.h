@@ -26,6 +26,7 @@ struct agent_instr {
 	/* its id in the fleet's bucket (0: this host's only); an aggregator's
 	 * are the same as id, a member's are its own copies of the fleet's */
 	unsigned long fleet_id;
+	bool fleet_pending;		/* being put in the bucket (forward_created) */
 	/* data/<id>.log as the persister left it (state.c): the start of the
 	 * next slot to append (0: the file is to be written whole) and the
 	 * records it holds */

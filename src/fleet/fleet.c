@@ -1153,7 +1153,7 @@ json_t *fleet__instr_status(struct fleet *f, unsigned long id)
 		if (!r)
 			continue;
 		token_to_host(f->hosts[h].name, name, sizeof(name));
-		json_array_append_new(arr, json_pack("{s:s, s:I, s:O, s:I, s:I}", "host", name,
+		json_array_append_new(arr, json_pack("{s:s, s:I, s:o, s:I, s:I}", "host", name,
 						     "from", (json_int_t)r->from, "newest",
 						     r->newest == INT64_MIN ? json_null() :
 						     json_integer(r->newest),
@@ -1217,7 +1217,7 @@ json_t *fleet__status_json(struct fleet *f)
 				"max_ms", sorted[f->nlat - 1] / 1000.0);
 		free(sorted);
 	}
-	bus = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:s, s:O}",
+	bus = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:s, s:o}",
 			"fleet", f->name, "host", f->host, "servers", f->urls,
 			"status", status,
 			"connected_url", url, "bucket", f->bucket, "aggregate", f->cfg.aggregate,
@@ -1243,7 +1243,7 @@ json_t *fleet__status_json(struct fleet *f)
 		const struct fhost *fh = &f->hosts[h];
 
 		token_to_host(fh->name, name, sizeof(name));
-		json_array_append_new(hosts, json_pack("{s:s, s:b, s:O, s:I, s:I, s:I, s:I, s:b, s:O}",
+		json_array_append_new(hosts, json_pack("{s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:b, s:o}",
 			"host", name, "alive", host_alive(fh, now),
 			"last_heartbeat", fh->last_hb_ms ? json_integer(fh->last_hb_ms / 1000) : json_null(),
 			"msgs", (json_int_t)fh->msgs, "bytes", (json_int_t)fh->bytes,

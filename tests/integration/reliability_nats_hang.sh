@@ -84,6 +84,7 @@ sleep 0.5
 t0=$(date +%s)
 kill -TERM $APID; wait $APID; rc=$?
 expect_eq "the aggregator stops cleanly with a hung bus" "$rc" 0
+[ "$rc" = 0 ] || tail -20 "$TMPD/agg.log" | sed 's/^/# /'
 check "... promptly ($(( $(date +%s) - t0 )) s)" test $(( $(date +%s) - t0 )) -le 5
 kill -CONT $NPID
 no_logged_errors "$TMPD/agg.log"
