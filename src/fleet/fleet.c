@@ -1310,12 +1310,16 @@ static void on_disconnected(natsConnection *nc, void *closure)
 {
 	struct fleet *f = closure;
 
+	bool stopping;
+
 	(void)nc;
 	pthread_mutex_lock(&f->lock);
 	f->disconnects++;
 	note_error(f, "%s", "disconnected from the bus");
+	stopping = f->stop;
 	pthread_mutex_unlock(&f->lock);
-	log_warn("fleet", "disconnected from the NATS bus: reconnecting");
+	if (!stopping)
+		log_warn("fleet", "disconnected from the NATS bus: reconnecting");
 }
 
 static void on_connected(natsConnection *nc, void *closure)

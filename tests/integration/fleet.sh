@@ -25,7 +25,10 @@ printf '%s operator\n%s tenant fleet-1-%s\n' "$OP" "$TEN" "$S" > "$TMPD/tokens"
 chmod 600 "$TMPD/tokens"
 AUTH=(-H "Authorization: Bearer $OP")
 # FLEET_KEEP=1: keep the logs and answers in /tmp/fleet-kept
-[ -n "${FLEET_KEEP:-}" ] && trap "cp -r \"\$TMPD\" /tmp/fleet-kept; cleanup" EXIT
+[ -n "${FLEET_KEEP:-}" ] && trap "cleanup_pids_only; cp -r \"\$TMPD\" /tmp/fleet-kept; cleanup" EXIT
+# stops the processes first (their last words, sanitizer reports included,
+# reach the logs), keeping the files
+cleanup_pids_only() { local p; for p in "${cleanup_pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; }
 
 # ---- the NATS cluster: client PB+1..3, routes PB+11..13, monitor PB+21..23
 NATS_PIDS=()
