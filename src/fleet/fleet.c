@@ -35,6 +35,8 @@ struct fring {
 	int64_t newest;			/* the newest slot received (INT64_MIN: none) */
 	int64_t starts[FLEET_RING_SLOTS];
 	json_t *vals[FLEET_RING_SLOTS];	/* owned; NULL: not received */
+	uint32_t cells[FLEET_RING_SLOTS];	/* each value's keys and buckets */
+	uint64_t cells_total;		/* FLEET_MAX_HOST_CELLS at most */
 	uint64_t slots, refused;
 	/* the range asked for last, when, how often */
 	int64_t req_from, req_to, req_at_ms;
@@ -381,6 +383,22 @@ static struct finstr *find_instr(struct fleet *f, unsigned long id)
 		if (f->instrs[i].id == id)
 			return &f->instrs[i];
 	return NULL;
+}
+
+/* Keys and buckets of a value: what it costs to keep. */
+static size_t value_cells(const json_t *v)
+{
+	const char *k;
+	json_t *e;
+	size_t n = 0;
+
+	if (json_is_array(v))
+		return json_array_size(v) ? json_array_size(v) : 1;
+	if (!json_is_object(v))
+		return 1;
+	json_object_foreach((json_t *)v, k, e)
+		n += json_is_array(e) && json_array_size(e) ? json_array_size(e) : 1;
+	return n ? n : 1;
 }
 
 static void ring_free(struct fring *r)
@@ -928,9 +946,22 @@ static void on_slots(struct fleet *f, const char *subj, const char *data, int le
 		int64_t t = h.start + (int64_t)i * fi->gran;
 		size_t at = (size_t)((t / fi->gran) % FLEET_RING_SLOTS);
 
+		size_t cells;
+
 		if (r->vals[at] && r->starts[at] > t)
 			continue;	/* older than what the ring holds */
+		cells = value_cells(vals[i]);
+		if (r->cells_total - r->cells[at] + cells > FLEET_MAX_HOST_CELLS) {
+			/* kept whole or not at all: the slot is missing */
+			fh->flooding = true;
+			snprintf(err, sizeof(err), "instrumentation %lu: keeping slot %lld would take this host past %d keys and buckets",
+				 id, (long long)t, FLEET_MAX_HOST_CELLS);
+			refuse(f, fh, r, err);
+			continue;
+		}
 		json_decref(r->vals[at]);
+		r->cells_total = r->cells_total - r->cells[at] + cells;
+		r->cells[at] = (uint32_t)cells;
 		r->vals[at] = vals[i];
 		vals[i] = NULL;
 		r->starts[at] = t;

@@ -52,6 +52,9 @@
 /* keys of one host's message beyond which it is refused and the host
  * marked as flooding */
 #define FLEET_MAX_HOST_KEYS	100000
+/* keys and buckets an aggregator keeps of one host's instrumentation over
+ * its ring; a slot past it is refused (missing) and the host marked */
+#define FLEET_MAX_HOST_CELLS	1000000
 #define FLEET_REQUEST_EVERY_MS	2000	/* between two requests for one host's gaps */
 #define FLEET_REQUEST_TRIES	3	/* a range a host never fills is given up */
 #define FLEET_KV_TIMEOUT_MS	1000
