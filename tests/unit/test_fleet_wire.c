@@ -1,6 +1,9 @@
 /* Unit tests of the fleet's binary slot messages (fleet/wire.h): every
  * shape of raw value survives the round trip exactly (as value__merge sees
- * it), and malformed messages are refused with a reason, never half-kept. */
+ * it), and malformed messages are refused with a reason, never half-kept.
+ * And the fleet's configuration checks (fleet__new, no bus needed): names
+ * that go into subjects, servers off this host, the auth file's mode and
+ * contents. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
+
+#include "fleet/fleet.h"
 
 #include "engine/merge.h"
 #include "fleet/wire.h"
@@ -277,6 +284,87 @@ static void test_random_bodies(void **state)
 	free(b.data);
 }
 
+/* fleet__new with cfg must fail with -EINVAL and a reason containing why */
+static void expect_refused(const struct fleet_config *cfg, const char *why)
+{
+	struct fleet *f = NULL;
+	char err[512] = "";
+
+	assert_int_equal(fleet__new(cfg, &f, err, sizeof(err)), -EINVAL);
+	assert_null(f);
+	if (!strstr(err, why))
+		fail_msg("reason '%s' does not say '%s'", err, why);
+}
+
+static char auth_path[64];
+
+static void write_auth(const char *text, mode_t mode)
+{
+	FILE *out;
+
+	snprintf(auth_path, sizeof(auth_path), "/tmp/kvmscope-fleet-auth.XXXXXX");
+	close(mkstemp(auth_path));
+	out = fopen(auth_path, "w");
+	assert_non_null(out);
+	fputs(text, out);
+	fclose(out);
+	assert_int_equal(chmod(auth_path, mode), 0);
+}
+
+static void test_config_checks(void **state)
+{
+	struct fleet_config ok = { "nats://127.0.0.1:4222", "prod", "web1.example", NULL, NULL, NULL,
+				   NULL, false, 0 }, c;
+	struct fleet *f = NULL;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(fleet__new(&ok, &f, err, sizeof(err)), 0);
+	fleet__free(f);
+	c = ok, c.name = "a.b";
+	expect_refused(&c, "--fleet 'a.b'");
+	c = ok, c.name = "";
+	expect_refused(&c, "--fleet ''");
+	c = ok, c.host = "a~b";
+	expect_refused(&c, "--hostname 'a~b'");
+	c = ok, c.host = "web*";
+	expect_refused(&c, "goes into NATS subjects");
+	c = ok, c.host = "trailing.";
+	expect_refused(&c, "goes into NATS subjects");
+	c = ok, c.urls = "nats://10.1.2.3:4222";
+	expect_refused(&c, "a server off this host needs --nats-auth-file");
+	c = ok, c.urls = "nats://127.0.0.1:4222,nats://[::1]:4222,nats://db.example:4222";
+	expect_refused(&c, "a server off this host needs --nats-auth-file");
+	c = ok, c.tls_cert = "cert.pem";
+	expect_refused(&c, "--nats-tls-cert and --nats-tls-key go together");
+
+	write_auth("token 0123456789abcdef\n", 0644);
+	c = ok, c.auth_file = auth_path;
+	expect_refused(&c, "readable or writable by others (mode 644)");
+	unlink(auth_path);
+	write_auth("user kvms\n", 0600);
+	c = ok, c.auth_file = auth_path;
+	expect_refused(&c, "neither a token nor a user with a password");
+	unlink(auth_path);
+	write_auth("token abc\nuser kvms\npassword pw\n", 0600);
+	c = ok, c.auth_file = auth_path;
+	expect_refused(&c, "a token or a user, not both");
+	unlink(auth_path);
+	write_auth("secret abc\n", 0600);
+	c = ok, c.auth_file = auth_path;
+	expect_refused(&c, "got 'secret'");
+	unlink(auth_path);
+	/* comments and blank lines are fine; with credentials a server off
+	 * this host is too */
+	write_auth("# the bus\n\nuser kvms\npassword  pw\n", 0600);
+	c = ok, c.auth_file = auth_path, c.urls = "nats://10.1.2.3:4222";
+	assert_int_equal(fleet__new(&c, &f, err, sizeof(err)), 0);
+	fleet__free(f);
+	unlink(auth_path);
+	c = ok, c.auth_file = "/nonexistent/kvmscope-auth";
+	expect_refused(&c, "--nats-auth-file /nonexistent/kvmscope-auth: No such file");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -286,6 +374,7 @@ int main(void)
 		cmocka_unit_test(test_malformed_refused),
 		cmocka_unit_test(test_key_bound),
 		cmocka_unit_test(test_random_bodies),
+		cmocka_unit_test(test_config_checks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
