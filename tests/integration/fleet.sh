@@ -25,7 +25,7 @@ printf '%s operator\n%s tenant fleet-1-%s\n' "$OP" "$TEN" "$S" > "$TMPD/tokens"
 chmod 600 "$TMPD/tokens"
 AUTH=(-H "Authorization: Bearer $OP")
 # FLEET_KEEP=1: keep the logs and answers in /tmp/fleet-kept
-[ -n "${FLEET_KEEP:-}" ] && trap "cleanup_pids_only; cp -r \"\$TMPD\" /tmp/fleet-kept; cleanup" EXIT
+[ -n "${FLEET_KEEP:-}" ] && trap "wake_nats; cleanup_pids_only; cp -r \"\$TMPD\" /tmp/fleet-kept; cleanup" EXIT
 # stops the processes first (their last words, sanitizer reports included,
 # reach the logs), keeping the files
 cleanup_pids_only() { local p; for p in "${cleanup_pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; }
@@ -48,6 +48,9 @@ EOF
 	cleanup_pids+=("$!")
 }
 for i in 1 2 3; do start_nats $i; done
+# a stopped node never gets the TERM of the cleanup: wake them first
+wake_nats() { local p; for p in "${NATS_PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; done; }
+[ -n "${FLEET_KEEP:-}" ] || trap 'wake_nats; cleanup' EXIT
 nats_ready() {
 	local i
 	for _ in $(seq 100); do
@@ -83,10 +86,12 @@ check "--fleet must be a subject token" \
 
 # ---- agents: members fh-1..3 (ports PB+31..33), aggregators fh-agg, fh-agg2
 MEMBER_PIDS=()
+# member 3 is given only NATS node 3 (it learns the others from it)
 start_member() {	# $1 = 1..3
-	local i=$1
+	local i=$1 urls=$URLS
+	[ "$i" = 3 ] && urls=nats://127.0.0.1:$((PB + 3))
 	"$KVMSCOPE" agent --listen 127.0.0.1:$((PB + 30 + i)) --token-file "$TMPD/tokens" --state-dir none \
-		--hostname fh-$i --scope-vms fleet-$i-$S --nats "$URLS" --fleet "$FLEET" >>"$TMPD/member$i.log" 2>&1 &
+		--hostname fh-$i --scope-vms fleet-$i-$S --nats "$urls" --fleet "$FLEET" >>"$TMPD/member$i.log" 2>&1 &
 	MEMBER_PIDS[$i]=$!
 	cleanup_pids+=("$!")
 	for _ in $(seq 50); do
@@ -192,13 +197,13 @@ sum_truths() { local tag=$1 s=0 h; shift; for h in "$@"; do s=$((s + $(truth "$t
 raw() {	# BASE ID T0 T1
 	curl -s "${AUTH[@]}" "$1/ca/instrumentations/$2/value/raw?start_time=$3&duration=1&ndatapoints=$(($4 - $3 + 1))"
 }
-# settled BASE ID T0 T1 NS: waits (10 s at most) until every second of
+# settled BASE ID T0 T1 NS [TRIES]: waits (TRIES x 0.2 s, default 10 s) until every second of
 # [T0, T1] is reported by NS sources, leaving the answer in $TMPD/tot.json.
 # Meanwhile every answer is checked: a second that all sources reported
 # can only hold exact data, so the total over the window may fall short
 # only where sources are missing. Fails if a source stays missing.
 settled() {
-	for _ in $(seq 50); do
+	for _ in $(seq "${6:-50}"); do
 		raw "$1" "$2" "$3" "$4" > "$TMPD/tot.json"
 		jqe --argjson ns "$5" 'all(.[]; .nsources == $ns and .minreporting == $ns)' "$TMPD/tot.json" && return 0
 		sleep 0.2
@@ -257,6 +262,9 @@ check "second aggregator: it says it did not report those seconds itself (nsourc
 	jqe 'all(.[]; .nsources == 5)' "$TMPD/tot2.json"
 
 # ---- a NATS node dies mid-run
+# (the second aggregator's copies report from the second after they were
+# made: the window starts after that)
+sleep 1.2
 kill -KILL "${NATS_PIDS[1]}"; wait "${NATS_PIDS[1]}" 2>/dev/null
 T0=$(date +%s)
 run_guests b 1:400 2:250 3:200 fh-agg:50 fh-agg2:60
@@ -269,6 +277,9 @@ for agg in 1 2; do
 		expect_eq "NATS node 1 killed: aggregator $agg's total is exact" "$(jq '[.[].value] | add' "$TMPD/tot.json")" "$SUM_B"
 	else
 		not_ok "NATS node 1 killed: aggregator $agg still misses sources: $(jq -c '[.[].minreporting]' "$TMPD/tot.json")"
+		curl -s "${AUTH[@]}" "${AGG_BASE[$agg]}/ca/instrumentations/$I_TOT" | jq -c '.hosts[]' | sed 's/^/# /'
+		curl -s "${AUTH[@]}" "${AGG_BASE[$agg]}/ca/instrumentations/$I_HOST/value/raw?start_time=$T0&duration=1&ndatapoints=3" | jq -c '.[] | [.start_time, .value, .minreporting]' | sed 's/^/# /'
+		echo "# T0=$T0 T1=$T1"
 		check "... and what it has is no more than the truth" \
 			test "$(jq '[.[].value] | add' "$TMPD/tot.json")" -le "$SUM_B"
 	fi
@@ -298,6 +309,31 @@ expect_eq "member down: the others' data continues exactly" "$(jq '[.[].value] |
 # ---- the member returns (no state dir): the bucket gives it the set again
 start_member 2 || not_ok "member 2 restarts"
 check "the returning member picks up the current set from the bucket" members_hold 3 2
+# its copies report from the second after they were made: start after it
+sleep 1.2
+
+# ---- NATS node 3 hangs (SIGSTOP) while guests run: its clients (member 3
+# was given only node 3, and learnt the others from it) move to node 2 once
+# its pings go unanswered; what was lost on the way is asked for: exact
+# again once the node wakes.
+kill -STOP "${NATS_PIDS[3]}"
+T0=$(date +%s)
+run_guests e 1:55 2:65 3:75 fh-agg:45 fh-agg2:35
+T1=$(date +%s)
+kill -CONT "${NATS_PIDS[3]}"
+SUM_E=$(sum_truths e 1 2 3 fh-agg fh-agg2)
+for agg in 1 2; do
+	if settled "${AGG_BASE[$agg]}" "$I_TOT" "$T0" "$T1" 5 100; then
+		ok "node 3 back: aggregator $agg has every second from the five sources, fh-3's included"
+		expect_eq "node 3 back: aggregator $agg's total is exact" "$(jq '[.[].value] | add' "$TMPD/tot.json")" "$SUM_E"
+	else
+		not_ok "node 3 back: aggregator $agg still misses sources: $(jq -c '[.[].minreporting]' "$TMPD/tot.json")"
+		curl -s "${AUTH[@]}" "${AGG_BASE[$agg]}/ca/instrumentations/$I_TOT" | jq -c '.hosts[]' | sed 's/^/# /'
+		echo "# T0=$T0 T1=$T1"
+		check "... and what it has is no more than the truth" \
+			test "$(jq '[.[].value] | add' "$TMPD/tot.json")" -le "$SUM_E"
+	fi
+done
 
 # ---- an aggregator dies: the other answers alone
 kill -KILL "${AGG_PIDS[1]}"; wait "${AGG_PIDS[1]}" 2>/dev/null
