@@ -92,6 +92,10 @@ struct fleet {
 	pthread_mutex_t lock;
 	pthread_t thread, publisher;
 	bool thread_started, publisher_started, stop;
+	/* the bucket is to be watched again from the start: after a
+	 * reconnect the library's watch may have lost its consumer (a server
+	 * that held it went away) without saying so */
+	bool rewatch;
 	/* the outbox: what the publisher still has to hand the library,
 	 * FLEET_OUTBOX_BYTES at most (beyond, dropped and counted) */
 	pthread_cond_t out_cv;
@@ -1364,9 +1368,12 @@ static void on_connected(natsConnection *nc, void *closure)
 
 static void on_reconnected(natsConnection *nc, void *closure)
 {
+	struct fleet *f = closure;
 	char url[256] = "";
 
-	(void)closure;
+	pthread_mutex_lock(&f->lock);
+	f->rewatch = true;
+	pthread_mutex_unlock(&f->lock);
 	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
 	log_info("fleet", "reconnected to the NATS bus at %s", url);
 }
@@ -1485,6 +1492,8 @@ static void flush_kvops(struct fleet *f)
 		if (s != NATS_OK) {
 			note_error(f, "bucket: %s", natsStatus_GetText(s));
 			pthread_mutex_unlock(&f->lock);
+			log_warn("fleet", "bucket %s: %s of i.%lu not taken yet (%s): retried",
+				 f->bucket, op.record ? "put" : "delete", op.id, natsStatus_GetText(s));
 			return;		/* next time round */
 		}
 		json_decref(op.record);
@@ -1583,13 +1592,21 @@ static void *fleet_thread(void *arg)
 	for (;;) {
 		kvEntry *e = NULL;
 		natsStatus s;
-		bool stop;
+		bool stop, rewatch;
 
 		pthread_mutex_lock(&f->lock);
 		stop = f->stop;
+		rewatch = f->rewatch;
+		f->rewatch = false;
 		pthread_mutex_unlock(&f->lock);
 		if (stop)
 			break;
+		if (rewatch && w) {
+			/* read whole again: what changed meanwhile, deletions
+			 * included, comes out of the resync */
+			kvWatcher_Destroy(w);
+			w = NULL;
+		}
 		if (now_ms() - last_periodic >= 1000) {
 			last_periodic = now_ms();
 			flush_kvops(f);
