@@ -1,7 +1,7 @@
 /* The agent: its instrumentations, created on behalf of a principal
  * (forced tenant scope, per-owner and size limits), looked up with
- * visibility rules, expired when idle, forwarded to the peers; the drain
- * once a second; the agent's lifecycle. Everything takes a->lock, the one
+ * visibility rules, expired when idle, shared with a fleet (fleet/fleet.h);
+ * the drain once a second; the agent's lifecycle. Everything takes a->lock, the one
  * lock of the agent, and copies out what it returns. */
 #include <errno.h>
 #include <malloc.h>
@@ -766,7 +766,7 @@ int agent__clone(struct agent *a, const struct principal *who, const char *peer_
 		goto out;
 	}
 	spec = instr__to_json(ai->in);
-	/* peers get the clone of what they were sent, not of this agent's scoping */
+	/* the fleet gets the clone of the spec it holds, not of this agent's scoping */
 	fwd = a->fleet && ai->fleet_id ? fleet__spec(a->fleet, ai->fleet_id) : NULL;
 	if (!spec || json_object_update(spec, (json_t *)changes) ||
 	    (fwd && json_object_update(fwd, (json_t *)changes))) {
@@ -859,7 +859,7 @@ out:
 	return rc;
 }
 
-/* An aggregator's window is made of the values merged with its peers'
+/* An aggregator's window is made of the values merged with the fleet's hosts'
  * (which come as CA JSON). Caller holds a->lock. 0 or -errno. */
 static int merged_window(const struct agent *a, struct agent_instr *ai, int64_t start,
 			 size_t nslots, struct dist_window *w)

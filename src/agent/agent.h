@@ -108,7 +108,7 @@ int agent__new(const struct agent_config *cfg, struct agent **out, char *err, si
 int agent__start(struct agent *a, char *err, size_t errlen);
 /* Once a second, when the second before now is complete: drains the hub
  * into the instrumentations, deletes those unread for longer than their
- * idle-max (on the peers too), ticks the exporter and asks for a save when
+ * idle-max (on the whole fleet, for an aggregator's), ticks the exporter and asks for a save when
  * one is due. */
 void agent__tick(struct agent *a, int64_t now);
 /* Stops the threads, saves a started agent's state a last time, stops the
@@ -151,7 +151,7 @@ int agent__destroy(struct agent *a, const struct principal *who, const char *id,
 		   struct agent_error *e);
 int agent__find(struct agent *a, const struct principal *who, const char *id,
 		struct agent_instr_info *info, struct agent_error *e);
-/* value/raw (see instr__value_raw), merged with the peers' values. Counts as
+/* value/raw (see instr__value_raw), merged with the fleet's hosts' values. Counts as
  * a read for idle-max. */
 int agent__value_raw(struct agent *a, const struct principal *who, const char *id,
 		     long long start, long long duration, int ndatapoints, json_t **out,
@@ -162,13 +162,13 @@ int agent__value_raw(struct agent *a, const struct principal *who, const char *i
  * call per piece: the lock is never held across calls. Counts as a read for
  * idle-max. 0, -ENOENT (AGENT_ENOENT) when who cannot see id, or -EXDEV
  * for an aggregator's instrumentation, whose values are not in `in` alone
- * but merged with its peers' (use agent__window). */
+ * but merged with the fleet's hosts' (use agent__window). */
 int agent__read_instr(struct agent *a, const struct principal *who, const char *id,
 		      long (*fn)(const struct instr *in, void *arg), void *arg, long *result,
 		      struct agent_error *e);
 /* Copies nslots slots from start into w (initialised here; the caller's, to
  * dist_window__free, also on error), a bounded number of cells per hold of
- * the lock; an aggregator's are merged with the peers'. The window is
+ * the lock; an aggregator's are merged with the fleet's hosts'. The window is
  * finished (sorted). Counts as a read for idle-max. An instrumentation
  * deleted meanwhile is AGENT_ENOENT. */
 int agent__window(struct agent *a, const struct principal *who, const char *id, int64_t start,
