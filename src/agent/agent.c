@@ -860,7 +860,8 @@ out:
 }
 
 /* An aggregator's window is made of the values merged with the fleet's hosts'
- * (which come as CA JSON). Caller holds a->lock. 0 or -errno. */
+ * (raw values as instr__value gives them, decoded from the wire). Caller
+ * holds a->lock. 0 or -errno. */
 static int merged_window(const struct agent *a, struct agent_instr *ai, int64_t start,
 			 size_t nslots, struct dist_window *w)
 {
