@@ -18,7 +18,7 @@ ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 WARN       := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS     ?= -O2 -g
 CFLAGS     += -std=gnu11 $(WARN) -D_GNU_SOURCE -Isrc -I$(OUT) -I$(OUT)/bpf -Ibpf
-LDLIBS     += -lbpf -lelf -lz -lzstd -ljansson -lmicrohttpd -lspng -lcurl -lpthread -lm
+LDLIBS     += -lbpf -lelf -lz -lzstd -ljansson -lmicrohttpd -lspng -lnats -lpthread -lm
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -I$(OUT)/bpf -Ibpf -Isrc \
               -Wall -Werror -Wno-unused-function
 
@@ -89,11 +89,13 @@ $(OUT)/tests/%: $(OUT)/tests/unit/%.o $(OUT)/libkvmscope.a
 # ---- set-up on a fresh Debian 12 machine (as root) ----------------------------
 # What the build and `make test` use, each for a reason:
 #   build:    make gcc clang bpftool libbpf-dev libelf-dev zlib1g-dev
-#             libmicrohttpd-dev libjansson-dev libspng-dev libcurl4-openssl-dev
+#             libmicrohttpd-dev libjansson-dev libspng-dev
+#             libnats-dev (the fleet's NATS client, src/fleet)
 #             liburing-dev (vmload) libzstd-dev (recordings) nasm (tests/qemu guests) scdoc (man pages)
 #   sanitizers and fuzzing: llvm (llvm-symbolizer for ASan/UBSan reports),
 #             libclang-rt-dev (clang's libFuzzer and sanitizer runtimes)
-#   tests:    libcmocka-dev, iproute2 (ip tuntap/netns), util-linux (losetup,
+#   tests:    nats-server (tests/integration/fleet.sh runs its own cluster),
+#             libcmocka-dev, iproute2 (ip tuntap/netns), util-linux (losetup,
 #             setpriv), jq, curl, python3, bpftrace, strace, wrk, chromium
 #             (web UI), prometheus (promtool), qemu-system-x86 seabios
 #             qemu-utils (qemu-img), libvirt-daemon libvirt-daemon-driver-qemu
@@ -101,12 +103,15 @@ $(OUT)/tests/%: $(OUT)/tests/unit/%.o $(OUT)/libkvmscope.a
 # Recommends are left out: nothing here uses them.
 DEB_PKGS := make clang llvm gcc libbpf-dev bpftool libelf-dev zlib1g-dev \
             libmicrohttpd-dev libjansson-dev libspng-dev libcmocka-dev \
-            iproute2 util-linux jq curl bpftrace python3 chromium libcurl4-openssl-dev prometheus wrk \
+            iproute2 util-linux jq curl bpftrace python3 chromium prometheus wrk \
+            libnats-dev nats-server \
             strace libclang-rt-dev scdoc debhelper lintian \
             qemu-system-x86 qemu-utils nasm seabios liburing-dev libzstd-dev \
             libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-# only `make bench` needs these (perf record, callgrind, hyperfine)
-BENCH_PKGS := linux-perf valgrind hyperfine
+# only `make bench` needs these (perf record, callgrind, hyperfine; libcurl
+# builds the revision before the NATS fleet, whose HTTP poller
+# bench/fleet_nats.sh compares with)
+BENCH_PKGS := linux-perf valgrind hyperfine libcurl4-openssl-dev
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "kvmscope: 'make deps' installs Debian packages and must run as root" >&2; exit 1; fi

@@ -21,7 +21,7 @@ ROUNDS=${ROUNDS:-21}
 BEFORE=${BEFORE:-2eab8f5}
 [ -f "$BUILD/libkvmscope.a" ] || die "no $BUILD/libkvmscope.a: run 'make' first"
 need_cmd cc make git
-LIBS="-lbpf -lelf -lz -lzstd -ljansson -lmicrohttpd -lspng -lcurl -lpthread -lm"
+LIBS="-lbpf -lelf -lz -lzstd -ljansson -lmicrohttpd -lspng -lnats -lcurl -lpthread -lm"
 
 bench_cc() { # SRC_ROOT BUILD_DIR OUT [FLAGS]
 	cc -O2 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE ${4:-} -I"$1/src" -I"$2" -I"$2/bpf" \

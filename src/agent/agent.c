@@ -1,7 +1,7 @@
 /* The agent: its instrumentations, created on behalf of a principal
  * (forced tenant scope, per-owner and size limits), looked up with
- * visibility rules, expired when idle, forwarded to the peers; the drain
- * once a second; the agent's lifecycle. Everything takes a->lock, the one
+ * visibility rules, expired when idle, shared with a fleet (fleet/fleet.h);
+ * the drain once a second; the agent's lifecycle. Everything takes a->lock, the one
  * lock of the agent, and copies out what it returns. */
 #include <errno.h>
 #include <malloc.h>
@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent/internal.h"
 #include "collectors/hub.h"
@@ -444,13 +445,13 @@ static void instr_free(struct agent *a, struct agent_instr *ai)
 	if (ai->consumer >= 0)
 		hub__remove(a->hub, ai->consumer);
 	instr__free(ai->in);
-	json_decref(ai->restored_links);
 	free(ai->owner);
 	free(ai);
 }
 
-/* Unlinks and frees ai, and deletes it on the peers. Caller holds a->lock. */
-static void destroy_locked(struct agent *a, struct agent_instr *ai)
+/* Unlinks and frees ai; an aggregator deletes it from the fleet's bucket
+ * too, unless the bucket said so (from_bucket). Caller holds a->lock. */
+static void destroy_fleet_locked(struct agent *a, struct agent_instr *ai, bool from_bucket)
 {
 	struct agent_instr **pp = &a->instrs;
 
@@ -458,11 +459,19 @@ static void destroy_locked(struct agent *a, struct agent_instr *ai)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = ai->next;
-	if (a->fleet)
-		fleet__forget(a->fleet, ai->id);
+	if (a->fleet && ai->fleet_id) {
+		fleet__detach(a->fleet, ai->fleet_id);
+		if (fleet__aggregating(a->fleet) && !from_bucket)
+			fleet__delete(a->fleet, ai->fleet_id);
+	}
 	state__deleted(a, ai->id);
 	instr_free(a, ai);
 	a->dirty = true;
+}
+
+static void destroy_locked(struct agent *a, struct agent_instr *ai)
+{
+	destroy_fleet_locked(a, ai, false);
 }
 
 int agent__restore(struct agent *a, const json_t *spec, unsigned long id, const char *owner,
@@ -475,23 +484,61 @@ int agent__restore(struct agent *a, const json_t *spec, unsigned long id, const 
 	return create_locked(a, &who, spec, id, owner, owner_id, NULL, out, e);
 }
 
-/* An aggregator creates ai on its peers too (spec borrowed: what the caller
- * sent, without this agent's scoping). On failure ai is undone. Caller
- * holds a->lock. */
-static int forward_created(struct agent *a, struct agent_instr *ai, const json_t *spec,
-			   const char *token, struct agent_error *e)
+/* An aggregator puts ai in the fleet's bucket (spec borrowed: what the
+ * caller sent, without this agent's scoping: each host scopes it as the
+ * owner itself). The bucket's answer is waited for without a->lock (a hung
+ * bus must not stop drains and reads): the caller's lock is released and
+ * taken again, and ai found again by its id. An id another aggregator took
+ * meanwhile is skipped: ai is made again under the next one. *aip then
+ * points to the one kept; on failure ai is undone. Caller holds a->lock. */
+static int forward_created(struct agent *a, struct agent_instr **aip, const struct principal *who,
+			   const json_t *spec, struct agent_error *e)
 {
-	int rc;
+	struct agent_instr *ai = *aip;
+	char why[256] = "";
+	int rc = 0;
 
-	if (!a->fleet)
+	if (!a->fleet || !fleet__aggregating(a->fleet))
+		return 0;	/* a member's own instrumentation: this host only */
+	for (int tries = 0; tries < 64; tries++) {
+		unsigned long id = ai->id, owner_id = ai->owner_id;
+		char *owner = strdup(ai->owner);
+		int g = instr__granularity(ai->in), r = instr__retention(ai->in);
+
+		if (!owner)
+			return fail_nomem(e);
+		/* the watch may bring the record before the answer: it then
+		 * finds this one as the fleet's */
+		ai->fleet_id = id;
+		ai->fleet_pending = true;
+		pthread_mutex_unlock(&a->lock);
+		rc = fleet__create(a->fleet, id, spec, owner, owner_id, g, r, why, sizeof(why));
+		pthread_mutex_lock(&a->lock);
+		free(owner);
+		ai = agent__by_id(a, id);
+		if (!ai)
+			return fail(e, AGENT_ENOENT, "instrumentation %lu was deleted while it was being created",
+				    id);
+		ai->fleet_pending = false;
+		if (rc != -EEXIST)
+			break;
+		/* taken by another aggregator: that id's record comes through
+		 * the watch; this one moves on (not deleting the other's key) */
+		ai->fleet_id = 0;
+		destroy_locked(a, ai);
+		rc = create_locked(a, who, spec, 0, NULL, 0, NULL, &ai, e);
+		if (rc)
+			return rc;
+	}
+	if (!rc) {
+		fleet__attach(a->fleet, ai->fleet_id, ai->from);
+		*aip = ai;
 		return 0;
-	rc = fleet__track(a->fleet, ai->id, spec, token, instr__granularity(ai->in),
-			  instr__retention(ai->in));
-	if (!rc)
-		return 0;
+	}
+	ai->fleet_id = 0;	/* never in the bucket */
 	destroy_locked(a, ai);
-	return fail(e, AGENT_EINTERNAL, "cannot forward the instrumentation to the peers: %s",
-		    strerror(-rc));
+	return fail(e, rc == -EAGAIN ? AGENT_EUNAVAIL : AGENT_EINTERNAL,
+		    "cannot put the instrumentation in the fleet: %s", why[0] ? why : strerror(-rc));
 }
 
 /* *out: a new reference owned by the caller, ai as who sees it; *id the
@@ -538,7 +585,7 @@ int agent__create(struct agent *a, const struct principal *who, const char *peer
 	pthread_mutex_lock(&a->lock);
 	rc = create_locked(a, who, spec, 0, NULL, 0, NULL, &ai, e);
 	if (!rc)
-		rc = forward_created(a, ai, spec, peer_token, e);
+		rc = forward_created(a, &ai, who, spec, e);
 	if (!rc)
 		rc = created(who, ai, out, &new_id, &view, e);
 	pthread_mutex_unlock(&a->lock);
@@ -576,9 +623,9 @@ int agent__get(struct agent *a, const struct principal *who, const char *id, jso
 		rc = fail_nomem(e);
 		goto out;
 	}
-	if (a->fleet) {
+	if (a->fleet && ai->fleet_id && fleet__aggregating(a->fleet)) {
 		json_object_set_new(*out, "nsources", json_integer(fleet__nsources(a->fleet)));
-		json_object_set_new(*out, "peers", fleet__instr_status(a->fleet, ai->id));
+		json_object_set_new(*out, "hosts", fleet__instr_status(a->fleet, ai->fleet_id));
 	}
 	/* after CA's own fields; GET only (not in POST/PUT answers) */
 	if (json_object_set_new(*out, "final_until",
@@ -652,20 +699,19 @@ int agent__destroy(struct agent *a, const struct principal *who, const char *id,
 static const char *const fixed_props[] = { "module", "stat", "predicate", "decomposition",
 					   "granularity" };
 
-int agent__replace(struct agent *a, const struct principal *who, const char *id,
-		   const json_t *changes, json_t **out, struct agent_error *e)
+/* Replaces ai by the same with changes (borrowed) applied, keeping its
+ * data; *out the new one (in ai's place in the list, ai freed). An
+ * aggregator puts the change in the fleet's bucket unless it came from
+ * there (from_bucket). Caller holds a->lock. */
+static int replace_locked(struct agent *a, struct agent_instr *ai, const json_t *changes,
+			  bool from_bucket, struct agent_instr **out, struct agent_error *e)
 {
 	struct principal as_owner = { ROLE_OPERATOR, NULL, NULL, 0 };
 	json_t *merged = NULL, *oldj = NULL, *newj = NULL, *data = NULL;
-	struct agent_instr *ai, *nai = NULL, **pp;
+	unsigned long ai_fleet_id = ai->fleet_id;
+	struct agent_instr *nai = NULL, **pp;
 	int rc;
 
-	pthread_mutex_lock(&a->lock);
-	ai = find_locked(a, who, id, e);
-	if (!ai) {
-		rc = -ENOENT;
-		goto out;
-	}
 	oldj = instr__to_json(ai->in);
 	merged = json_deep_copy(oldj);
 	if (!merged || json_object_update(merged, (json_t *)changes)) {
@@ -692,25 +738,42 @@ int agent__replace(struct agent *a, const struct principal *who, const char *id,
 		log_warn("api", "instrumentation %lu: data not carried over the change", ai->id);
 	nai->from = ai->from;
 	nai->last_read = agent__now();
-	/* nai takes ai's place in the list; the peers keep theirs (updated) */
+	/* nai takes ai's place in the list */
 	for (pp = &a->instrs; *pp != ai; pp = &(*pp)->next)
 		;
 	nai->next = ai->next;
 	*pp = nai;
 	instr_free(a, ai);
 	a->dirty = true;
-	if (a->fleet && fleet__update(a->fleet, nai->id, changes, instr__retention(nai->in)))
-		log_warn("api", "instrumentation %lu: change not forwarded to the peers (out of memory)",
+	nai->fleet_id = ai_fleet_id;
+	if (nai->fleet_id && fleet__aggregating(a->fleet) && !from_bucket &&
+	    fleet__change(a->fleet, nai->fleet_id, changes, instr__retention(nai->in)))
+		log_warn("api", "instrumentation %lu: change not put in the fleet's bucket",
 			 nai->id);
-	*out = present(who, nai);
-	if (!*out)
-		rc = fail_nomem(e);
+	*out = nai;
 out:
-	pthread_mutex_unlock(&a->lock);
 	json_decref(merged);
 	json_decref(oldj);
 	json_decref(newj);
 	json_decref(data);
+	return rc;
+}
+
+int agent__replace(struct agent *a, const struct principal *who, const char *id,
+		   const json_t *changes, json_t **out, struct agent_error *e)
+{
+	struct agent_instr *ai, *nai;
+	int rc;
+
+	pthread_mutex_lock(&a->lock);
+	ai = find_locked(a, who, id, e);
+	rc = ai ? replace_locked(a, ai, changes, false, &nai, e) : -ENOENT;
+	if (!rc) {
+		*out = present(who, nai);
+		if (!*out)
+			rc = fail_nomem(e);
+	}
+	pthread_mutex_unlock(&a->lock);
 	return rc;
 }
 
@@ -730,8 +793,8 @@ int agent__clone(struct agent *a, const struct principal *who, const char *peer_
 		goto out;
 	}
 	spec = instr__to_json(ai->in);
-	/* peers get the clone of what they were sent, not of this agent's scoping */
-	fwd = a->fleet ? fleet__spec(a->fleet, ai->id) : NULL;
+	/* the fleet gets the clone of the spec it holds, not of this agent's scoping */
+	fwd = a->fleet && ai->fleet_id ? fleet__spec(a->fleet, ai->fleet_id) : NULL;
 	if (!spec || json_object_update(spec, (json_t *)changes) ||
 	    (fwd && json_object_update(fwd, (json_t *)changes))) {
 		rc = fail_nomem(e);
@@ -739,7 +802,7 @@ int agent__clone(struct agent *a, const struct principal *who, const char *peer_
 	}
 	rc = create_locked(a, who, spec, 0, NULL, 0, NULL, &nai, e);
 	if (!rc)
-		rc = forward_created(a, nai, fwd ? fwd : spec, peer_token, e);
+		rc = forward_created(a, &nai, who, fwd ? fwd : spec, e);
 	if (!rc)
 		rc = created(who, nai, out, &cloned, &view, e);
 out:
@@ -751,6 +814,21 @@ out:
 	json_decref(spec);
 	json_decref(fwd);
 	return rc;
+}
+
+/* Are ai's values merged with the fleet's hosts' here (an aggregator's
+ * fleet instrumentation)? */
+static bool merged_here(const struct agent *a, const struct agent_instr *ai)
+{
+	return a->fleet && ai->fleet_id && fleet__aggregating(a->fleet);
+}
+
+/* A read of ai: idle-max counts from it, on every aggregator. */
+static void note_read(struct agent *a, struct agent_instr *ai)
+{
+	ai->last_read = agent__now();
+	if (merged_here(a, ai))
+		fleet__touch(a->fleet, ai->fleet_id, ai->last_read);
 }
 
 static int64_t newest_locked(const struct agent *a)
@@ -778,7 +856,7 @@ int agent__find(struct agent *a, const struct principal *who, const char *id,
 		info->drained_to = a->drained_to;
 		info->final_until = final_locked(a, instr__metric(ai->in)->id);
 		info->created = instr__crtime_ms(ai->in) / 1000;
-		info->nsources = a->fleet ? fleet__nsources(a->fleet) : 1;
+		info->nsources = merged_here(a, ai) ? fleet__nsources(a->fleet) : 1;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&a->lock);
@@ -796,12 +874,12 @@ int agent__value_raw(struct agent *a, const struct principal *who, const char *i
 	ai = find_locked(a, who, id, e);
 	if (!ai)
 		goto out;
-	ai->last_read = agent__now();
+	note_read(a, ai);
 	rc = 0;
 	*out = instr__value_raw(ai->in, start, duration, ndatapoints, newest_locked(a));
 	if (!*out)
 		rc = fail_nomem(e);
-	else if (a->fleet && fleet__annotate_raw(a->fleet, ai->id, *out) == -ENOMEM) {
+	else if (merged_here(a, ai) && fleet__annotate_raw(a->fleet, ai->fleet_id, ai->from, *out) == -ENOMEM) {
 		json_decref(*out);
 		*out = NULL;
 		rc = fail_nomem(e);
@@ -811,8 +889,9 @@ out:
 	return rc;
 }
 
-/* An aggregator's window is made of the values merged with its peers'
- * (which come as CA JSON). Caller holds a->lock. 0 or -errno. */
+/* An aggregator's window is made of the values merged with the fleet's hosts'
+ * (raw values as instr__value gives them, decoded from the wire). Caller
+ * holds a->lock. 0 or -errno. */
 static int merged_window(const struct agent *a, struct agent_instr *ai, int64_t start,
 			 size_t nslots, struct dist_window *w)
 {
@@ -827,7 +906,7 @@ static int merged_window(const struct agent *a, struct agent_instr *ai, int64_t 
 		v = instr__value(ai->in, t);
 		if (!v)
 			return -ENOMEM;
-		fleet__merge_slot(a->fleet, ai->id, t, v);
+		fleet__merge_slot(a->fleet, ai->fleet_id, t, ai->from, v);
 		rc = dist_window__add_json(w, v, err, sizeof(err));
 		if (rc == -EINVAL)
 			log_warn("api", "instrumentation %lu: merged slot left out: %s", ai->id, err);
@@ -849,7 +928,7 @@ int agent__read_instr(struct agent *a, const struct principal *who, const char *
 	ai = find_locked(a, who, id, e);
 	if (!ai)
 		rc = -ENOENT;
-	else if (a->fleet)
+	else if (merged_here(a, ai))
 		rc = -EXDEV;
 	if (!rc) {
 		ai->last_read = newest_locked(a);
@@ -875,8 +954,8 @@ int agent__window(struct agent *a, const struct principal *who, const char *id, 
 		goto out;
 	}
 	dist_window__init(w, start, instr__granularity(ai->in));
-	ai->last_read = newest_locked(a);
-	if (a->fleet) {
+	note_read(a, ai);
+	if (merged_here(a, ai)) {
 		if (merged_window(a, ai, start, nslots, w))
 			rc = fail_nomem(e);
 		goto out;
@@ -952,14 +1031,15 @@ int agent__vms(struct agent *a, const struct principal *who, json_t **out, struc
 	return 0;
 }
 
-/* The peers' addresses are the operator's business, not a tenant's. */
+/* The bus and the fleet's hosts are the operator's business, not a tenant's. */
 int agent__peers(struct agent *a, const struct principal *who, json_t **out,
 		 struct agent_error *e)
 {
 	if (who->role != ROLE_OPERATOR)
-		return fail(e, AGENT_EPERM, "the peer list is for operators");
+		return fail(e, AGENT_EPERM, "the fleet's status is for operators");
 	/* the fleet has its own lock */
-	*out = a->fleet ? fleet__peers_json(a->fleet) : json_array();
+	*out = a->fleet ? fleet__status_json(a->fleet) :
+	       json_pack("{s:n, s:[]}", "bus", "hosts");
 	return *out ? 0 : fail_nomem(e);
 }
 
@@ -1034,38 +1114,24 @@ err_free:
 
 /* ---- lifecycle ---- */
 
-/* --peers and --peer-token-file into a->fleet (owned by a). */
+/* --nats and its options into a->fleet (owned by a). */
 static int fleet_setup(struct agent *a, char *err, size_t errlen)
 {
-	char tok[512] = "", *line = NULL;
-	size_t cap = 0;
-	FILE *f;
-	int rc;
+	struct fleet_config fc = {
+		a->cfg.nats, a->cfg.fleet, NULL, a->cfg.nats_auth_file, a->cfg.nats_tls_ca,
+		a->cfg.nats_tls_cert, a->cfg.nats_tls_key, a->cfg.aggregate, a->cfg.nats_replicas,
+	};
+	char host[256];
 
-	if (a->cfg.peer_token_file) {
-		f = fopen(a->cfg.peer_token_file, "re");
-		if (!f) {
-			snprintf(err, errlen, "--peer-token-file %s: %s", a->cfg.peer_token_file,
-				 strerror(errno));
-			return -errno;
-		}
-		while (!tok[0] && getline(&line, &cap, f) > 0) {
-			char *w = line + strspn(line, " \t");
-
-			if (*w != '#' && *w != '\n' && *w != '\r')
-				snprintf(tok, sizeof(tok), "%.*s", (int)strcspn(w, " \t\r\n"), w);
-		}
-		free(line);
-		fclose(f);
-		if (strlen(tok) < 16) {
-			snprintf(err, errlen, "--peer-token-file %s: no token of 16 or more characters on its first line",
-				 a->cfg.peer_token_file);
-			return -EINVAL;
-		}
+	if (a->cfg.hostname) {
+		fc.host = a->cfg.hostname;
+	} else {
+		if (gethostname(host, sizeof(host) - 1))
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		fc.host = host;
 	}
-	rc = fleet__new(a->cfg.peers, tok[0] ? tok : NULL, &a->fleet, err, errlen);
-	explicit_bzero(tok, sizeof(tok));
-	return rc;
+	return fleet__new(&fc, &a->fleet, err, errlen);
 }
 
 /* On success the caller owns *out (agent__free). */
@@ -1099,12 +1165,12 @@ int agent__new(const struct agent_config *cfg, struct agent **out, char *err, si
 		rc = -EINVAL;
 		goto err_free;
 	}
-	if (a->cfg.peers && fleet_setup(a, err, errlen)) {
+	if (a->cfg.nats && fleet_setup(a, err, errlen)) {
 		rc = -EINVAL;
 		goto err_free;
 	}
-	if (a->cfg.replay && (a->cfg.state_dir || a->cfg.metrics || a->cfg.peers || a->cfg.hostname)) {
-		snprintf(err, errlen, "--replay reads a recording only: no --state-dir, --metrics, --peers or --hostname with it");
+	if (a->cfg.replay && (a->cfg.state_dir || a->cfg.metrics || a->cfg.nats || a->cfg.hostname)) {
+		snprintf(err, errlen, "--replay reads a recording only: no --state-dir, --metrics, --nats or --hostname with it");
 		rc = -EINVAL;
 		goto err_free;
 	}
@@ -1150,36 +1216,24 @@ err_free:
 	return rc;
 }
 
-/* Forwards what state.json restored, then starts the peers' thread. */
-static int fleet_start(struct agent *a)
+/* Restored fleet instrumentations publish again from where their data
+ * goes on; then the bus. */
+static int fleet_start(struct agent *a, char *err, size_t errlen)
 {
 	pthread_mutex_lock(&a->lock);
-	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next) {
-		json_t *spec = instr__to_json(ai->in);
-
-		if (!spec || fleet__track(a->fleet, ai->id, spec, NULL, instr__granularity(ai->in),
-					  instr__retention(ai->in)))
-			log_error("fleet", "instrumentation %lu restored but not forwarded to the peers", ai->id);
-		else if (ai->restored_links && fleet__adopt(a->fleet, ai->id, ai->restored_links))
-			log_warn("fleet", "instrumentation %lu: its saved peer ids are malformed: the others are adopted",
-				 ai->id);
-		json_decref(spec);
-		json_decref(ai->restored_links);
-		ai->restored_links = NULL;
-	}
+	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next)
+		if (ai->fleet_id)
+			fleet__attach(a->fleet, ai->fleet_id, ai->from);
 	pthread_mutex_unlock(&a->lock);
-	log_info("fleet", "aggregating %zu peers: %s", fleet__npeers(a->fleet), a->cfg.peers);
-	return fleet__start(a->fleet);
+	return fleet__start(a->fleet, err, errlen);
 }
 
 int agent__start(struct agent *a, char *err, size_t errlen)
 {
 	int rc;
 
-	if (a->fleet && (rc = fleet_start(a))) {
-		snprintf(err, errlen, "cannot start talking to the peers");
+	if (a->fleet && (rc = fleet_start(a, err, errlen)))
 		return rc;
-	}
 	rc = state__start(a);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the state persister thread");
@@ -1187,6 +1241,161 @@ int agent__start(struct agent *a, char *err, size_t errlen)
 	}
 	a->started = true;
 	return 0;
+}
+
+/* ---- the fleet (agent__tick) ---- */
+
+static struct agent_instr *by_fleet_id(struct agent *a, unsigned long fid)
+{
+	for (struct agent_instr *ai = a->instrs; ai; ai = ai->next)
+		if (ai->fleet_id == fid)
+			return ai;
+	return NULL;
+}
+
+/* The principal a bucket record's owner stands for: "operator", or
+ * "tenant:VM1,VM2", whose VMs then scope it on this host as they would a
+ * tenant's request here. p->vms is owned by the caller (free; its strings
+ * point into *copy, also the caller's). 0, -EINVAL or -ENOMEM. */
+static int owner_principal(const char *owner, struct principal *p, char **copy)
+{
+	char *save = NULL, *vm;
+	size_t n = 0;
+
+	*p = (struct principal){ ROLE_OPERATOR, (char *)owner, NULL, 0 };
+	*copy = NULL;
+	if (!strcmp(owner, "operator"))
+		return 0;
+	if (!owner_is_tenant(owner) || !owner[strlen("tenant:")])
+		return -EINVAL;
+	*copy = strdup(owner + strlen("tenant:"));
+	p->vms = calloc(strlen(owner), sizeof(*p->vms));
+	if (!*copy || !p->vms) {
+		free(*copy);
+		free(p->vms);
+		p->vms = NULL;
+		*copy = NULL;
+		return -ENOMEM;
+	}
+	for (vm = strtok_r(*copy, ",", &save); vm; vm = strtok_r(NULL, ",", &save))
+		p->vms[n++] = vm;
+	p->nvms = n;
+	p->role = ROLE_TENANT;
+	return 0;
+}
+
+static const char *const fleet_changeable[] = { "retention-time", "idle-max", "persist-data" };
+
+/* The bucket holds rec (borrowed) for fid: this host instruments it, or
+ * changes its copy. Caller holds a->lock. */
+static void fleet_put_locked(struct agent *a, unsigned long fid, const json_t *rec)
+{
+	const json_t *spec = json_object_get(rec, "spec");
+	const char *owner = json_string_value(json_object_get(rec, "owner"));
+	json_int_t owner_id = json_integer_value(json_object_get(rec, "owner_id"));
+	struct agent_instr *ai = by_fleet_id(a, fid), *nai;
+	bool aggregating = fleet__aggregating(a->fleet);
+	struct agent_error e = { 0 };
+	struct principal who;
+	json_t *cur, *changes;
+	char *copy = NULL;
+
+	if (ai) {
+		/* what may change: the rest is fixed by the id */
+		cur = instr__to_json(ai->in);
+		changes = json_object();
+		for (size_t i = 0; cur && changes && i < sizeof(fleet_changeable) / sizeof(fleet_changeable[0]); i++) {
+			json_t *want = json_object_get(spec, fleet_changeable[i]);
+
+			if (want && !json_equal(want, json_object_get(cur, fleet_changeable[i])))
+				json_object_set(changes, fleet_changeable[i], want);
+		}
+		if (json_object_size(changes) && replace_locked(a, ai, changes, true, &nai, &e))
+			log_warn("fleet", "instrumentation %lu (fleet %lu): change refused: %s", ai->id,
+				 fid, e.msg);
+		json_decref(cur);
+		json_decref(changes);
+		return;
+	}
+	if (aggregating && agent__by_id(a, fid)) {
+		log_error("fleet", "fleet instrumentation %lu: this aggregator holds a local one with that id: not served here",
+			  fid);
+		return;
+	}
+	if (!owner || owner_principal(owner, &who, &copy)) {
+		log_warn("fleet", "fleet instrumentation %lu: owner '%s' unusable: not instrumented here",
+			 fid, owner ? owner : "");
+		return;
+	}
+	if (create_locked(a, &who, spec, aggregating ? fid : 0, owner,
+			  aggregating && owner_id > 0 ? (unsigned long)owner_id : 0, NULL, &ai, &e)) {
+		log_warn("fleet", "fleet instrumentation %lu not instrumented on this host: %s", fid,
+			 e.msg);
+	} else {
+		ai->fleet_id = fid;
+		fleet__attach(a->fleet, fid, ai->from);
+		log_info("fleet", "fleet instrumentation %lu instrumented here as %lu", fid, ai->id);
+	}
+	free(who.vms);
+	free(copy);
+}
+
+/* The bucket's changes, the requests for older slots, the new slots and the
+ * heartbeat. Caller holds a->lock. */
+/* The end of what ai holds as final at this tick: every slot before it
+ * is complete here. Caller holds a->lock. */
+static int64_t final_edge_locked(const struct agent *a, const struct agent_instr *ai, int64_t now)
+{
+	int64_t fin = final_locked(a, instr__metric(ai->in)->id);
+
+	return fin < now ? fin : now;
+}
+
+static void fleet_tick_locked(struct agent *a, int64_t now)
+{
+	struct fleet_request rq;
+	struct fleet_event ev;
+	struct agent_instr *ai, *next;
+	size_t n = 0;
+
+	while (!fleet__next_event(a->fleet, &ev)) {
+		switch (ev.kind) {
+		case FLEET_EV_PUT:
+			fleet_put_locked(a, ev.id, ev.record);
+			break;
+		case FLEET_EV_DEL:
+			if ((ai = by_fleet_id(a, ev.id))) {
+				log_info("fleet", "fleet instrumentation %lu deleted (here %lu)", ev.id, ai->id);
+				destroy_fleet_locked(a, ai, true);
+			}
+			break;
+		case FLEET_EV_SYNCED:
+			for (ai = a->instrs; ai; ai = next) {
+				next = ai->next;
+				/* one being created is not in the bucket yet */
+				if (ai->fleet_id && !ai->fleet_pending &&
+				    !fleet__known(a->fleet, ai->fleet_id)) {
+					log_info("fleet", "fleet instrumentation %lu is no longer in the bucket: deleted here (%lu)",
+						 ai->fleet_id, ai->id);
+					destroy_fleet_locked(a, ai, true);
+				}
+			}
+			break;
+		}
+		json_decref(ev.record);
+	}
+	/* only final slots leave this host: an exit booked late into its
+	 * start second would change a slot the aggregators already merged */
+	while (!fleet__next_request(a->fleet, &rq))
+		if ((ai = by_fleet_id(a, rq.id)))
+			fleet__answer(a->fleet, &rq, ai->in, ai->from, final_edge_locked(a, ai, now));
+	for (ai = a->instrs; ai; ai = ai->next)
+		if (ai->fleet_id) {
+			fleet__publish(a->fleet, ai->fleet_id, ai->in, ai->from,
+				       final_edge_locked(a, ai, now));
+			n++;
+		}
+	fleet__heartbeat(a->fleet, now, n);
 }
 
 /* Deletes instrumentations unread for longer than their idle-max. Caller
@@ -1197,11 +1406,18 @@ static void expire_idle(struct agent *a, int64_t now)
 
 	for (; ai; ai = next) {
 		int idle = instr__idle_max(ai->in);
+		int64_t last = ai->last_read;
 
 		next = ai->next;
-		if (idle > 0 && now - ai->last_read > idle) {
+		/* a member's copy lives as long as the bucket holds it: the
+		 * aggregators read it, and they expire it for the fleet */
+		if (ai->fleet_id && !fleet__aggregating(a->fleet))
+			continue;
+		if (ai->fleet_id && fleet__last_read(a->fleet, ai->fleet_id) > last)
+			last = fleet__last_read(a->fleet, ai->fleet_id);
+		if (idle > 0 && now - last > idle) {
 			log_info("api", "instrumentation %lu deleted: unread for %lld s (idle-max %d)",
-				 ai->id, (long long)(now - ai->last_read), idle);
+				 ai->id, (long long)(now - last), idle);
 			destroy_locked(a, ai);
 		}
 	}
@@ -1220,6 +1436,8 @@ void agent__tick(struct agent *a, int64_t now)
 	a->drained_to = now;
 	for (int m = 0; m < METRIC__COUNT; m++)
 		a->final_until[m] = hub__final_until(a->hub, (enum metric_id)m);
+	if (a->fleet)
+		fleet_tick_locked(a, now);
 	expire_idle(a, now);
 	if (a->metrics)
 		metrics_export__tick(a->metrics, a->hub, now);
@@ -1236,7 +1454,7 @@ void agent__free(struct agent *a)
 	state__stop(a);
 	if (a->started)
 		state__save(a);
-	/* the peers' thread goes first: nothing may be forwarded past here */
+	/* the fleet goes first: nothing may be published past here */
 	fleet__free(a->fleet);
 	a->fleet = NULL;
 	while (a->instrs) {

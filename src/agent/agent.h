@@ -1,7 +1,7 @@
 /* The agent: kvmscope's daemon state below HTTP.
  *
  * One struct agent (opaque) holds the collection hub, the instrumentations
- * and who owns them, the optional fleet of peers (--peers), the Prometheus
+ * and who owns them, the optional fleet on a NATS bus (--nats), the Prometheus
  * exporter (--metrics) and the persister of state.json. Every function here
  * takes the agent's one lock itself and copies out what it returns, so
  * callers (the HTTP API, tests) never see the lock, the hub, the fleet or
@@ -52,8 +52,13 @@ struct agent_config {
 	const char *proc_root;		/* NULL: "/proc" */
 	int max_per_owner;		/* instrumentations per owner (0: default) */
 	uint64_t max_cells;		/* 0: default */
-	const char *peers;		/* HOST:PORT,...: aggregate them (NULL: none) */
-	const char *peer_token_file;	/* token sent to peers when a caller has none */
+	/* the fleet (fleet/fleet.h): nats://HOST:PORT,... (NULL: none) */
+	const char *nats;
+	const char *fleet;		/* its name */
+	const char *nats_auth_file;	/* NULL: none */
+	const char *nats_tls_ca, *nats_tls_cert, *nats_tls_key;
+	bool aggregate;			/* serve the fleet's instrumentations */
+	int nats_replicas;		/* the bucket's (0: 3, or 1 on a one-server bus) */
 	const char *hostname;		/* NULL: gethostname() */
 	const char *scope_vms;		/* VM1,VM2: forced on every instrumentation */
 	bool metrics;			/* the Prometheus exporter */
@@ -74,7 +79,7 @@ enum agent_errkind {
 	AGENT_ECONFLICT,	/* a property fixed at creation would change */
 	AGENT_ELIMIT,		/* the owner has as many instrumentations as allowed */
 	AGENT_EUNAVAIL,		/* collection cannot start now */
-	AGENT_EINTERNAL,	/* out of memory, forwarding to the peers failed */
+	AGENT_EINTERNAL,	/* out of memory, the fleet's bucket unreachable */
 };
 
 struct agent_error {
@@ -91,7 +96,7 @@ struct agent_instr_info {
 	int64_t drained_to;		/* every second before it is drained (0: none yet) */
 	int64_t final_until;		/* every second before it is final (engine/finality.h) */
 	int64_t created;		/* crtime, in seconds */
-	int nsources;			/* CA's nsources: 1, or the peers of an aggregator */
+	int nsources;			/* CA's nsources: 1, or the live hosts of a fleet */
 };
 
 /* Sets up the hub, the fleet, the exporter and restores STATE_DIR/state.json
@@ -100,13 +105,12 @@ struct agent_instr_info {
  * -EINVAL for a bad configuration, other -errno when the host refuses; the
  * reason in err. */
 int agent__new(const struct agent_config *cfg, struct agent **out, char *err, size_t errlen);
-/* Starts the agent's threads: the persister, and the peers' (after what
- * state.json restored is forwarded to them). Threads inherit the caller's
+/* Starts the agent's threads: the persister, and the fleet's. Threads inherit the caller's
  * signal mask and privileges. 0 or -errno with the reason in err. */
 int agent__start(struct agent *a, char *err, size_t errlen);
 /* Once a second, when the second before now is complete: drains the hub
  * into the instrumentations, deletes those unread for longer than their
- * idle-max (on the peers too), ticks the exporter and asks for a save when
+ * idle-max (on the whole fleet, for an aggregator's), ticks the exporter and asks for a save when
  * one is due. */
 void agent__tick(struct agent *a, int64_t now);
 /* Stops the threads, saves a started agent's state a last time, stops the
@@ -123,9 +127,8 @@ const char *agent__state_dir(const struct agent *a);
  * logs) safely. Returns dst. */
 const char *agent__clean(const char *s, char *dst, size_t n);
 
-/* Requests. `id` is the caller's text ("12"); peer_token (may be NULL) is
- * the caller's credential, sent on to the peers so that they scope the
- * caller as they would. JSON results are new references owned by the
+/* Requests. `id` is the caller's text ("12"); peer_token is unused (the
+ * fleet's hosts scope a tenant by its owner, which the bucket carries). JSON results are new references owned by the
  * caller. Each returns 0 or -errno with e set. */
 int agent__catalogue(struct agent *a, const struct principal *who, json_t **out,
 		     struct agent_error *e);
@@ -153,7 +156,7 @@ int agent__destroy(struct agent *a, const struct principal *who, const char *id,
 		   struct agent_error *e);
 int agent__find(struct agent *a, const struct principal *who, const char *id,
 		struct agent_instr_info *info, struct agent_error *e);
-/* value/raw (see instr__value_raw), merged with the peers' values. Counts as
+/* value/raw (see instr__value_raw), merged with the fleet's hosts' values. Counts as
  * a read for idle-max. */
 int agent__value_raw(struct agent *a, const struct principal *who, const char *id,
 		     long long start, long long duration, int ndatapoints, json_t **out,
@@ -164,13 +167,13 @@ int agent__value_raw(struct agent *a, const struct principal *who, const char *i
  * call per piece: the lock is never held across calls. Counts as a read for
  * idle-max. 0, -ENOENT (AGENT_ENOENT) when who cannot see id, or -EXDEV
  * for an aggregator's instrumentation, whose values are not in `in` alone
- * but merged with its peers' (use agent__window). */
+ * but merged with the fleet's hosts' (use agent__window). */
 int agent__read_instr(struct agent *a, const struct principal *who, const char *id,
 		      long (*fn)(const struct instr *in, void *arg), void *arg, long *result,
 		      struct agent_error *e);
 /* Copies nslots slots from start into w (initialised here; the caller's, to
  * dist_window__free, also on error), a bounded number of cells per hold of
- * the lock; an aggregator's are merged with the peers'. The window is
+ * the lock; an aggregator's are merged with the fleet's hosts'. The window is
  * finished (sorted). Counts as a read for idle-max. An instrumentation
  * deleted meanwhile is AGENT_ENOENT. */
 int agent__window(struct agent *a, const struct principal *who, const char *id, int64_t start,

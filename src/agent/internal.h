@@ -24,8 +24,10 @@ struct agent_instr {
 	int consumer;			/* hub consumer id, -1 if not registered */
 	int64_t from;			/* records before this second are dropped (partial) */
 	int64_t last_read;		/* unix second its value was last read */
-	json_t *restored_links;		/* owned: its peers' ids as state.json had them,
-					 * until the fleet adopts them (NULL: none) */
+	/* its id in the fleet's bucket (0: this host's only); an aggregator's
+	 * are the same as id, a member's are its own copies of the fleet's */
+	unsigned long fleet_id;
+	bool fleet_pending;		/* being put in the bucket (forward_created) */
 	/* data/<id>.log as the persister left it (state.c): the start of the
 	 * next slot to append (0: the file is to be written whole) and the
 	 * records it holds */
@@ -66,7 +68,7 @@ struct agent {
 	json_t *state_duplicates;	/* owned: entries whose id came twice */
 	unsigned long *state_deleted;	/* owned: ids deleted, their data files to remove */
 	size_t state_ndeleted, state_deleted_cap;
-	struct fleet *fleet;		/* NULL without --peers */
+	struct fleet *fleet;		/* NULL without --nats */
 	/* --scope-vms as a tenant-like principal (nvms 0: unscoped); its
 	 * predicate is AND-ed onto every instrumentation, the operator's too */
 	struct principal scope;

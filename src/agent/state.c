@@ -11,8 +11,9 @@
  *                    earlier versions wrote it: read when there is no .log
  *   lock             held (flock) by the agent using the dir; holds its pid
  *
- * An aggregator (--peers) also keeps each instrumentation's ids on its peers
- * ("peers": [{"address", "id", "crtime"}]) to take them back after a restart.
+ * A fleet instrumentation (--nats) also keeps its id in the fleet's bucket
+ * ("fleet_id"): after a restart the bucket's watch finds it again instead
+ * of making a second copy, and deletes it if the bucket no longer holds it.
  *
  * Why the data lives apart, and why a thread of its own writes it: one
  * persist-data instrumentation of an hour can hold a million cells. Saved as
@@ -64,7 +65,6 @@
 #include "agent/state.h"
 #include "common/log.h"
 #include "engine/instr.h"
-#include "fleet/fleet.h"
 
 #define STATE_VERSION 1
 
@@ -701,9 +701,7 @@ static char *snapshot_specs(struct agent *a, unsigned long **ids, size_t *nids,
 			      "owner_id", (json_int_t)ai->owner_id, "spec", instr__to_json(ai->in));
 		if (!o || json_array_append_new(arr, o))
 			goto out;
-		/* an aggregator keeps its peers' ids: after a restart it takes
-		 * them back instead of creating a second copy on every peer */
-		if (a->fleet && json_object_set_new(o, "peers", fleet__links_json(a->fleet, ai->id)))
+		if (ai->fleet_id && json_object_set_new(o, "fleet_id", json_integer((json_int_t)ai->fleet_id)))
 			goto out;
 		if (ids && instr__persist(ai->in))
 			(*ids)[(*nids)++] = ai->id;
@@ -1314,8 +1312,10 @@ static int restore_entries(struct agent *a, json_t *root, const char *path, int 
 			json_array_append(a->state_kept, o);
 			continue;
 		}
-		if (a->fleet && json_is_array(json_object_get(o, "peers")))
-			ai->restored_links = json_incref(json_object_get(o, "peers"));
+		/* a fleet's own only while this agent is in a fleet; the bucket
+		 * decides what becomes of it (agent.c, fleet_apply) */
+		if (a->fleet && json_integer_value(json_object_get(o, "fleet_id")) > 0)
+			ai->fleet_id = (unsigned long)json_integer_value(json_object_get(o, "fleet_id"));
 		if (data)
 			restore_data(ai, data, path);
 		else if (instr__persist(ai->in))

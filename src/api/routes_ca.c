@@ -1534,7 +1534,7 @@ static long long process_rss(void)
 
 /* CA's /ca/admin/status (ca-svc-config.js status) as far as kvmscope has its
  * parts: the process (started, uptime, heap as rss), the host, the one
- * instrumenter (this host) or an aggregator's peers, and the
+ * instrumenter (this host) or a fleet aggregator's hosts, and the
  * instrumentations the caller may see by id; recurse (boolean) and timeout
  * (1..60 s) are checked as CA's, and there are no other services to ask.
  * Operators only: a tenant gets 404, as for a path it cannot see. */
@@ -1564,6 +1564,13 @@ void routes_ca__admin_status(const struct api_ctx *cx, const struct api_request 
 	}
 	if (agent__peers(cx->agent, rq->who, &peers, &e))
 		peers = json_array();
+	if (json_is_object(peers)) {
+		/* a fleet: its hosts */
+		json_t *hosts = json_incref(json_object_get(peers, "hosts"));
+
+		json_decref(peers);
+		peers = hosts ? hosts : json_array();
+	}
 	if (uname(&u))
 		memset(&u, 0, sizeof(u));
 	clock_gettime(CLOCK_REALTIME, &t1);
@@ -1579,10 +1586,7 @@ void routes_ca__admin_status(const struct api_ctx *cx, const struct api_request 
 	}
 	if (instrs && peers && json_array_size(peers)) {
 		json_array_foreach(peers, i, it) {
-			const char *h = json_string_value(json_object_get(it, "peer"));
-
-			if (!h)
-				h = json_string_value(json_object_get(it, "address"));
+			const char *h = json_string_value(json_object_get(it, "host"));
 			json_object_set(instrs, h ? h : "?", it);
 		}
 	} else if (instrs) {

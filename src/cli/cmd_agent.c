@@ -29,7 +29,8 @@ static void usage(FILE *f)
 		"usage: kvmscope agent [--listen ADDR:PORT] [--state-dir DIR] [--token-file FILE]\n"
 		"                      [--max-instrumentations N] [--max-cells N] [--web-dir DIR]\n"
 		"                      [--metrics [--metrics-max-series N] [--metrics-keep S]]\n"
-		"                      [--peers HOST:PORT,... [--peer-token-file FILE]]\n"
+		"                      [--nats URL,... --fleet NAME [--aggregate] [--nats-auth-file FILE]\n"
+		"                       [--nats-tls-ca FILE] [--nats-tls-cert FILE --nats-tls-key FILE]]\n"
 		"                      [--hostname NAME] [--scope-vms VM1,VM2,...]\n"
 		"       kvmscope agent --replay FILE [--listen ADDR:PORT] [--token-file FILE] ...\n"
 		"\n"
@@ -53,11 +54,20 @@ static void usage(FILE *f)
 		"  --metrics-max-series N     bound on exported series (default %d; beyond it\n"
 		"                             new series are refused and counted)\n"
 		"  --metrics-keep S           seconds a gone VM's series stay (default %d)\n"
-		"  --peers HOST:PORT,...      aggregate these agents: instrumentations are created\n"
-		"                             on each (the caller's token is sent on) and their\n"
-		"                             values merged with this host's (see docs/fleet.md)\n"
-		"  --peer-token-file FILE     token for the peers when a caller sent none (first\n"
-		"                             word of the first line; a --token-file works)\n"
+		"  --nats URL,...             join a fleet on this NATS bus (nats://HOST:PORT; a\n"
+		"                             server off this host needs --nats-auth-file): the\n"
+		"                             fleet's instrumentations are made here and their\n"
+		"                             slots published each second (see docs/fleet.md)\n"
+		"  --fleet NAME               the fleet (letters, digits, '_', '-')\n"
+		"  --aggregate                serve the fleet: instrumentations created here are\n"
+		"                             the fleet's, values merged from every host\n"
+		"  --nats-auth-file FILE      'user NAME' + 'password WORD', or 'token WORD'\n"
+		"                             (mode 0600)\n"
+		"  --nats-tls-ca FILE         TLS to the bus, trusting FILE's CAs\n"
+		"  --nats-tls-cert FILE, --nats-tls-key FILE\n"
+		"                             a client certificate for the bus\n"
+		"  --nats-replicas N          copies of the fleet's bucket (default 3, or 1 on\n"
+		"                             a bus of one server)\n"
 		"  --hostname NAME            the hostname field of this agent's records\n"
 		"                             (default: the system's hostname)\n"
 		"  --scope-vms VM1,VM2,...    only these VMs, for every instrumentation on this\n"
@@ -107,7 +117,8 @@ int cmd_agent(int argc, char **argv)
 {
 	enum { OPT_LISTEN = 256, OPT_STATE, OPT_TOKENS, OPT_MAXI, OPT_CELLS, OPT_WEB, OPT_PROC,
 	       OPT_METRICS, OPT_MSERIES, OPT_MKEEP, OPT_PEERS, OPT_PEERTOK, OPT_HOST, OPT_SCOPE,
-	       OPT_REPLAY };
+	       OPT_REPLAY, OPT_NATS, OPT_FLEET, OPT_AGGREGATE, OPT_NAUTH, OPT_NCA, OPT_NCERT,
+	       OPT_NKEY, OPT_NREPL };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "state-dir", required_argument, NULL, OPT_STATE },
@@ -124,6 +135,14 @@ int cmd_agent(int argc, char **argv)
 		{ "hostname", required_argument, NULL, OPT_HOST },
 		{ "scope-vms", required_argument, NULL, OPT_SCOPE },
 		{ "replay", required_argument, NULL, OPT_REPLAY },
+		{ "nats", required_argument, NULL, OPT_NATS },
+		{ "fleet", required_argument, NULL, OPT_FLEET },
+		{ "aggregate", no_argument, NULL, OPT_AGGREGATE },
+		{ "nats-auth-file", required_argument, NULL, OPT_NAUTH },
+		{ "nats-tls-ca", required_argument, NULL, OPT_NCA },
+		{ "nats-tls-cert", required_argument, NULL, OPT_NCERT },
+		{ "nats-tls-key", required_argument, NULL, OPT_NKEY },
+		{ "nats-replicas", required_argument, NULL, OPT_NREPL },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -164,8 +183,24 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case OPT_WEB: web_dir = optarg; break;
 		case OPT_PROC: cfg.proc_root = optarg; break;
-		case OPT_PEERS: cfg.peers = optarg; break;
-		case OPT_PEERTOK: cfg.peer_token_file = optarg; break;
+		case OPT_PEERS:
+		case OPT_PEERTOK:
+			/* the HTTP poller is gone: why, in docs/fleet.md */
+			fprintf(stderr, "kvmscope agent: %s is gone: a fleet runs on NATS now (--nats URL --fleet NAME, --aggregate on the aggregators; see docs/fleet.md)\n",
+				opt == OPT_PEERS ? "--peers" : "--peer-token-file");
+			return 2;
+		case OPT_NATS: cfg.nats = optarg; break;
+		case OPT_FLEET: cfg.fleet = optarg; break;
+		case OPT_AGGREGATE: cfg.aggregate = true; break;
+		case OPT_NAUTH: cfg.nats_auth_file = optarg; break;
+		case OPT_NCA: cfg.nats_tls_ca = optarg; break;
+		case OPT_NCERT: cfg.nats_tls_cert = optarg; break;
+		case OPT_NKEY: cfg.nats_tls_key = optarg; break;
+		case OPT_NREPL:
+			if (parse_num("--nats-replicas", optarg, 5, &n))
+				return 2;
+			cfg.nats_replicas = (int)n;
+			break;
 		case OPT_HOST: cfg.hostname = optarg; break;
 		case OPT_SCOPE: cfg.scope_vms = optarg; break;
 		case OPT_METRICS: cfg.metrics = true; break;
@@ -198,8 +233,13 @@ int cmd_agent(int argc, char **argv)
 	}
 	if (cfg.replay)
 		cfg.state_dir = NULL;	/* a replay is read-only */
-	if (cfg.peer_token_file && !cfg.peers) {
-		fprintf(stderr, "kvmscope agent: --peer-token-file needs --peers\n");
+	if (!cfg.nats && (cfg.fleet || cfg.aggregate || cfg.nats_auth_file || cfg.nats_tls_ca ||
+			  cfg.nats_tls_cert || cfg.nats_tls_key || cfg.nats_replicas)) {
+		fprintf(stderr, "kvmscope agent: --fleet, --aggregate and the --nats-* options need --nats\n");
+		return 2;
+	}
+	if (cfg.nats && !cfg.fleet) {
+		fprintf(stderr, "kvmscope agent: --nats needs --fleet NAME\n");
 		return 2;
 	}
 	if (cfg.hostname && (!*cfg.hostname || strlen(cfg.hostname) > 255 ||

@@ -1,456 +1,671 @@
-/* The fleet: forwarding instrumentations to peers, fetching their values
- * once a second, merging them on reads. See fleet.h for the model.
+/* The fleet on NATS (fleet/fleet.h, docs/fleet.md).
  *
- * One thread runs a tick per second (at +500 ms, after the peers' drains at
- * +150 ms): under the lock it turns the state into a list of HTTP jobs, runs
- * them all at once with curl multi without the lock, then applies the
- * answers under the lock. Nothing here ever waits on a peer while holding
- * the lock, so the API handlers calling in are never stalled by a hung peer.
+ * Four kinds of threads meet here, all under f->lock: the agent's tick
+ * (publishing, taking events and requests), the NATS library's delivery
+ * threads (slots, heartbeats, requests, read notes), the fleet's own
+ * thread (the bucket: binding it, watching it, the queued puts and deletes;
+ * the aggregator's requests for missing slots) and the publisher, which
+ * empties the outbox onto the bus. No call into the NATS library is made
+ * under f->lock: the library may hold its connection's lock for a whole
+ * connection attempt while it reconnects, and the agent (under its own
+ * lock) must never wait for that.
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
+#include <nats/nats.h>
 
-#include <curl/curl.h>
-
+#include "common/grow.h"
 #include "common/log.h"
+#include "engine/instr.h"
 #include "engine/merge.h"
 #include "fleet/fleet.h"
-#include "fleet/fleet_plan.h"
+#include "fleet/wire.h"
 
-#define RESP_MAX (64u << 20)
-#define TICK_OFFSET_NS 500000000L
-#define INSTR_POINTS_MAX 3600	/* a peer's value/raw ndatapoints limit */
+#define LAT_SAMPLES 4096
 
-enum peer_state { PEER_UNKNOWN, PEER_UP, PEER_DOWN };
-static const char *const state_names[] = { "unknown", "up", "down" };
-
-struct slot {
-	int64_t start;
-	json_t *value;		/* owned; NULL: not reported */
-	size_t cells;		/* what value holds, counted by value_cells() */
-};
-
-/* Cells (a key's count, or one bucket of a distribution) one peer's answers
- * may keep for one instrumentation, over its whole retention: about 100 MiB
- * of parsed JSON. A peer answering 20 000 keys a slot grew the aggregator by
- * 2.5 MB/s; beyond this bound its slots are dropped (and reported as
- * missing, with the reason in GET /ca/peers), never merged in part. */
-#define FLEET_LINK_CELLS_MAX	1000000
-
-/* One instrumentation on one peer. */
-struct link {
-	unsigned long peer_id;	/* 0: not created there (yet) */
-	int64_t crtime;		/* the peer's, to recognise it after an outage */
-	int64_t first;		/* first slot the peer has */
-	int64_t next;		/* next slot to fetch */
-	int64_t retry_at;
-	bool verify;		/* the peer came back: is peer_id still ours? */
-	bool put_pending;
-	char err[200];
-	struct slot *ring;	/* nslots, indexed by start / gran % nslots */
-	size_t cells;		/* sum of the ring's slot cells */
+/* One host's slots of one instrumentation, on an aggregator. */
+struct fring {
+	int64_t from;			/* the host has data from this second */
+	int64_t newest;			/* the newest slot received (INT64_MIN: none) */
+	int64_t starts[FLEET_RING_SLOTS];
+	json_t *vals[FLEET_RING_SLOTS];	/* owned; NULL: not received */
+	uint32_t cells[FLEET_RING_SLOTS];	/* each value's keys and buckets */
+	uint64_t cells_total;		/* FLEET_MAX_HOST_CELLS at most */
+	uint64_t slots, refused;
+	/* the range asked for last, when, how often */
+	int64_t req_from, req_to, req_at_ms;
+	int req_tries;
+	int64_t given_up_before;	/* slots before this are not asked for again */
 };
 
 struct finstr {
 	unsigned long id;
-	json_t *spec;		/* forwarded on creation */
-	json_t *put;		/* pending changeable properties, or NULL */
-	char *token;
-	int gran, nslots;
-	struct link *links;	/* one per peer */
-	struct finstr *next;
+	json_t *record;			/* owned: the bucket's value */
+	int gran;
+	bool seen;			/* in the bucket since the watch (re)started */
+	struct fring **rings;		/* owned, per host index; NULL: nothing yet */
+	size_t nrings;
+	int64_t last_read;		/* newest read any aggregator noted */
 };
 
-struct pending_delete {
-	unsigned long peer_id;
-	char *token;
-	struct pending_delete *next;
+struct fhost {
+	char name[256];			/* as in the subject: '.' written '~' */
+	int64_t last_hb_ms, first_seen_ms;
+	uint64_t msgs, bytes, refused, unknown;
+	bool flooding;
+	char last_refusal[160];
 };
 
-struct peer {
-	char *addr;		/* as given: HOST:PORT */
-	char base[300];		/* http://HOST:PORT */
-	enum peer_state state;
-	char err[256];
-	int64_t last_ok, down_since;
-	struct pending_delete *dels;
+/* What this host publishes. */
+struct fpub {
+	unsigned long id;
+	int64_t next;			/* the next slot to publish */
+};
+
+/* A message in the outbox. */
+struct fout {
+	char *subj;			/* owned */
+	unsigned char *data;		/* owned */
+	size_t len;
+};
+
+/* A bucket operation the fleet's thread still owes (put: record; delete: NULL). */
+struct fkvop {
+	unsigned long id;
+	json_t *record;
 };
 
 struct fleet {
+	struct fleet_config cfg;
+	char *urls, *name, *host, *auth_file, *tls_ca, *tls_cert, *tls_key; /* owned copies */
+	char host_token[256];
+	char user[256], password[256], token[512];
+	char subj_prefix[FLEET_NAME_MAX + 16];	/* "kvmscope.NAME." */
+	char bucket[FLEET_NAME_MAX + 4];
+
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	pthread_t thread;
-	bool started, stop, kick;
-	char *token;
-	struct peer *peers;
-	size_t npeers;
+	pthread_t thread, publisher;
+	bool thread_started, publisher_started, stop;
+	/* the bucket is to be watched again from the start: after a
+	 * reconnect the library's watch may have lost its consumer (a server
+	 * that held it went away) without saying so */
+	bool rewatch;
+	/* the outbox: what the publisher still has to hand the library,
+	 * FLEET_OUTBOX_BYTES at most (beyond, dropped and counted) */
+	pthread_cond_t out_cv;
+	struct fout *outq;
+	size_t nout, outq_cap, out_bytes;
+	natsConnection *nc;
+	natsSubscription *sub_slots, *sub_hb, *sub_req, *sub_touch;
+	jsCtx *js;			/* the fleet thread's */
+	kvStore *kv;			/* set once by the fleet thread, under lock */
+	char kv_state[200];		/* "ready" or why not */
+	char last_error[200];
+	int64_t last_error_ms;
+	uint64_t reconnects, disconnects, slow_consumer, outbox_dropped, published, publish_errors;
+	uint64_t unknown_subjects;
+
 	struct finstr *instrs;
+	size_t ninstrs, instrs_cap;
+	struct fhost *hosts;
+	size_t nhosts, hosts_cap;
+	struct fpub *pubs;
+	size_t npubs, pubs_cap;
+	struct fleet_event *events;
+	size_t nevents, events_cap;
+	struct fleet_request *reqs;
+	size_t nreqs, reqs_cap;
+	struct fkvop *kvops;
+	size_t nkvops, kvops_cap;
+	unsigned long *touched;
+	size_t ntouched, touched_cap;
+
+	int64_t lat_us[LAT_SAMPLES];
+	size_t nlat, lat_next;
 };
 
-enum job_kind { JOB_PROBE, JOB_CREATE, JOB_PUT, JOB_DELETE, JOB_FETCH, JOB_VERIFY };
-
-struct job {
-	enum job_kind kind;
-	size_t peer;
-	unsigned long id, peer_id;
-	int64_t from, to;		/* fetch: slot starts [from, to] */
-	int64_t sent_at;
-	char url[512];
-	char *body;			/* owned */
-	char *auth;			/* owned: "Authorization: Bearer ..." */
-	CURL *h;
-	struct curl_slist *hdrs;
-	char *resp;			/* owned */
-	size_t len;
-	long status;
-	CURLcode cc;
-	char curlerr[CURL_ERROR_SIZE];
-};
-
-static int64_t now_s(void)
+static int64_t now_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return ts.tv_sec;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-size_t fleet__npeers(const struct fleet *f)
+static int64_t now_us(void)
 {
-	return f->npeers;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* ---- set-up ---- */
-
-static int parse_peer(struct peer *p, const char *s, size_t len, char *err, size_t errlen)
+/* Caller holds f->lock. */
+static void note_error(struct fleet *f, const char *fmt, const char *what)
 {
-	const char *colon, *end = s + len;
-	char *e;
-	long port;
+	snprintf(f->last_error, sizeof(f->last_error), fmt, what);
+	f->last_error_ms = now_ms();
+}
 
-	if (!len || len > 255) {
-		snprintf(err, errlen, "--peers: empty or overlong entry (want HOST:PORT,HOST:PORT)");
-		return -EINVAL;
+/* Puts a message in the outbox, taking data (malloc'd, len bytes). Caller
+ * holds f->lock. 0, -ENOBUFS (outbox full: dropped) or -ENOMEM. */
+static int enqueue(struct fleet *f, const char *subj, void *data, size_t len)
+{
+	void *p = f->outq;
+	char *sd;
+
+	if (f->out_bytes + len > FLEET_OUTBOX_BYTES) {
+		/* the bus is away or slower than the fleet: the aggregators
+		 * ask for these slots when it is back */
+		f->outbox_dropped++;
+		free(data);
+		return -ENOBUFS;
 	}
-	colon = memrchr(s, ':', len);
-	if (!colon || colon == s || colon + 1 == end) {
-		snprintf(err, errlen, "--peers: '%.*s' is not HOST:PORT", (int)len, s);
-		return -EINVAL;
-	}
-	if (*s == '[' && colon[-1] != ']') {
-		snprintf(err, errlen, "--peers: '%.*s': IPv6 wants [ADDR]:PORT", (int)len, s);
-		return -EINVAL;
-	}
-	if (*s != '[' && memchr(s, ':', (size_t)(colon - s))) {
-		snprintf(err, errlen, "--peers: '%.*s': IPv6 wants [ADDR]:PORT", (int)len, s);
-		return -EINVAL;
-	}
-	for (const char *c = s; c < colon; c++)
-		if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f || *c == '/' || *c == '@' ||
-		    *c == '?' || *c == '#') {
-			snprintf(err, errlen, "--peers: '%.*s': bad character in the host", (int)len, s);
-			return -EINVAL;
-		}
-	errno = 0;
-	port = strtol(colon + 1, &e, 10);
-	if (e != end || errno || port < 1 || port > 65535) {
-		snprintf(err, errlen, "--peers: '%.*s': port must be 1..65535", (int)len, s);
-		return -EINVAL;
-	}
-	p->addr = strndup(s, len);
-	if (!p->addr)
+	sd = strdup(subj);
+	if (!sd || array__grow(&p, &f->outq_cap, f->nout + 1, sizeof(*f->outq))) {
+		free(sd);
+		free(data);
 		return -ENOMEM;
-	snprintf(p->base, sizeof(p->base), "http://%s", p->addr);
+	}
+	f->outq = p;
+	f->outq[f->nout++] = (struct fout){ sd, data, len };
+	f->out_bytes += len;
+	pthread_cond_signal(&f->out_cv);
 	return 0;
 }
 
-/* On success the caller owns *out. */
-int fleet__new(const char *peers, const char *token, struct fleet **out, char *err,
-	       size_t errlen)
+static int enqueue_text(struct fleet *f, const char *subj, const char *text)
+{
+	char *d = strdup(text);
+
+	return d ? enqueue(f, subj, d, strlen(d)) : -ENOMEM;
+}
+
+/* ---- configuration ---- */
+
+static bool name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (!n || n > FLEET_NAME_MAX)
+		return false;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
+/* The host as one subject token: '.' -> '~'. -EINVAL for what a subject
+ * cannot carry. */
+static int host_to_token(const char *host, char *out, size_t outlen)
+{
+	size_t n = strlen(host);
+
+	if (!n || n >= outlen || strpbrk(host, "~*> \t\r\n"))
+		return -EINVAL;
+	for (size_t i = 0; i <= n; i++)
+		out[i] = host[i] == '.' ? '~' : host[i];
+	return out[0] == '~' || out[n - 1] == '~' ? -EINVAL : 0;
+}
+
+/* nats://127.0.0.1:4222 and the like: is every server on this host? */
+static bool urls_loopback(const char *urls)
+{
+	const char *p = urls;
+
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		char one[512], *h, *end;
+
+		snprintf(one, sizeof(one), "%.*s", (int)len, p);
+		h = strstr(one, "://");
+		h = h ? h + 3 : one;
+		if (strchr(h, '@'))
+			h = strchr(h, '@') + 1;
+		if (*h == '[') {
+			end = strchr(h, ']');
+			if (!end)
+				return false;
+			*end = '\0';
+			h++;
+		} else {
+			h[strcspn(h, ":/")] = '\0';
+		}
+		if (strcmp(h, "localhost") && strncmp(h, "127.", 4) && strcmp(h, "::1"))
+			return false;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return true;
+}
+
+/* "user U" + "password P", or "token T"; the file must be the caller's and
+ * readable by no one else. */
+static int read_auth(struct fleet *f, char *err, size_t errlen)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	struct stat st;
+	FILE *in;
+	int rc = 0;
+
+	in = fopen(f->auth_file, "re");
+	if (!in) {
+		snprintf(err, errlen, "--nats-auth-file %s: %s", f->auth_file, strerror(errno));
+		return -EINVAL;
+	}
+	if (fstat(fileno(in), &st) || (st.st_mode & 077)) {
+		snprintf(err, errlen, "--nats-auth-file %s: readable or writable by others (mode %03o): chmod 600 it",
+			 f->auth_file, (unsigned)(st.st_mode & 0777));
+		rc = -EINVAL;
+		goto out;
+	}
+	while (!rc && getline(&line, &cap, in) > 0) {
+		char *w = line + strspn(line, " \t"), *v;
+		size_t klen;
+
+		w[strcspn(w, "\r\n")] = '\0';
+		if (!*w || *w == '#')
+			continue;
+		klen = strcspn(w, " \t");
+		v = w + klen + strspn(w + klen, " \t");
+		if (klen == 4 && !strncmp(w, "user", 4) && *v && strlen(v) < sizeof(f->user))
+			strcpy(f->user, v);
+		else if (klen == 8 && !strncmp(w, "password", 8) && *v && strlen(v) < sizeof(f->password))
+			strcpy(f->password, v);
+		else if (klen == 5 && !strncmp(w, "token", 5) && *v && strlen(v) < sizeof(f->token))
+			strcpy(f->token, v);
+		else {
+			snprintf(err, errlen, "--nats-auth-file %s: want 'user NAME' and 'password WORD', or 'token WORD' lines, got '%.*s'",
+				 f->auth_file, (int)klen, w);
+			rc = -EINVAL;
+		}
+	}
+	if (!rc && !f->token[0] && (!f->user[0] || !f->password[0])) {
+		snprintf(err, errlen, "--nats-auth-file %s: neither a token nor a user with a password",
+			 f->auth_file);
+		rc = -EINVAL;
+	}
+	if (!rc && f->token[0] && f->user[0]) {
+		snprintf(err, errlen, "--nats-auth-file %s: a token or a user, not both", f->auth_file);
+		rc = -EINVAL;
+	}
+out:
+	if (line)
+		explicit_bzero(line, cap);
+	free(line);
+	fclose(in);
+	return rc;
+}
+
+static char *dup_or_null(const char *s, bool *nomem)
+{
+	char *d;
+
+	if (!s)
+		return NULL;
+	d = strdup(s);
+	if (!d)
+		*nomem = true;
+	return d;
+}
+
+int fleet__new(const struct fleet_config *cfg, struct fleet **out, char *err, size_t errlen)
 {
 	struct fleet *f;
-	const char *p = peers;
+	bool nomem = false;
 	int rc = -EINVAL;
 
-	if (!peers || !*peers) {
-		snprintf(err, errlen, "--peers: empty list (want HOST:PORT,HOST:PORT)");
+	if (!cfg->urls || !*cfg->urls) {
+		snprintf(err, errlen, "--nats: want nats://HOST:PORT[,...]");
+		return -EINVAL;
+	}
+	if (!cfg->name || !name_ok(cfg->name)) {
+		snprintf(err, errlen, "--fleet '%s': want 1..%d letters, digits, '_' or '-'",
+			 cfg->name ? cfg->name : "", FLEET_NAME_MAX);
+		return -EINVAL;
+	}
+	if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+		snprintf(err, errlen, "--nats-tls-cert and --nats-tls-key go together");
 		return -EINVAL;
 	}
 	f = calloc(1, sizeof(*f));
-	if (!f)
+	if (!f) {
+		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
-	f->peers = calloc(FLEET_MAX_PEERS, sizeof(*f->peers));
-	if (!f->peers) {
-		rc = -ENOMEM;
-		goto err_free;
-	}
-	while (*p) {
-		const char *comma = strchr(p, ',');
-		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-
-		if (f->npeers == FLEET_MAX_PEERS) {
-			snprintf(err, errlen, "--peers: more than %d peers", FLEET_MAX_PEERS);
-			goto err_free;
-		}
-		rc = parse_peer(&f->peers[f->npeers], p, len, err, errlen);
-		if (rc)
-			goto err_free;
-		for (size_t i = 0; i < f->npeers; i++)
-			if (!strcmp(f->peers[i].addr, f->peers[f->npeers].addr)) {
-				snprintf(err, errlen, "--peers: '%s' given twice", f->peers[i].addr);
-				f->npeers++;
-				rc = -EINVAL;
-				goto err_free;
-			}
-		f->npeers++;
-		p += len;
-		if (*p == ',' && !*++p) {
-			snprintf(err, errlen, "--peers: trailing ','");
-			rc = -EINVAL;
-			goto err_free;
-		}
-	}
-	if (token && !(f->token = strdup(token))) {
-		rc = -ENOMEM;
-		goto err_free;
-	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
-		snprintf(err, errlen, "libcurl failed to initialise");
-		rc = -EIO;
-		goto err_free;
 	}
 	pthread_mutex_init(&f->lock, NULL);
-	pthread_cond_init(&f->cond, NULL);
+	pthread_cond_init(&f->out_cv, NULL);
+	f->cfg = *cfg;
+	f->urls = dup_or_null(cfg->urls, &nomem);
+	f->name = dup_or_null(cfg->name, &nomem);
+	f->host = dup_or_null(cfg->host, &nomem);
+	f->auth_file = dup_or_null(cfg->auth_file, &nomem);
+	f->tls_ca = dup_or_null(cfg->tls_ca, &nomem);
+	f->tls_cert = dup_or_null(cfg->tls_cert, &nomem);
+	f->tls_key = dup_or_null(cfg->tls_key, &nomem);
+	if (nomem || !f->host) {
+		snprintf(err, errlen, nomem ? "out of memory" : "a fleet member needs a host name");
+		goto err_free;
+	}
+	if (host_to_token(f->host, f->host_token, sizeof(f->host_token))) {
+		snprintf(err, errlen, "--hostname '%s': in a fleet it goes into NATS subjects: no '~', '*', '>', spaces, or '.' at either end",
+			 f->host);
+		goto err_free;
+	}
+	if (!urls_loopback(f->urls) && !f->auth_file) {
+		snprintf(err, errlen, "--nats %s: a server off this host needs --nats-auth-file (anyone on the network could publish into the fleet)",
+			 f->urls);
+		goto err_free;
+	}
+	if (f->auth_file && read_auth(f, err, errlen))
+		goto err_free;
+	snprintf(f->subj_prefix, sizeof(f->subj_prefix), "kvmscope.%s.", f->name);
+	snprintf(f->bucket, sizeof(f->bucket), "KS_%s", f->name);
+	snprintf(f->kv_state, sizeof(f->kv_state), "not bound yet");
 	*out = f;
 	return 0;
 err_free:
-	for (size_t i = 0; f->peers && i < f->npeers; i++)
-		free(f->peers[i].addr);
-	free(f->peers);
-	free(f);
+	fleet__free(f);
 	return rc;
 }
 
-static void ring_clear(struct finstr *fi, struct link *l)
+bool fleet__aggregating(const struct fleet *f)
 {
-	for (int s = 0; l->ring && s < fi->nslots; s++) {
-		json_decref(l->ring[s].value);
-		l->ring[s].value = NULL;
-		l->ring[s].cells = 0;
-	}
-	l->cells = 0;
+	return f && f->cfg.aggregate;
 }
 
-static void finstr_free(struct fleet *f, struct finstr *fi)
+/* ---- tables (caller holds f->lock) ---- */
+
+static struct finstr *find_instr(struct fleet *f, unsigned long id)
 {
-	for (size_t p = 0; fi->links && p < f->npeers; p++) {
-		ring_clear(fi, &fi->links[p]);
-		free(fi->links[p].ring);
-	}
-	free(fi->links);
-	json_decref(fi->spec);
-	json_decref(fi->put);
-	free(fi->token);
-	free(fi);
-}
-
-static void *fleet_thread(void *arg);
-
-int fleet__start(struct fleet *f)
-{
-	int rc = pthread_create(&f->thread, NULL, fleet_thread, f);
-
-	if (rc)
-		return -rc;
-	f->started = true;
-	return 0;
-}
-
-void fleet__free(struct fleet *f)
-{
-	if (!f)
-		return;
-	if (f->started) {
-		pthread_mutex_lock(&f->lock);
-		f->stop = true;
-		pthread_cond_signal(&f->cond);
-		pthread_mutex_unlock(&f->lock);
-		pthread_join(f->thread, NULL);
-	}
-	while (f->instrs) {
-		struct finstr *n = f->instrs->next;
-
-		finstr_free(f, f->instrs);
-		f->instrs = n;
-	}
-	for (size_t i = 0; i < f->npeers; i++) {
-		while (f->peers[i].dels) {
-			struct pending_delete *d = f->peers[i].dels;
-
-			f->peers[i].dels = d->next;
-			free(d->token);
-			free(d);
-		}
-		free(f->peers[i].addr);
-	}
-	free(f->peers);
-	free(f->token);
-	pthread_cond_destroy(&f->cond);
-	pthread_mutex_destroy(&f->lock);
-	curl_global_cleanup();
-	free(f);
-}
-
-/* ---- the instrumentations (API side) ---- */
-
-static struct finstr *find(struct fleet *f, unsigned long id)
-{
-	for (struct finstr *fi = f->instrs; fi; fi = fi->next)
-		if (fi->id == id)
-			return fi;
+	for (size_t i = 0; i < f->ninstrs; i++)
+		if (f->instrs[i].id == id)
+			return &f->instrs[i];
 	return NULL;
 }
 
-/* The first slot of fi that starts after second t: what a peer that took
- * the instrumentation (back) at t reports from. */
-static int64_t first_slot_after(const struct finstr *fi, int64_t t)
+/* Keys and buckets of a value: what it costs to keep. */
+static size_t value_cells(const json_t *v)
 {
-	return (t + 1 + fi->gran - 1) / fi->gran * fi->gran;
+	const char *k;
+	json_t *e;
+	size_t n = 0;
+
+	if (json_is_array(v))
+		return json_array_size(v) ? json_array_size(v) : 1;
+	if (!json_is_object(v))
+		return 1;
+	json_object_foreach((json_t *)v, k, e)
+		n += json_is_array(e) && json_array_size(e) ? json_array_size(e) : 1;
+	return n ? n : 1;
 }
 
-static int alloc_rings(struct fleet *f, struct finstr *fi)
+static void ring_free(struct fring *r)
 {
-	for (size_t p = 0; p < f->npeers; p++) {
-		fi->links[p].ring = calloc((size_t)fi->nslots, sizeof(struct slot));
-		if (!fi->links[p].ring)
-			return -ENOMEM;
+	if (!r)
+		return;
+	for (size_t i = 0; i < FLEET_RING_SLOTS; i++)
+		json_decref(r->vals[i]);
+	free(r);
+}
+
+static void instr_clear(struct finstr *fi)
+{
+	for (size_t h = 0; h < fi->nrings; h++)
+		ring_free(fi->rings[h]);
+	free(fi->rings);
+	json_decref(fi->record);
+}
+
+static void drop_instr(struct fleet *f, struct finstr *fi)
+{
+	instr_clear(fi);
+	*fi = f->instrs[--f->ninstrs];
+}
+
+static struct fpub *find_pub(struct fleet *f, unsigned long id)
+{
+	for (size_t i = 0; i < f->npubs; i++)
+		if (f->pubs[i].id == id)
+			return &f->pubs[i];
+	return NULL;
+}
+
+/* The host of that token, added when new (NULL: too many hosts, or no memory). */
+static struct fhost *host_get(struct fleet *f, const char *token, size_t *idx)
+{
+	struct fhost *h;
+	void *p = f->hosts;
+
+	for (size_t i = 0; i < f->nhosts; i++)
+		if (!strcmp(f->hosts[i].name, token)) {
+			*idx = i;
+			return &f->hosts[i];
+		}
+	if (f->nhosts >= FLEET_MAX_HOSTS || strlen(token) >= sizeof(h->name) ||
+	    array__grow(&p, &f->hosts_cap, f->nhosts + 1, sizeof(*h)))
+		return NULL;
+	f->hosts = p;
+	h = &f->hosts[f->nhosts];
+	memset(h, 0, sizeof(*h));
+	strcpy(h->name, token);
+	h->first_seen_ms = now_ms();
+	*idx = f->nhosts++;
+	return h;
+}
+
+static bool host_alive(const struct fhost *h, int64_t now)
+{
+	return h->last_hb_ms && now - h->last_hb_ms <= FLEET_ALIVE_MS;
+}
+
+static int push_event(struct fleet *f, enum fleet_event_kind kind, unsigned long id, json_t *rec)
+{
+	void *p = f->events;
+
+	if (array__grow(&p, &f->events_cap, f->nevents + 1, sizeof(*f->events))) {
+		json_decref(rec);
+		return -ENOMEM;
 	}
+	f->events = p;
+	f->events[f->nevents++] = (struct fleet_event){ kind, id, rec };
 	return 0;
 }
 
-int fleet__track(struct fleet *f, unsigned long id, const json_t *spec, const char *token,
-		 int granularity, int retention)
-{
-	struct finstr *fi;
-	int rc = -ENOMEM;
+static const char *conn_status_name(natsConnStatus s);
 
-	if (granularity < 1 || retention < granularity)
-		return -EINVAL;
+/* ---- the bucket's records ---- */
+
+/* "i.<id>" -> id; 0 for another key. */
+static unsigned long key_id(const char *key)
+{
+	char *end;
+	unsigned long id;
+
+	if (strncmp(key, "i.", 2) || !key[2] || key[2] == '0')
+		return 0;
+	errno = 0;
+	id = strtoul(key + 2, &end, 10);
+	return *end || errno ? 0 : id;
+}
+
+static int record_gran(const json_t *rec)
+{
+	json_int_t g = json_integer_value(json_object_get(rec, "granularity"));
+
+	return g >= 1 && g <= 86400 ? (int)g : 0;
+}
+
+/* A record from the bucket (rec owned by the caller, taken). Caller holds
+ * f->lock. */
+static void bucket_put(struct fleet *f, unsigned long id, json_t *rec)
+{
+	struct finstr *fi = find_instr(f, id);
+	void *p = f->instrs;
+
+	if (!json_is_object(rec) || !json_is_object(json_object_get(rec, "spec")) ||
+	    !json_is_string(json_object_get(rec, "owner")) || !record_gran(rec)) {
+		log_warn("fleet", "bucket %s: key i.%lu holds no instrumentation record: ignored",
+			 f->bucket, id);
+		json_decref(rec);
+		return;
+	}
+	if (fi && fi->gran != record_gran(rec)) {
+		/* a granularity cannot change: this is another instrumentation */
+		drop_instr(f, fi);
+		push_event(f, FLEET_EV_DEL, id, NULL);
+		fi = NULL;
+	}
+	if (!fi) {
+		if (array__grow(&p, &f->instrs_cap, f->ninstrs + 1, sizeof(*fi))) {
+			json_decref(rec);
+			return;
+		}
+		f->instrs = p;
+		fi = &f->instrs[f->ninstrs++];
+		memset(fi, 0, sizeof(*fi));
+		fi->id = id;
+		fi->gran = record_gran(rec);
+	}
+	json_decref(fi->record);
+	fi->record = json_incref(rec);
+	fi->seen = true;
+	push_event(f, FLEET_EV_PUT, id, rec);
+}
+
+static void bucket_del(struct fleet *f, unsigned long id)
+{
+	struct finstr *fi = find_instr(f, id);
+
+	if (fi) {
+		drop_instr(f, fi);
+		push_event(f, FLEET_EV_DEL, id, NULL);
+	}
+}
+
+int fleet__create(struct fleet *f, unsigned long id, const json_t *spec, const char *owner,
+		  unsigned long owner_id, int granularity, int retention, char *err, size_t errlen)
+{
+	char key[32], *text = NULL;
+	uint64_t rev = 0;
+	natsConnStatus cs;
+	natsStatus s;
+	kvStore *kv;
+	json_t *rec;
+	int rc = 0;
+
+	rec = json_pack("{s:O, s:s, s:I, s:i, s:i}", "spec", spec, "owner", owner,
+			"owner_id", (json_int_t)owner_id, "granularity", granularity,
+			"retention", retention);
+	text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+	if (!text) {
+		json_decref(rec);
+		return -ENOMEM;
+	}
+	snprintf(key, sizeof(key), "i.%lu", id);
+	/* while the bus is away, say so now rather than after a timeout */
+	cs = natsConnection_Status(f->nc);
 	pthread_mutex_lock(&f->lock);
-	if (find(f, id)) {
-		rc = -EEXIST;
-		goto out;
+	kv = f->kv;
+	if (!kv)
+		snprintf(err, errlen, "the fleet's bucket %s is not reachable: %s", f->bucket, f->kv_state);
+	if (kv && cs != NATS_CONN_STATUS_CONNECTED) {
+		snprintf(err, errlen, "the NATS bus is %s", conn_status_name(cs));
+		kv = NULL;
 	}
-	fi = calloc(1, sizeof(*fi));
-	if (!fi)
-		goto out;
-	fi->id = id;
-	fi->gran = granularity;
-	fi->nslots = retention / granularity;
-	fi->spec = json_deep_copy(spec);
-	fi->links = calloc(f->npeers, sizeof(*fi->links));
-	if (token)
-		fi->token = strdup(token);
-	else if (f->token)
-		fi->token = strdup(f->token);
-	if (!fi->spec || !fi->links || ((token || f->token) && !fi->token) || alloc_rings(f, fi)) {
-		finstr_free(f, fi);
-		goto out;
-	}
-	/* properties the aggregator sets itself mean nothing to a peer */
-	json_object_del(fi->spec, "id");
-	json_object_del(fi->spec, "uri");
-	json_object_del(fi->spec, "uris");
-	json_object_del(fi->spec, "crtime");
-	fi->next = f->instrs;
-	f->instrs = fi;
-	f->kick = true;
-	pthread_cond_signal(&f->cond);
-	rc = 0;
-out:
 	pthread_mutex_unlock(&f->lock);
+	if (!kv) {
+		rc = -EAGAIN;
+		goto out;
+	}
+	/* kv lives as long as the fleet (only fleet__free destroys it) */
+	s = kvStore_Create(&rev, kv, key, text, (int)strlen(text));
+	if (s == NATS_OK) {
+		pthread_mutex_lock(&f->lock);
+		/* the watch brings it too; here already so that reads right
+		 * after the creation find it */
+		bucket_put(f, id, json_incref(rec));
+		/* this host made it: its own copy is the creator's, not an event */
+		if (f->nevents && f->events[f->nevents - 1].id == id) {
+			json_decref(f->events[f->nevents - 1].record);
+			f->nevents--;
+		}
+		pthread_mutex_unlock(&f->lock);
+	} else if (s == NATS_ERR && strstr(nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "", "wrong last sequence")) {
+		rc = -EEXIST;
+	} else {
+		const char *why = nats_GetLastError(NULL);
+
+		snprintf(err, errlen, "bucket %s: %s", f->bucket, why && *why ? why : natsStatus_GetText(s));
+		rc = -EAGAIN;
+	}
+out:
+	free(text);
+	json_decref(rec);
 	return rc;
 }
 
-static void queue_delete(struct peer *p, unsigned long peer_id, const char *token)
+static void queue_kvop(struct fleet *f, unsigned long id, json_t *rec)
 {
-	struct pending_delete *d = calloc(1, sizeof(*d));
+	void *p = f->kvops;
 
-	if (!d || (token && !(d->token = strdup(token)))) {
-		free(d);
-		log_error("fleet", "out of memory: instrumentation %lu left on peer %s", peer_id,
-			  p->addr);
+	if (array__grow(&p, &f->kvops_cap, f->nkvops + 1, sizeof(*f->kvops))) {
+		log_error("fleet", "instrumentation %lu: out of memory: the bucket is not told", id);
+		json_decref(rec);
 		return;
 	}
-	d->peer_id = peer_id;
-	d->next = p->dels;
-	p->dels = d;
+	f->kvops = p;
+	f->kvops[f->nkvops++] = (struct fkvop){ id, rec };
 }
 
-void fleet__forget(struct fleet *f, unsigned long id)
+void fleet__delete(struct fleet *f, unsigned long id)
 {
-	struct finstr **pp, *fi;
+	struct finstr *fi;
 
 	pthread_mutex_lock(&f->lock);
-	for (pp = &f->instrs; *pp && (*pp)->id != id; pp = &(*pp)->next)
-		;
-	fi = *pp;
-	if (fi) {
-		*pp = fi->next;
-		for (size_t p = 0; p < f->npeers; p++)
-			if (fi->links[p].peer_id)
-				queue_delete(&f->peers[p], fi->links[p].peer_id, fi->token);
-		finstr_free(f, fi);
-		f->kick = true;
-		pthread_cond_signal(&f->cond);
-	}
+	fi = find_instr(f, id);
+	if (fi)
+		drop_instr(f, fi);
+	queue_kvop(f, id, NULL);
 	pthread_mutex_unlock(&f->lock);
 }
 
-int fleet__update(struct fleet *f, unsigned long id, const json_t *body, int retention)
+static const char *const changeable[] = { "retention-time", "idle-max", "persist-data" };
+
+int fleet__change(struct fleet *f, unsigned long id, const json_t *changes, int retention)
 {
-	static const char *const changeable[] = { "retention-time", "idle-max", "persist-data" };
 	struct finstr *fi;
+	json_t *rec, *spec;
 	int rc = 0;
 
 	pthread_mutex_lock(&f->lock);
-	fi = find(f, id);
-	if (!fi)
+	fi = find_instr(f, id);
+	if (!fi) {
+		rc = -ENOENT;
 		goto out;
-	if (!fi->put && !(fi->put = json_object())) {
+	}
+	rec = json_deep_copy(fi->record);
+	spec = json_object_get(rec, "spec");
+	if (!rec || !spec) {
+		json_decref(rec);
 		rc = -ENOMEM;
 		goto out;
 	}
 	for (size_t i = 0; i < sizeof(changeable) / sizeof(changeable[0]); i++) {
-		json_t *v = json_object_get(body, changeable[i]);
+		json_t *v = json_object_get(changes, changeable[i]);
 
-		if (v) {
-			json_object_set(fi->put, changeable[i], v);
-			json_object_set(fi->spec, changeable[i], v);
-		}
+		if (v)
+			json_object_set(spec, changeable[i], v);
 	}
-	if (retention / fi->gran != fi->nslots) {
-		for (size_t p = 0; p < f->npeers; p++) {
-			ring_clear(fi, &fi->links[p]);
-			free(fi->links[p].ring);
-			fi->links[p].ring = NULL;
-		}
-		fi->nslots = retention / fi->gran;
-		if (alloc_rings(f, fi)) {
-			rc = -ENOMEM;
-			fi->nslots = 0;
-			goto out;
-		}
-	}
-	for (size_t p = 0; p < f->npeers; p++)
-		fi->links[p].put_pending = true;
-	f->kick = true;
-	pthread_cond_signal(&f->cond);
+	json_object_set_new(rec, "retention", json_integer(retention));
+	json_decref(fi->record);
+	fi->record = json_incref(rec);
+	queue_kvop(f, id, rec);
 out:
 	pthread_mutex_unlock(&f->lock);
 	return rc;
@@ -462,53 +677,434 @@ json_t *fleet__spec(struct fleet *f, unsigned long id)
 	json_t *s = NULL;
 
 	pthread_mutex_lock(&f->lock);
-	fi = find(f, id);
+	fi = find_instr(f, id);
 	if (fi)
-		s = json_deep_copy(fi->spec);
+		s = json_deep_copy(json_object_get(fi->record, "spec"));
 	pthread_mutex_unlock(&f->lock);
 	return s;
 }
 
-/* ---- reads ---- */
-
-static int merge_locked(struct fleet *f, struct finstr *fi, int64_t start, json_t *value)
+int fleet__next_event(struct fleet *f, struct fleet_event *ev)
 {
-	int n = 1, rc = 0;
+	int rc = -ENOENT;
 
-	for (size_t p = 0; fi && fi->nslots && p < f->npeers; p++) {
-		struct slot *s = &fi->links[p].ring[(size_t)(start / fi->gran) % (size_t)fi->nslots];
-		int mrc;
+	pthread_mutex_lock(&f->lock);
+	if (f->nevents) {
+		*ev = f->events[0];
+		memmove(f->events, f->events + 1, --f->nevents * sizeof(*ev));
+		rc = 0;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
 
-		if (!s->value || s->start != start)
+bool fleet__known(struct fleet *f, unsigned long id)
+{
+	bool known;
+
+	pthread_mutex_lock(&f->lock);
+	known = find_instr(f, id) != NULL;
+	pthread_mutex_unlock(&f->lock);
+	return known;
+}
+
+/* ---- publishing ---- */
+
+void fleet__attach(struct fleet *f, unsigned long id, int64_t from)
+{
+	void *p;
+
+	pthread_mutex_lock(&f->lock);
+	p = f->pubs;
+	if (!find_pub(f, id) && !array__grow(&p, &f->pubs_cap, f->npubs + 1, sizeof(*f->pubs))) {
+		f->pubs = p;
+		f->pubs[f->npubs++] = (struct fpub){ id, from };
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
+void fleet__detach(struct fleet *f, unsigned long id)
+{
+	struct fpub *fp;
+
+	pthread_mutex_lock(&f->lock);
+	fp = find_pub(f, id);
+	if (fp)
+		*fp = f->pubs[--f->npubs];
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Publishes slots [start, start + n * gran) of in as one message. Caller
+ * holds f->lock. */
+static int publish_slots(struct fleet *f, unsigned long id, const struct instr *in, int64_t from,
+			 int64_t start, size_t n, uint16_t flags)
+{
+	struct fleet_wire_header h = { flags, (uint32_t)instr__granularity(in), from, start, now_us(),
+				       (uint32_t)n };
+	struct fleet_buf b = { 0 };
+	char subj[600];
+	int rc = fleet_wire__put_header(&b, &h);
+
+	for (size_t i = 0; !rc && i < n; i++) {
+		json_t *v = instr__value(in, start + (int64_t)i * h.granularity);
+
+		rc = v ? fleet_wire__put_value(&b, v) : -ENOMEM;
+		json_decref(v);
+	}
+	if (rc)
+		goto out;
+	snprintf(subj, sizeof(subj), "%ss.%lu.%s", f->subj_prefix, id, f->host_token);
+	rc = enqueue(f, subj, b.data, b.len);
+	b.data = NULL;
+out:
+	free(b.data);
+	return rc;
+}
+
+int fleet__publish(struct fleet *f, unsigned long id, const struct instr *in, int64_t from,
+		   int64_t drained_to)
+{
+	int64_t g = instr__granularity(in), t;
+	struct fpub *fp;
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	fp = find_pub(f, id);
+	if (!fp)
+		goto out;
+	t = fp->next > from ? fp->next : from;
+	t -= t % g;
+	/* never more than the retention holds; the rest waits for requests */
+	if (t < drained_to - instr__retention(in))
+		t = drained_to - instr__retention(in) - (drained_to - instr__retention(in)) % g;
+	for (; !rc && t + g <= drained_to; t += g) {
+		/* a slot that began before the data did is not complete here */
+		if (t < from)
 			continue;
-		mrc = value__merge(value, s->value);
-		if (mrc) {
-			log_warn("fleet", "instrumentation %lu: value of peer %s for %lld not merged: %s",
-				 fi->id, f->peers[p].addr, (long long)start, strerror(-mrc));
-			rc = mrc;
+		rc = publish_slots(f, id, in, from, t, 1, 0);
+	}
+	/* a slot dropped from the outbox is not sent again: it waits for a
+	 * request, like one lost on the way */
+	fp->next = t;
+out:
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+int fleet__next_request(struct fleet *f, struct fleet_request *rq)
+{
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->nreqs) {
+		*rq = f->reqs[0];
+		memmove(f->reqs, f->reqs + 1, --f->nreqs * sizeof(*rq));
+		rc = 0;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+int fleet__answer(struct fleet *f, const struct fleet_request *rq, const struct instr *in,
+		  int64_t from, int64_t drained_to)
+{
+	int64_t g = instr__granularity(in), lo = rq->from, hi = rq->to;
+	int64_t oldest = drained_to - instr__retention(in);
+	int rc = 0;
+
+	if (lo < from)
+		lo = from;
+	if (lo < oldest)
+		lo = oldest;
+	lo += (g - lo % g) % g;
+	if (hi > drained_to)
+		hi = drained_to;
+	pthread_mutex_lock(&f->lock);
+	/* in messages of at most 64 slots: a large answer must not be one
+	 * message over the server's max_payload */
+	while (!rc && lo + g <= hi) {
+		size_t n = (size_t)((hi - lo) / g);
+
+		if (n > 64)
+			n = 64;
+		rc = publish_slots(f, rq->id, in, from, lo, n, FLEET_WIRE_BACKFILL);
+		lo += (int64_t)n * g;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+void fleet__heartbeat(struct fleet *f, int64_t now, size_t ninstrs)
+{
+	char subj[600], *text;
+	json_t *hb;
+
+	pthread_mutex_lock(&f->lock);
+	hb = json_pack("{s:I, s:I, s:I, s:I}", "time", (json_int_t)now, "instrumentations",
+		       (json_int_t)ninstrs, "published", (json_int_t)f->published,
+		       "outbox_dropped", (json_int_t)f->outbox_dropped);
+	text = hb ? json_dumps(hb, JSON_COMPACT) : NULL;
+	snprintf(subj, sizeof(subj), "%sh.%s", f->subj_prefix, f->host_token);
+	if (text)
+		enqueue_text(f, subj, text);
+	pthread_mutex_unlock(&f->lock);
+	free(text);
+	json_decref(hb);
+}
+
+/* ---- receiving ---- */
+
+static struct fring *ring_get(struct finstr *fi, size_t hidx)
+{
+	void *p = fi->rings;
+	size_t cap = fi->nrings;
+
+	if (hidx >= fi->nrings) {
+		if (array__grow(&p, &cap, hidx + 1, sizeof(*fi->rings)))
+			return NULL;
+		fi->rings = p;
+		memset(fi->rings + fi->nrings, 0, (cap - fi->nrings) * sizeof(*fi->rings));
+		fi->nrings = cap;
+	}
+	if (!fi->rings[hidx]) {
+		fi->rings[hidx] = calloc(1, sizeof(struct fring));
+		if (fi->rings[hidx])
+			fi->rings[hidx]->newest = INT64_MIN;
+	}
+	return fi->rings[hidx];
+}
+
+/* Caller holds f->lock. */
+static void refuse(struct fleet *f, struct fhost *h, struct fring *r, const char *why)
+{
+	h->refused++;
+	if (r)
+		r->refused++;
+	if (strcmp(h->last_refusal, why))
+		log_warn("fleet", "host %s: message refused: %s", h->name, why);
+	snprintf(h->last_refusal, sizeof(h->last_refusal), "%s", why);
+}
+
+static void lat_add(struct fleet *f, int64_t us)
+{
+	f->lat_us[f->lat_next] = us;
+	f->lat_next = (f->lat_next + 1) % LAT_SAMPLES;
+	if (f->nlat < LAT_SAMPLES)
+		f->nlat++;
+}
+
+/* kvmscope.NAME.s.<id>.<host> */
+static void on_slots(struct fleet *f, const char *subj, const char *data, int len)
+{
+	const char *rest = subj + strlen(f->subj_prefix) + 2, *host;
+	json_t *vals[FLEET_WIRE_MAX_SLOTS];
+	struct fleet_wire_header h;
+	struct finstr *fi;
+	struct fhost *fh;
+	struct fring *r;
+	unsigned long id;
+	char err[200], *end;
+	size_t hidx;
+	int rc;
+
+	errno = 0;
+	id = strtoul(rest, &end, 10);
+	if (errno || end == rest || *end != '.' || !id) {
+		f->unknown_subjects++;
+		return;
+	}
+	host = end + 1;
+	if (!strcmp(host, f->host_token))
+		return;		/* this host's own: merged from its instrumentation */
+	fh = host_get(f, host, &hidx);
+	if (!fh)
+		return;
+	fh->msgs++;
+	fh->bytes += (uint64_t)len;
+	fi = find_instr(f, id);
+	if (!fi) {
+		fh->unknown++;	/* deleted meanwhile, or not in the bucket */
+		return;
+	}
+	r = ring_get(fi, hidx);
+	if (!r)
+		return;
+	rc = fleet_wire__decode(data, (size_t)len, FLEET_MAX_HOST_KEYS, &h, vals, err, sizeof(err));
+	if (rc == -E2BIG) {
+		fh->flooding = true;
+		snprintf(err, sizeof(err), "more than %d keys in one message: the host floods keys",
+			 FLEET_MAX_HOST_KEYS);
+	}
+	if (rc) {
+		refuse(f, fh, r, err);
+		return;
+	}
+	if ((int)h.granularity != fi->gran) {
+		snprintf(err, sizeof(err), "instrumentation %lu: granularity %u, the bucket says %d",
+			 id, h.granularity, fi->gran);
+		refuse(f, fh, r, err);
+		goto out;
+	}
+	r->from = h.from;
+	for (uint32_t i = 0; i < h.nslots; i++) {
+		int64_t t = h.start + (int64_t)i * fi->gran;
+		size_t at = (size_t)((t / fi->gran) % FLEET_RING_SLOTS);
+
+		size_t cells;
+
+		if (r->vals[at] && r->starts[at] > t)
+			continue;	/* older than what the ring holds */
+		cells = value_cells(vals[i]);
+		if (r->cells_total - r->cells[at] + cells > FLEET_MAX_HOST_CELLS) {
+			/* kept whole or not at all: the slot is missing */
+			fh->flooding = true;
+			snprintf(err, sizeof(err), "instrumentation %lu: keeping slot %lld would take this host past %d keys and buckets",
+				 id, (long long)t, FLEET_MAX_HOST_CELLS);
+			refuse(f, fh, r, err);
+			continue;
+		}
+		json_decref(r->vals[at]);
+		r->cells_total = r->cells_total - r->cells[at] + cells;
+		r->cells[at] = (uint32_t)cells;
+		r->vals[at] = vals[i];
+		vals[i] = NULL;
+		r->starts[at] = t;
+		r->slots++;
+		if (t > r->newest)
+			r->newest = t;
+	}
+	if (!(h.flags & FLEET_WIRE_BACKFILL))
+		lat_add(f, now_us() - h.drained_us);
+out:
+	for (uint32_t i = 0; i < h.nslots; i++)
+		json_decref(vals[i]);
+}
+
+static void on_heartbeat(struct fleet *f, const char *subj, const char *data, int len)
+{
+	const char *host = subj + strlen(f->subj_prefix) + 2;
+	struct fhost *fh;
+	size_t hidx;
+
+	(void)data;
+	(void)len;
+	if (!strcmp(host, f->host_token) || strchr(host, '.'))
+		return;
+	fh = host_get(f, host, &hidx);
+	if (fh)
+		fh->last_hb_ms = now_ms();
+}
+
+/* {"id": N, "from": T, "to": T} on this host's request subject */
+static void on_request(struct fleet *f, const char *data, int len)
+{
+	json_t *j = json_loadb(data, (size_t)len, 0, NULL);
+	json_int_t id = json_integer_value(json_object_get(j, "id"));
+	json_int_t lo = json_integer_value(json_object_get(j, "from"));
+	json_int_t hi = json_integer_value(json_object_get(j, "to"));
+	void *p = f->reqs;
+
+	if (!json_is_integer(json_object_get(j, "id")) || id <= 0 || lo >= hi ||
+	    hi - lo > (json_int_t)FLEET_RING_SLOTS * 86400 || f->nreqs >= 1024 ||
+	    !find_pub(f, (unsigned long)id)) {
+		json_decref(j);
+		return;
+	}
+	if (!array__grow(&p, &f->reqs_cap, f->nreqs + 1, sizeof(*f->reqs))) {
+		f->reqs = p;
+		f->reqs[f->nreqs++] = (struct fleet_request){ (unsigned long)id, lo, hi };
+	}
+	json_decref(j);
+}
+
+/* {"ids": [N, ...], "time": T} from an aggregator */
+static void on_touch(struct fleet *f, const char *data, int len)
+{
+	json_t *j = json_loadb(data, (size_t)len, 0, NULL), *v;
+	json_int_t t = json_integer_value(json_object_get(j, "time"));
+	size_t i;
+
+	json_array_foreach(json_object_get(j, "ids"), i, v) {
+		struct finstr *fi = find_instr(f, (unsigned long)json_integer_value(v));
+
+		if (fi && t > fi->last_read)
+			fi->last_read = t;
+	}
+	json_decref(j);
+}
+
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+	struct fleet *f = closure;
+	const char *subj = natsMsg_GetSubject(msg);
+
+	(void)nc;
+	pthread_mutex_lock(&f->lock);
+	if (!f->stop && !strncmp(subj, f->subj_prefix, strlen(f->subj_prefix))) {
+		if (sub == f->sub_slots)
+			on_slots(f, subj, natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
+		else if (sub == f->sub_hb)
+			on_heartbeat(f, subj, natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
+		else if (sub == f->sub_req)
+			on_request(f, natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
+		else if (sub == f->sub_touch)
+			on_touch(f, natsMsg_GetData(msg), natsMsg_GetDataLength(msg));
+	}
+	pthread_mutex_unlock(&f->lock);
+	natsMsg_Destroy(msg);
+}
+
+/* ---- reading ---- */
+
+/* Caller holds f->lock. */
+static int merge_locked(struct fleet *f, struct finstr *fi, int64_t t, int64_t self_from,
+			json_t *value)
+{
+	int n = t >= self_from;
+
+	if (!fi)
+		return n;
+	for (size_t h = 0; h < fi->nrings; h++) {
+		struct fring *r = fi->rings[h];
+		size_t at;
+		int rc;
+
+		if (!r)
+			continue;
+		at = (size_t)((t / fi->gran) % FLEET_RING_SLOTS);
+		if (!r->vals[at] || r->starts[at] != t)
+			continue;
+		rc = value__merge(value, r->vals[at]);
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc) {
+			/* left out, and not counted as reporting: short, not wrong */
+			refuse(f, &f->hosts[h], r, "a value of another shape than this host's");
 			continue;
 		}
 		n++;
 	}
-	return rc ? rc : n;
+	return n;
 }
 
-int fleet__merge_slot(struct fleet *f, unsigned long id, int64_t start, json_t *value)
+int fleet__merge_slot(struct fleet *f, unsigned long id, int64_t start, int64_t self_from,
+		      json_t *value)
 {
 	int rc;
 
 	pthread_mutex_lock(&f->lock);
-	rc = merge_locked(f, find(f, id), start, value);
+	rc = merge_locked(f, find_instr(f, id), start, self_from, value);
 	pthread_mutex_unlock(&f->lock);
 	return rc;
 }
 
 static int nsources_locked(const struct fleet *f)
 {
+	int64_t now = now_ms();
 	int n = 1;
 
-	for (size_t p = 0; p < f->npeers; p++)
-		n += f->peers[p].state == PEER_UP;
+	for (size_t h = 0; h < f->nhosts; h++)
+		n += host_alive(&f->hosts[h], now);
 	return n;
 }
 
@@ -522,7 +1118,8 @@ int fleet__nsources(struct fleet *f)
 	return n;
 }
 
-static int annotate_point(struct fleet *f, struct finstr *fi, json_t *pt, int nsources)
+static int annotate_point(struct fleet *f, struct finstr *fi, int64_t self_from, json_t *pt,
+			  int nsources)
 {
 	json_t *v = json_object_get(pt, "value");
 	json_int_t start = json_integer_value(json_object_get(pt, "start_time"));
@@ -530,11 +1127,11 @@ static int annotate_point(struct fleet *f, struct finstr *fi, json_t *pt, int ns
 	int minrep = -1;
 
 	if (!fi)
-		return 0;	/* not forwarded (see fleet__track's caller): local only */
+		return 0;	/* not a fleet instrumentation: local only */
 	if (!v || dur < fi->gran)
 		return -EINVAL;
 	for (json_int_t t = start; t < start + dur; t += fi->gran) {
-		int n = merge_locked(f, fi, t, v);
+		int n = merge_locked(f, fi, t, self_from, v);
 
 		if (n < 0)
 			return n;
@@ -546,13 +1143,13 @@ static int annotate_point(struct fleet *f, struct finstr *fi, json_t *pt, int ns
 	return 0;
 }
 
-int fleet__annotate_raw(struct fleet *f, unsigned long id, json_t *raw)
+int fleet__annotate_raw(struct fleet *f, unsigned long id, int64_t self_from, json_t *raw)
 {
 	struct finstr *fi;
 	int rc = 0, ns;
 
 	pthread_mutex_lock(&f->lock);
-	fi = find(f, id);
+	fi = find_instr(f, id);
 	ns = nsources_locked(f);
 	if (json_is_array(raw)) {
 		size_t i;
@@ -560,706 +1157,720 @@ int fleet__annotate_raw(struct fleet *f, unsigned long id, json_t *raw)
 
 		json_array_foreach(raw, i, pt)
 			if (!rc)
-				rc = annotate_point(f, fi, pt, ns);
+				rc = annotate_point(f, fi, self_from, pt, ns);
 	} else {
-		rc = annotate_point(f, fi, raw, ns);
+		rc = annotate_point(f, fi, self_from, raw, ns);
 	}
 	pthread_mutex_unlock(&f->lock);
 	return rc;
 }
 
-static json_t *time_or_null(int64_t t)
+/* the host's own name back from its subject token */
+static void token_to_host(const char *tok, char *out, size_t outlen)
 {
-	return t ? json_integer(t) : json_null();
+	snprintf(out, outlen, "%s", tok);
+	for (char *c = out; *c; c++)
+		if (*c == '~')
+			*c = '.';
 }
 
 json_t *fleet__instr_status(struct fleet *f, unsigned long id)
 {
 	json_t *arr = json_array();
 	struct finstr *fi;
+	char name[256];
 
 	pthread_mutex_lock(&f->lock);
-	fi = find(f, id);
-	for (size_t p = 0; arr && fi && p < f->npeers; p++) {
-		const struct link *l = &fi->links[p];
-		const struct peer *pe = &f->peers[p];
-		char idbuf[32];
+	fi = find_instr(f, id);
+	for (size_t h = 0; arr && fi && h < fi->nrings && h < f->nhosts; h++) {
+		struct fring *r = fi->rings[h];
 
-		snprintf(idbuf, sizeof(idbuf), "%lu", l->peer_id);
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:o, s:o}", "address", pe->addr,
-						     "state", state_names[pe->state],
-						     "id", l->peer_id && !l->verify ? json_string(idbuf) : json_null(),
-						     "since", l->peer_id && !l->verify ? json_integer(l->first) : json_null(),
-						     "last_error", l->err[0] ? json_string(l->err)
-									     : pe->state == PEER_DOWN ? json_string(pe->err)
-									     : json_null()));
-	}
-	pthread_mutex_unlock(&f->lock);
-	return arr;
-}
-
-json_t *fleet__links_json(struct fleet *f, unsigned long id)
-{
-	json_t *arr = json_array();
-	struct finstr *fi;
-
-	if (!arr)
-		return NULL;
-	pthread_mutex_lock(&f->lock);
-	fi = find(f, id);
-	for (size_t p = 0; fi && p < f->npeers; p++) {
-		const struct link *l = &fi->links[p];
-
-		if (l->peer_id && json_array_append_new(arr, json_pack("{s:s, s:I, s:I}",
-			"address", f->peers[p].addr, "id", (json_int_t)l->peer_id,
-			"crtime", (json_int_t)l->crtime))) {
-			json_decref(arr);
-			arr = NULL;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&f->lock);
-	return arr;
-}
-
-int fleet__adopt(struct fleet *f, unsigned long id, const json_t *links)
-{
-	struct finstr *fi;
-	const json_t *e;
-	int64_t now = now_s();
-	size_t i, p;
-	int rc = 0;
-
-	if (!json_is_array(links))
-		return -EINVAL;
-	pthread_mutex_lock(&f->lock);
-	fi = find(f, id);
-	if (!fi) {
-		rc = -ENOENT;
-		goto out;
-	}
-	json_array_foreach(links, i, e) {
-		const char *addr = json_string_value(json_object_get(e, "address"));
-		json_int_t pid = json_integer_value(json_object_get(e, "id"));
-
-		if (!addr || pid <= 0 || !json_is_integer(json_object_get(e, "crtime"))) {
-			rc = -EINVAL;
+		if (!r)
 			continue;
-		}
-		for (p = 0; p < f->npeers && strcmp(f->peers[p].addr, addr); p++)
+		token_to_host(f->hosts[h].name, name, sizeof(name));
+		json_array_append_new(arr, json_pack("{s:s, s:I, s:o, s:I, s:I}", "host", name,
+						     "from", (json_int_t)r->from, "newest",
+						     r->newest == INT64_MIN ? json_null() :
+						     json_integer(r->newest),
+						     "slots", (json_int_t)r->slots,
+						     "refused", (json_int_t)r->refused));
+	}
+	pthread_mutex_unlock(&f->lock);
+	return arr;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static const char *conn_status_name(natsConnStatus s)
+{
+	switch (s) {
+	case NATS_CONN_STATUS_DISCONNECTED: return "disconnected";
+	case NATS_CONN_STATUS_CONNECTING: return "connecting";
+	case NATS_CONN_STATUS_CONNECTED: return "connected";
+	case NATS_CONN_STATUS_CLOSED: return "closed";
+	case NATS_CONN_STATUS_RECONNECTING: return "reconnecting";
+	case NATS_CONN_STATUS_DRAINING_SUBS:
+	case NATS_CONN_STATUS_DRAINING_PUBS: return "draining";
+	}
+	return "unknown";
+}
+
+json_t *fleet__status_json(struct fleet *f)
+{
+	uint64_t in_msgs = 0, in_bytes = 0, out_msgs = 0, out_bytes = 0, reconnected = 0;
+	natsStatistics *st = NULL;
+	const char *status, *conn_err = NULL;
+	char conn_error[256];
+	json_t *bus, *hosts, *lat = json_null(), *o;
+	char url[256] = "";
+	int64_t now = now_ms(), *sorted = NULL;
+	char name[256];
+
+	/* the library first, without f->lock (see the top) */
+	if (f->nc && natsStatistics_Create(&st) == NATS_OK &&
+	    natsConnection_GetStats(f->nc, st) == NATS_OK)
+		natsStatistics_GetCounts(st, &in_msgs, &in_bytes, &out_msgs, &out_bytes, &reconnected);
+	natsStatistics_Destroy(st);
+	if (f->nc && natsConnection_GetConnectedUrl(f->nc, url, sizeof(url)) != NATS_OK)
+		url[0] = '\0';
+	status = f->nc ? conn_status_name(natsConnection_Status(f->nc)) : "not started";
+	if (f->nc && natsConnection_GetLastError(f->nc, &conn_err) == NATS_OK)
+		conn_err = NULL;
+	snprintf(conn_error, sizeof(conn_error), "%s", conn_err ? conn_err : "");
+	pthread_mutex_lock(&f->lock);
+	if (f->nlat && (sorted = malloc(f->nlat * sizeof(*sorted)))) {
+		memcpy(sorted, f->lat_us, f->nlat * sizeof(*sorted));
+		qsort(sorted, f->nlat, sizeof(*sorted), cmp_i64);
+		lat = json_pack("{s:I, s:f, s:f, s:f}", "samples", (json_int_t)f->nlat,
+				"p50_ms", sorted[f->nlat / 2] / 1000.0,
+				"p99_ms", sorted[f->nlat * 99 / 100] / 1000.0,
+				"max_ms", sorted[f->nlat - 1] / 1000.0);
+		free(sorted);
+	}
+	bus = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:s, s:o}",
+			"fleet", f->name, "host", f->host, "servers", f->urls,
+			"status", status,
+			"connected_url", url, "bucket", f->bucket, "aggregate", f->cfg.aggregate,
+			"reconnects", (json_int_t)reconnected, "disconnects", (json_int_t)f->disconnects,
+			"in_msgs", (json_int_t)in_msgs, "in_bytes", (json_int_t)in_bytes,
+			"out_msgs", (json_int_t)out_msgs, "out_bytes", (json_int_t)out_bytes,
+			"published", (json_int_t)f->published,
+			"outbox_dropped", (json_int_t)f->outbox_dropped,
+			"outbox_bytes", (json_int_t)f->out_bytes,
+			"publish_errors", (json_int_t)f->publish_errors,
+			"slow_consumer", (json_int_t)f->slow_consumer,
+			"instrumentations", (json_int_t)f->ninstrs,
+			"latency", lat, "bucket_state", f->kv_state,
+			"last_error", f->last_error[0] ? json_string(f->last_error) : json_null());
+	if (bus && f->last_error_ms)
+		json_object_set_new(bus, "last_error_at", json_integer(f->last_error_ms / 1000));
+	/* why the library cannot connect (refused, authorization, TLS) */
+	if (bus)
+		json_object_set_new(bus, "connection_error",
+				    conn_error[0] ? json_string(conn_error) : json_null());
+	hosts = json_array();
+	for (size_t h = 0; hosts && h < f->nhosts; h++) {
+		const struct fhost *fh = &f->hosts[h];
+
+		token_to_host(fh->name, name, sizeof(name));
+		json_array_append_new(hosts, json_pack("{s:s, s:b, s:o, s:I, s:I, s:I, s:I, s:b, s:o}",
+			"host", name, "alive", host_alive(fh, now),
+			"last_heartbeat", fh->last_hb_ms ? json_integer(fh->last_hb_ms / 1000) : json_null(),
+			"msgs", (json_int_t)fh->msgs, "bytes", (json_int_t)fh->bytes,
+			"refused", (json_int_t)fh->refused, "unknown", (json_int_t)fh->unknown,
+			"flooding", fh->flooding,
+			"last_refusal", fh->last_refusal[0] ? json_string(fh->last_refusal) : json_null()));
+	}
+	pthread_mutex_unlock(&f->lock);
+	o = json_pack("{s:o, s:o}", "bus", bus ? bus : json_object(), "hosts", hosts ? hosts : json_array());
+	return o;
+}
+
+void fleet__touch(struct fleet *f, unsigned long id, int64_t now)
+{
+	struct finstr *fi;
+	void *p;
+
+	pthread_mutex_lock(&f->lock);
+	fi = find_instr(f, id);
+	if (fi && now > fi->last_read)
+		fi->last_read = now;
+	p = f->touched;
+	if (fi && !array__grow(&p, &f->touched_cap, f->ntouched + 1, sizeof(*f->touched))) {
+		f->touched = p;
+		size_t i;
+
+		for (i = 0; i < f->ntouched && f->touched[i] != id; i++)
 			;
-		if (p == f->npeers) {
-			log_warn("fleet", "instrumentation %lu was %lld on %s, no longer a peer: left to its idle-max there",
-				 id, (long long)pid, addr);
-			continue;
-		}
-		fi->links[p].peer_id = (unsigned long)pid;
-		fi->links[p].crtime = json_integer_value(json_object_get(e, "crtime"));
-		fi->links[p].verify = true;
-		fi->links[p].next = first_slot_after(fi, now);
-		fi->links[p].first = fi->links[p].next;
+		if (i == f->ntouched)
+			f->touched[f->ntouched++] = id;
 	}
+	pthread_mutex_unlock(&f->lock);
+}
+
+int64_t fleet__last_read(struct fleet *f, unsigned long id)
+{
+	struct finstr *fi;
+	int64_t t = 0;
+
+	pthread_mutex_lock(&f->lock);
+	fi = find_instr(f, id);
+	if (fi)
+		t = fi->last_read;
+	pthread_mutex_unlock(&f->lock);
+	return t;
+}
+
+/* ---- the fleet's thread ---- */
+
+static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+	struct fleet *f = closure;
+
+	(void)nc;
+	(void)sub;
+	pthread_mutex_lock(&f->lock);
+	if (err == NATS_SLOW_CONSUMER)
+		f->slow_consumer++;	/* what was dropped is asked for again */
+	note_error(f, "%s", natsStatus_GetText(err));
+	pthread_mutex_unlock(&f->lock);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+	struct fleet *f = closure;
+
+	bool stopping;
+
+	(void)nc;
+	pthread_mutex_lock(&f->lock);
+	f->disconnects++;
+	note_error(f, "%s", "disconnected from the bus");
+	stopping = f->stop;
+	pthread_mutex_unlock(&f->lock);
+	if (!stopping)
+		log_warn("fleet", "disconnected from the NATS bus: reconnecting");
+}
+
+static void on_connected(natsConnection *nc, void *closure)
+{
+	char url[256] = "";
+
+	(void)closure;
+	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+	log_info("fleet", "connected to the NATS bus at %s", url);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+	struct fleet *f = closure;
+	char url[256] = "";
+
+	pthread_mutex_lock(&f->lock);
+	f->rewatch = true;
+	pthread_mutex_unlock(&f->lock);
+	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+	log_info("fleet", "reconnected to the NATS bus at %s", url);
+}
+
+/* Binds (or creates) the bucket. Runs unlocked; sets f->kv under lock. */
+static void bind_bucket(struct fleet *f)
+{
+	jsOptions jo;
+	kvConfig kc;
+	kvStore *kv = NULL;
+	natsStatus s;
+	char why[200] = "";
+
+	if (!f->js) {
+		jsOptions_Init(&jo);
+		jo.Wait = FLEET_KV_TIMEOUT_MS;
+		if ((s = natsConnection_JetStream(&f->js, f->nc, &jo)) != NATS_OK) {
+			snprintf(why, sizeof(why), "JetStream: %s", natsStatus_GetText(s));
+			goto out;
+		}
+	}
+	s = js_KeyValue(&kv, f->js, f->bucket);
+	if (s == NATS_NOT_FOUND && f->cfg.aggregate) {
+		int replicas = f->cfg.replicas ? f->cfg.replicas : 3;
+
+		kvConfig_Init(&kc);
+		kc.Bucket = f->bucket;
+		kc.History = 1;
+		kc.StorageType = js_FileStorage;
+		kc.Replicas = replicas;
+		s = js_CreateKeyValue(&kv, f->js, &kc);
+		if (s != NATS_OK && !f->cfg.replicas) {
+			/* a bus of one server cannot hold 3 copies */
+			kc.Replicas = 1;
+			s = js_CreateKeyValue(&kv, f->js, &kc);
+			if (s == NATS_OK)
+				log_warn("fleet", "bucket %s created with 1 replica: the bus refused 3", f->bucket);
+		}
+	}
+	if (s != NATS_OK)
+		snprintf(why, sizeof(why), "%s: %s", f->bucket,
+			 s == NATS_NOT_FOUND ? "no such bucket yet (an aggregator creates it)" :
+			 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
 out:
-	pthread_mutex_unlock(&f->lock);
-	return rc;
-}
-
-json_t *fleet__peers_json(struct fleet *f)
-{
-	json_t *arr = json_array();
-
 	pthread_mutex_lock(&f->lock);
-	for (size_t p = 0; arr && p < f->npeers; p++) {
-		const struct peer *pe = &f->peers[p];
-		size_t ninstr = 0, ndel = 0;
-
-		for (struct finstr *fi = f->instrs; fi; fi = fi->next)
-			ninstr += fi->links[p].peer_id != 0;
-		for (struct pending_delete *d = pe->dels; d; d = d->next)
-			ndel++;
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:o, s:o, s:I, s:I}",
-						     "address", pe->addr, "state", state_names[pe->state],
-						     "last_error", pe->err[0] ? json_string(pe->err) : json_null(),
-						     "last_success", time_or_null(pe->last_ok),
-						     "down_since", time_or_null(pe->state == PEER_DOWN ? pe->down_since : 0),
-						     "instrumentations", (json_int_t)ninstr,
-						     "pending_deletes", (json_int_t)ndel));
+	if (kv) {
+		f->kv = kv;
+		snprintf(f->kv_state, sizeof(f->kv_state), "ready");
+		log_info("fleet", "bucket %s bound", f->bucket);
+	} else {
+		snprintf(f->kv_state, sizeof(f->kv_state), "%s", why);
 	}
 	pthread_mutex_unlock(&f->lock);
-	return arr;
 }
 
-/* ---- the thread: jobs ---- */
-
-struct fleet_jobs {
-	struct job *v;
-	size_t n, cap;
-};
-
-/* Appends a job; its strings are owned by the list. NULL when out of memory. */
-static struct job *job_add(struct fleet_jobs *js, enum job_kind kind, size_t peer, const char *token)
+/* The watch delivered every key: what was not among them is gone. */
+static void watch_synced(struct fleet *f)
 {
-	struct job *j;
+	pthread_mutex_lock(&f->lock);
+	for (size_t i = 0; i < f->ninstrs;) {
+		if (!f->instrs[i].seen) {
+			unsigned long id = f->instrs[i].id;
 
-	if (js->n == js->cap) {
-		size_t cap = js->cap ? js->cap * 2 : 16;
-		struct job *nv = realloc(js->v, cap * sizeof(*nv));
-
-		if (!nv)
-			return NULL;
-		js->v = nv;
-		js->cap = cap;
-	}
-	j = &js->v[js->n];
-	memset(j, 0, sizeof(*j));
-	j->kind = kind;
-	j->peer = peer;
-	/* until an answer says otherwise */
-	j->cc = CURLE_COULDNT_CONNECT;
-	snprintf(j->curlerr, sizeof(j->curlerr), "no answer");
-	if (token && asprintf(&j->auth, "Authorization: Bearer %s", token) < 0)
-		return NULL;
-	js->n++;
-	return j;
-}
-
-static void jobs_free(struct fleet_jobs *js)
-{
-	for (size_t i = 0; i < js->n; i++) {
-		free(js->v[i].body);
-		free(js->v[i].auth);
-		free(js->v[i].resp);
-	}
-	free(js->v);
-}
-
-static const char *const methods[] = { "GET", "POST", "PUT", "DELETE", "GET", "GET" };
-
-/* Turns the state into this tick's requests. Caller holds f->lock. */
-static int plan(struct fleet *f, struct fleet_jobs *js, int64_t now)
-{
-	struct job *j;
-
-	for (size_t p = 0; p < f->npeers; p++) {
-		struct peer *pe = &f->peers[p];
-
-		if (!(j = job_add(js, JOB_PROBE, p, f->token)))
-			return -ENOMEM;
-		snprintf(j->url, sizeof(j->url), "%s/ca", pe->base);
-		if (pe->state == PEER_DOWN)
-			continue;
-		for (struct pending_delete *d = pe->dels; d; d = d->next) {
-			if (!(j = job_add(js, JOB_DELETE, p, d->token)))
-				return -ENOMEM;
-			j->peer_id = d->peer_id;
-			snprintf(j->url, sizeof(j->url), "%s/ca/instrumentations/%lu", pe->base, d->peer_id);
+			drop_instr(f, &f->instrs[i]);
+			push_event(f, FLEET_EV_DEL, id, NULL);
+		} else {
+			i++;
 		}
 	}
-	for (struct finstr *fi = f->instrs; fi; fi = fi->next) {
-		for (size_t p = 0; p < f->npeers; p++) {
-			struct peer *pe = &f->peers[p];
-			struct link *l = &fi->links[p];
-			int64_t last = now / fi->gran * fi->gran - fi->gran;
-			enum job_kind k;
-
-			if (pe->state == PEER_DOWN)
-				continue;
-			if (!l->peer_id)
-				k = now >= l->retry_at ? JOB_CREATE : JOB_PROBE;
-			else if (l->verify)
-				k = JOB_VERIFY;
-			else if (l->put_pending && fi->put)
-				k = JOB_PUT;
-			else
-				k = l->next <= last ? JOB_FETCH : JOB_PROBE;
-			if (k == JOB_PROBE)
-				continue;
-			if (!(j = job_add(js, k, p, fi->token)))
-				return -ENOMEM;
-			j->id = fi->id;
-			j->peer_id = l->peer_id;
-			j->sent_at = now;
-			if (k == JOB_CREATE) {
-				snprintf(j->url, sizeof(j->url), "%s/ca/instrumentations", pe->base);
-				j->body = json_dumps(fi->spec, JSON_COMPACT);
-			} else if (k == JOB_PUT) {
-				snprintf(j->url, sizeof(j->url), "%s/ca/instrumentations/%lu", pe->base,
-					 l->peer_id);
-				j->body = json_dumps(fi->put, JSON_COMPACT);
-			} else if (k == JOB_VERIFY) {
-				snprintf(j->url, sizeof(j->url), "%s/ca/instrumentations/%lu", pe->base,
-					 l->peer_id);
-			} else {
-				int64_t keep = fi->nslots < INSTR_POINTS_MAX ? fi->nslots : INSTR_POINTS_MAX;
-				int64_t from = l->next, lo = last - (FLEET_REFETCH_SLOTS - 1) * fi->gran;
-
-				if (from > lo)
-					from = lo;
-				/* never before the peer had it: those slots are not reported */
-				if (from < l->first)
-					from = l->first;
-				if (from < last - (keep - 1) * fi->gran)
-					from = last - (keep - 1) * fi->gran;
-				j->from = from;
-				j->to = last;
-				snprintf(j->url, sizeof(j->url),
-					 "%s/ca/instrumentations/%lu/value/raw?start_time=%lld&duration=%d&ndatapoints=%lld",
-					 pe->base, l->peer_id, (long long)from, fi->gran,
-					 (long long)((last - from) / fi->gran + 1));
-			}
-			if ((k == JOB_CREATE || k == JOB_PUT) && !j->body)
-				return -ENOMEM;
-		}
-	}
-	return 0;
+	push_event(f, FLEET_EV_SYNCED, 0, NULL);
+	pthread_mutex_unlock(&f->lock);
 }
 
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ctx)
+static void watch_entry(struct fleet *f, kvEntry *e)
 {
-	struct job *j = ctx;
-	size_t n = size * nmemb;
-	char *nb;
+	unsigned long id = key_id(kvEntry_Key(e));
+	json_t *rec;
 
-	if (j->len + n > RESP_MAX)
-		return 0;
-	nb = realloc(j->resp, j->len + n + 1);
-	if (!nb)
-		return 0;
-	memcpy(nb + j->len, ptr, n);
-	j->len += n;
-	nb[j->len] = '\0';
-	j->resp = nb;
-	return n;
-}
-
-/* Runs every job concurrently; each ends with a status or a curl error. */
-static void run_jobs(struct fleet_jobs *js)
-{
-	CURLM *m = curl_multi_init();
-	int running = 0;
-
-	if (!m) {
-		for (size_t i = 0; i < js->n; i++)
-			js->v[i].cc = CURLE_OUT_OF_MEMORY;
+	if (!id)
 		return;
+	pthread_mutex_lock(&f->lock);
+	if (kvEntry_Operation(e) == kvOp_Put) {
+		rec = json_loadb(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
+		bucket_put(f, id, rec);
+	} else {
+		bucket_del(f, id);
 	}
-	for (size_t i = 0; i < js->n; i++) {
-		struct job *j = &js->v[i];
+	pthread_mutex_unlock(&f->lock);
+}
 
-		j->h = curl_easy_init();
-		if (!j->h) {
-			j->cc = CURLE_OUT_OF_MEMORY;
-			continue;
-		}
-		j->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-		if (j->auth)
-			j->hdrs = curl_slist_append(j->hdrs, j->auth);
-		curl_easy_setopt(j->h, CURLOPT_URL, j->url);
-		curl_easy_setopt(j->h, CURLOPT_CUSTOMREQUEST, methods[j->kind]);
-		if (j->body)
-			curl_easy_setopt(j->h, CURLOPT_POSTFIELDS, j->body);
-		curl_easy_setopt(j->h, CURLOPT_HTTPHEADER, j->hdrs);
-		curl_easy_setopt(j->h, CURLOPT_CONNECTTIMEOUT_MS, (long)FLEET_CONNECT_MS);
-		curl_easy_setopt(j->h, CURLOPT_TIMEOUT_MS, (long)FLEET_TIMEOUT_MS);
-		curl_easy_setopt(j->h, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(j->h, CURLOPT_WRITEFUNCTION, on_data);
-		curl_easy_setopt(j->h, CURLOPT_WRITEDATA, j);
-		j->curlerr[0] = '\0';
-		curl_easy_setopt(j->h, CURLOPT_ERRORBUFFER, j->curlerr);
-		curl_easy_setopt(j->h, CURLOPT_PROTOCOLS_STR, "http");
-		curl_easy_setopt(j->h, CURLOPT_PRIVATE, j);
-		curl_multi_add_handle(m, j->h);
-	}
-	do {
-		CURLMcode mc = curl_multi_perform(m, &running);
+/* The queued puts and deletes, unlocked around each bucket call. */
+static void flush_kvops(struct fleet *f)
+{
+	struct fkvop op;
+	char key[32], *text;
+	uint64_t rev;
+	natsStatus s;
 
-		if (mc == CURLM_OK && running)
-			mc = curl_multi_poll(m, NULL, 0, 100, NULL);
-		if (mc != CURLM_OK)
-			break;
-	} while (running);
 	for (;;) {
-		int left;
-		CURLMsg *msg = curl_multi_info_read(m, &left);
-		struct job *j;
-
-		if (!msg)
-			break;
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-		j->cc = msg->data.result;
-		if (j->cc == CURLE_OK)
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &j->status);
-	}
-	for (size_t i = 0; i < js->n; i++) {
-		struct job *j = &js->v[i];
-
-		if (!j->h)
-			continue;
-		curl_multi_remove_handle(m, j->h);
-		curl_easy_cleanup(j->h);
-		curl_slist_free_all(j->hdrs);
-	}
-	curl_multi_cleanup(m);
-}
-
-/* The peer's error message, or the curl error, into buf. */
-static void job_error(const struct job *j, const char *what, char *buf, size_t len)
-{
-	json_t *o;
-
-	if (j->cc != CURLE_OK) {
-		snprintf(buf, len, "%s: %.200s", what, j->curlerr[0] ? j->curlerr : curl_easy_strerror(j->cc));
-		return;
-	}
-	o = j->resp ? json_loads(j->resp, 0, NULL) : NULL;
-	if (json_string_value(json_object_get(o, "message")))
-		snprintf(buf, len, "%s: HTTP %ld: %s", what, j->status,
-			 json_string_value(json_object_get(o, "message")));
-	else
-		snprintf(buf, len, "%s: HTTP %ld", what, j->status);
-	json_decref(o);
-}
-
-static size_t value_cells(const json_t *v)
-{
-	const char *k;
-	json_t *e;
-	size_t n = 0;
-
-	if (json_is_array(v))
-		return json_array_size(v);
-	if (!json_is_object(v))
-		return 1;
-	json_object_foreach((json_t *)v, k, e)
-		n += value_cells(e);
-	return n;
-}
-
-static void store_point(struct finstr *fi, struct link *l, const json_t *pt, int64_t from,
-			int64_t to)
-{
-	json_int_t start = json_integer_value(json_object_get(pt, "start_time"));
-	json_t *v = json_object_get(pt, "value");
-	struct slot *s;
-	size_t cells;
-
-	if (!fi->nslots || !v || value__check(v) || start < from || start > to || start % fi->gran)
-		return;
-	s = &l->ring[(size_t)(start / fi->gran) % (size_t)fi->nslots];
-	json_decref(s->value);
-	s->value = NULL;
-	l->cells -= s->cells;
-	s->cells = 0;
-	s->start = start;
-	cells = value_cells(v);
-	if (l->cells + cells > FLEET_LINK_CELLS_MAX) {
-		snprintf(l->err, sizeof(l->err),
-			 "slot %lld dropped: its %zu cells would take this peer past %d cells kept for the instrumentation",
-			 (long long)start, cells, FLEET_LINK_CELLS_MAX);
-		return;
-	}
-	s->value = json_deep_copy(v);
-	if (s->value) {
-		/* peers write CA's inclusive [lo, hi]; slots are kept half-open */
-		value__shift_hi(s->value, +1);
-		s->cells = cells;
-		l->cells += cells;
-	}
-}
-
-static void peer_down(struct fleet *f, struct peer *pe, const struct job *j, int64_t now)
-{
-	if (pe->state != PEER_DOWN) {
-		pe->down_since = now;
-		log_warn("fleet", "peer %s is down: %s", pe->addr, j->curlerr[0] ? j->curlerr : curl_easy_strerror(j->cc));
-	}
-	pe->state = PEER_DOWN;
-	job_error(j, "unreachable", pe->err, sizeof(pe->err));
-}
-
-static void peer_up(struct fleet *f, size_t p, int64_t now)
-{
-	struct peer *pe = &f->peers[p];
-
-	if (pe->state == PEER_DOWN) {
-		log_info("fleet", "peer %s is back after %lld s", pe->addr, (long long)(now - pe->down_since));
-		/* it may have restarted and reused our ids for something else */
-		for (struct finstr *fi = f->instrs; fi; fi = fi->next) {
-			struct link *l = &fi->links[p];
-			int64_t cur = (now - 1) / fi->gran * fi->gran - fi->gran;
-
-			l->verify = l->peer_id != 0;
-			/* slots of the outage stay unreported: a restarted peer would
-			 * answer zeros for them */
-			if (l->next < cur)
-				l->next = cur;
+		pthread_mutex_lock(&f->lock);
+		if (!f->nkvops || !f->kv) {
+			pthread_mutex_unlock(&f->lock);
+			return;
 		}
+		op = f->kvops[0];
+		pthread_mutex_unlock(&f->lock);
+		snprintf(key, sizeof(key), "i.%lu", op.id);
+		if (op.record) {
+			text = json_dumps(op.record, JSON_COMPACT);
+			s = text ? kvStore_PutString(&rev, f->kv, key, text) : NATS_NO_MEMORY;
+			free(text);
+		} else {
+			s = kvStore_Delete(f->kv, key);
+		}
+		pthread_mutex_lock(&f->lock);
+		if (s != NATS_OK) {
+			note_error(f, "bucket: %s", natsStatus_GetText(s));
+			pthread_mutex_unlock(&f->lock);
+			log_warn("fleet", "bucket %s: %s of i.%lu not taken yet (%s): retried",
+				 f->bucket, op.record ? "put" : "delete", op.id, natsStatus_GetText(s));
+			return;		/* next time round */
+		}
+		json_decref(op.record);
+		memmove(f->kvops, f->kvops + 1, --f->nkvops * sizeof(op));
+		pthread_mutex_unlock(&f->lock);
 	}
-	pe->state = PEER_UP;
-	pe->last_ok = now;
-	pe->err[0] = '\0';
 }
 
-/* Applies one answer. Caller holds f->lock. */
-static void apply(struct fleet *f, struct job *j, int64_t now)
+/* An aggregator asks each live host for the first range of slots it lacks
+ * (between the host's first and its newest, within the ring). */
+static void request_gaps(struct fleet *f)
 {
-	struct peer *pe = &f->peers[j->peer];
-	struct finstr *fi = j->id ? find(f, j->id) : NULL;
-	struct link *l = fi ? &fi->links[j->peer] : NULL;
-	json_t *o = NULL;
+	int64_t now = now_ms();
+	char subj[600], body[128];
 
-	log_debug("fleet", "%s %s -> %ld %s", methods[j->kind], j->url, j->status,
-		  j->cc == CURLE_OK ? "" : curl_easy_strerror(j->cc));
-	if (j->kind == JOB_PROBE) {
-		if (j->cc != CURLE_OK)
-			peer_down(f, pe, j, now);
-		else
-			peer_up(f, j->peer, now);
-		return;
-	}
-	if (j->cc != CURLE_OK) {
-		if (l)
-			job_error(j, "request failed", l->err, sizeof(l->err));
-		return;
-	}
-	if (j->kind == JOB_DELETE) {
-		if (j->status == 204 || j->status == 404 || j->status == 401 || j->status == 403) {
-			struct pending_delete **pp = &pe->dels, *d;
+	pthread_mutex_lock(&f->lock);
+	for (size_t i = 0; i < f->ninstrs; i++) {
+		struct finstr *fi = &f->instrs[i];
 
-			if (j->status != 204 && j->status != 404)
-				log_warn("fleet", "peer %s refused to delete instrumentation %lu (HTTP %ld): left to its idle-max",
-					 pe->addr, j->peer_id, j->status);
-			while (*pp && (*pp)->peer_id != j->peer_id)
-				pp = &(*pp)->next;
-			if ((d = *pp)) {
-				*pp = d->next;
-				free(d->token);
-				free(d);
+		for (size_t h = 0; h < fi->nrings && h < f->nhosts; h++) {
+			struct fring *r = fi->rings[h];
+			int64_t g = fi->gran, lo, t, gap_lo = 0, gap_hi = 0;
+
+			if (!r || r->newest == INT64_MIN || !host_alive(&f->hosts[h], now) ||
+			    now - r->req_at_ms < FLEET_REQUEST_EVERY_MS)
+				continue;
+			lo = r->newest - (int64_t)(FLEET_RING_SLOTS - 1) * g;
+			if (lo < r->from)
+				lo = r->from;
+			if (lo < r->given_up_before)
+				lo = r->given_up_before;
+			lo += (g - lo % g) % g;
+			for (t = lo; t < r->newest; t += g) {
+				size_t at = (size_t)((t / g) % FLEET_RING_SLOTS);
+				bool have = r->vals[at] && r->starts[at] == t;
+
+				if (!have && !gap_hi)
+					gap_lo = t, gap_hi = t + g;
+				else if (!have && gap_hi == t)
+					gap_hi = t + g;
+				else if (have && gap_hi)
+					break;
 			}
+			if (!gap_hi)
+				continue;
+			if (gap_lo == r->req_from && gap_hi == r->req_to) {
+				if (++r->req_tries >= FLEET_REQUEST_TRIES) {
+					/* the host does not have them: missing, for good */
+					r->given_up_before = gap_hi;
+					continue;
+				}
+			} else {
+				r->req_tries = 0;
+			}
+			r->req_from = gap_lo;
+			r->req_to = gap_hi;
+			r->req_at_ms = now;
+			snprintf(subj, sizeof(subj), "%sr.%s", f->subj_prefix, f->hosts[h].name);
+			snprintf(body, sizeof(body), "{\"id\":%lu,\"from\":%lld,\"to\":%lld}", fi->id,
+				 (long long)gap_lo, (long long)gap_hi);
+			enqueue_text(f, subj, body);
 		}
-		return;
 	}
-	if (!l) {
-		/* forgotten while the request was out: do not leave it behind */
-		if (j->kind == JOB_CREATE && j->status == 201 && (o = json_loads(j->resp, 0, NULL))) {
-			const char *pid = json_string_value(json_object_get(o, "id"));
+	pthread_mutex_unlock(&f->lock);
+}
 
-			if (pid)
-				queue_delete(pe, strtoul(pid, NULL, 10), NULL);
-		}
+static void send_touches(struct fleet *f)
+{
+	char subj[600];
+	json_t *ids, *o;
+	char *text = NULL;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->ntouched) {
+		ids = json_array();
+		for (size_t i = 0; ids && i < f->ntouched; i++)
+			json_array_append_new(ids, json_integer((json_int_t)f->touched[i]));
+		o = json_pack("{s:o?, s:I}", "ids", ids, "time", (json_int_t)(now_ms() / 1000));
+		text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 		json_decref(o);
-		return;
+		f->ntouched = 0;
 	}
-	if (j->status == 404 && j->kind != JOB_CREATE && l->peer_id == j->peer_id) {
-		snprintf(l->err, sizeof(l->err), "instrumentation %lu vanished on the peer: creating it again",
-			 j->peer_id);
-		log_warn("fleet", "peer %s: %s", pe->addr, l->err);
-		l->peer_id = 0;
-		l->verify = false;
-		return;
-	}
-	if (j->status < 200 || j->status > 299) {
-		job_error(j, j->kind == JOB_CREATE ? "creation refused" : "request refused", l->err,
-			  sizeof(l->err));
-		if (j->kind == JOB_CREATE) {
-			l->retry_at = now + FLEET_RETRY_S;
-			log_warn("fleet", "peer %s, instrumentation %lu: %s", pe->addr, fi->id, l->err);
-		}
-		return;
-	}
-	o = j->resp ? json_loads(j->resp, 0, NULL) : NULL;
-	if (!o) {
-		snprintf(l->err, sizeof(l->err), "answer is not JSON");
-		return;
-	}
-	switch (j->kind) {
-	case JOB_CREATE: {
-		const char *pid = json_string_value(json_object_get(o, "id"));
-
-		if (!pid) {
-			snprintf(l->err, sizeof(l->err), "creation answer lacks an id");
-			break;
-		}
-		l->peer_id = strtoul(pid, NULL, 10);
-		l->crtime = json_integer_value(json_object_get(o, "crtime"));
-		/* the peer drops what happened before its next second */
-		l->next = first_slot_after(fi, j->sent_at);
-		l->first = l->next;
-		l->err[0] = '\0';
-		l->put_pending = false;
-		log_info("fleet", "instrumentation %lu is %lu on peer %s", fi->id, l->peer_id, pe->addr);
-		break;
-	}
-	case JOB_VERIFY:
-		l->verify = false;
-		if (json_integer_value(json_object_get(o, "crtime")) != l->crtime) {
-			snprintf(l->err, sizeof(l->err), "peer restarted: instrumentation %lu there is another one now; creating ours again",
-				 l->peer_id);
-			l->peer_id = 0;
-		} else {
-			log_info("fleet", "instrumentation %lu is still %lu on peer %s", fi->id, l->peer_id,
-				 pe->addr);
-		}
-		break;
-	case JOB_PUT:
-		l->put_pending = false;
-		l->crtime = json_integer_value(json_object_get(o, "crtime"));
-		l->err[0] = '\0';
-		break;
-	case JOB_FETCH:
-		/* cleared first: store_point says why it dropped a slot */
-		l->err[0] = '\0';
-		if (json_is_array(o)) {
-			size_t i;
-			json_t *pt;
-
-			json_array_foreach(o, i, pt)
-				store_point(fi, l, pt, j->from, j->to);
-		} else {
-			store_point(fi, l, o, j->from, j->to);
-		}
-		if (j->to + fi->gran > l->next)
-			l->next = j->to + fi->gran;
-		break;
-	default:
-		break;
-	}
-	json_decref(o);
-}
-
-/* Applies every answer of js, probes first: the others' answers are judged
- * by the peer's state. Caller holds f->lock. */
-static void apply_all(struct fleet *f, struct fleet_jobs *js, int64_t now)
-{
-	for (size_t i = 0; i < js->n; i++)
-		if (js->v[i].kind == JOB_PROBE)
-			apply(f, &js->v[i], now);
-	for (size_t i = 0; i < js->n; i++)
-		if (js->v[i].kind != JOB_PROBE && f->peers[js->v[i].peer].state != PEER_DOWN)
-			apply(f, &js->v[i], now);
-}
-
-static void tick(struct fleet *f)
-{
-	struct fleet_jobs js = { 0 };
-	int64_t now = now_s();
-
-	pthread_mutex_lock(&f->lock);
-	if (plan(f, &js, now))
-		log_error("fleet", "out of memory planning the peers' requests");
+	snprintf(subj, sizeof(subj), "%st", f->subj_prefix);
+	if (text)
+		enqueue_text(f, subj, text);
 	pthread_mutex_unlock(&f->lock);
-	run_jobs(&js);
-	pthread_mutex_lock(&f->lock);
-	apply_all(f, &js, now);
-	pthread_mutex_unlock(&f->lock);
-	jobs_free(&js);
-}
-
-/* ---- a tick in steps, without the network (fleet_plan.h) ---- */
-
-/* On success the caller owns *out (fleet_jobs__free). */
-int fleet__plan(struct fleet *f, int64_t now, struct fleet_jobs **out)
-{
-	struct fleet_jobs *js = calloc(1, sizeof(*js));
-	int rc;
-
-	if (!js)
-		return -ENOMEM;
-	pthread_mutex_lock(&f->lock);
-	rc = plan(f, js, now);
-	pthread_mutex_unlock(&f->lock);
-	if (rc) {
-		fleet_jobs__free(js);
-		return rc;
-	}
-	*out = js;
-	return 0;
-}
-
-void fleet__apply(struct fleet *f, struct fleet_jobs *js, int64_t now)
-{
-	pthread_mutex_lock(&f->lock);
-	apply_all(f, js, now);
-	pthread_mutex_unlock(&f->lock);
-}
-
-size_t fleet_jobs__count(const struct fleet_jobs *js)
-{
-	return js->n;
-}
-
-int fleet_jobs__request(const struct fleet_jobs *js, size_t i, struct fleet_request *out)
-{
-	const struct job *j;
-
-	if (i >= js->n)
-		return -ENOENT;
-	j = &js->v[i];
-	*out = (struct fleet_request){ j->peer, methods[j->kind], j->url, j->body, j->auth };
-	return 0;
-}
-
-int fleet_jobs__answer(struct fleet_jobs *js, size_t i, long status, const char *body)
-{
-	struct job *j;
-
-	if (i >= js->n)
-		return -ENOENT;
-	j = &js->v[i];
-	free(j->resp);
-	j->resp = NULL;
-	j->len = 0;
-	if (body && !(j->resp = strdup(body)))
-		return -ENOMEM;
-	j->len = body ? strlen(body) : 0;
-	j->cc = CURLE_OK;
-	j->status = status;
-	return 0;
-}
-
-int fleet_jobs__unreachable(struct fleet_jobs *js, size_t i, const char *why)
-{
-	struct job *j;
-
-	if (i >= js->n)
-		return -ENOENT;
-	j = &js->v[i];
-	j->cc = CURLE_COULDNT_CONNECT;
-	snprintf(j->curlerr, sizeof(j->curlerr), "%s", why);
-	return 0;
-}
-
-void fleet_jobs__free(struct fleet_jobs *js)
-{
-	if (!js)
-		return;
-	jobs_free(js);
-	free(js);
+	free(text);
 }
 
 static void *fleet_thread(void *arg)
 {
 	struct fleet *f = arg;
+	kvWatcher *w = NULL;
+	int64_t last_periodic = 0;
 
 	for (;;) {
-		struct timespec at;
+		kvEntry *e = NULL;
+		natsStatus s;
+		bool stop, rewatch;
 
-		clock_gettime(CLOCK_REALTIME, &at);
-		at.tv_sec += at.tv_nsec >= TICK_OFFSET_NS ? 1 : 0;
-		at.tv_nsec = TICK_OFFSET_NS;
 		pthread_mutex_lock(&f->lock);
-		while (!f->stop && !f->kick)
-			if (pthread_cond_timedwait(&f->cond, &f->lock, &at) == ETIMEDOUT)
-				break;
-		f->kick = false;
-		if (f->stop) {
-			pthread_mutex_unlock(&f->lock);
-			break;
-		}
+		stop = f->stop;
+		rewatch = f->rewatch;
+		f->rewatch = false;
 		pthread_mutex_unlock(&f->lock);
-		tick(f);
+		if (stop)
+			break;
+		if (rewatch && w) {
+			/* read whole again: what changed meanwhile, deletions
+			 * included, comes out of the resync */
+			kvWatcher_Destroy(w);
+			w = NULL;
+		}
+		if (now_ms() - last_periodic >= 1000) {
+			last_periodic = now_ms();
+			flush_kvops(f);
+			if (f->cfg.aggregate) {
+				request_gaps(f);
+				send_touches(f);
+			}
+		}
+		if (!f->kv) {
+			if (natsConnection_Status(f->nc) == NATS_CONN_STATUS_CONNECTED)
+				bind_bucket(f);
+			if (!f->kv)
+				usleep(250000);
+			continue;
+		}
+		if (!w) {
+			s = kvStore_WatchAll(&w, f->kv, NULL);
+			if (s != NATS_OK) {
+				w = NULL;
+				pthread_mutex_lock(&f->lock);
+				snprintf(f->kv_state, sizeof(f->kv_state), "watch: %s", natsStatus_GetText(s));
+				pthread_mutex_unlock(&f->lock);
+				usleep(250000);
+				continue;
+			}
+			pthread_mutex_lock(&f->lock);
+			for (size_t i = 0; i < f->ninstrs; i++)
+				f->instrs[i].seen = false;
+			snprintf(f->kv_state, sizeof(f->kv_state), "ready");
+			pthread_mutex_unlock(&f->lock);
+		}
+		s = kvWatcher_Next(&e, w, 250);
+		if (s == NATS_TIMEOUT)
+			continue;
+		if (s != NATS_OK) {
+			/* watch again from the start: the bucket is read whole */
+			kvWatcher_Destroy(w);
+			w = NULL;
+			continue;
+		}
+		if (!e) {
+			watch_synced(f);
+			continue;
+		}
+		watch_entry(f, e);
+		kvEntry_Destroy(e);
+	}
+	if (w) {
+		kvWatcher_Stop(w);
+		kvWatcher_Destroy(w);
 	}
 	return NULL;
+}
+
+/* Empties the outbox onto the bus, without f->lock around the library. */
+static void *publisher_thread(void *arg)
+{
+	struct fleet *f = arg;
+
+	pthread_mutex_lock(&f->lock);
+	for (;;) {
+		struct fout *q;
+		size_t n, bytes = 0;
+		uint64_t ok = 0, failed = 0;
+		natsStatus last = NATS_OK;
+
+		while (!f->stop && !f->nout)
+			pthread_cond_wait(&f->out_cv, &f->lock);
+		if (f->stop && !f->nout)
+			break;	/* what was queued before the stop went out */
+		q = f->outq;
+		n = f->nout;
+		f->outq = NULL;
+		f->nout = f->outq_cap = 0;
+		pthread_mutex_unlock(&f->lock);
+		for (size_t i = 0; i < n; i++) {
+			natsStatus s = natsConnection_Publish(f->nc, q[i].subj, q[i].data, (int)q[i].len);
+
+			if (s == NATS_OK) {
+				ok++;
+			} else {
+				failed++;
+				last = s;
+			}
+			bytes += q[i].len;
+			free(q[i].subj);
+			free(q[i].data);
+		}
+		free(q);
+		pthread_mutex_lock(&f->lock);
+		f->out_bytes -= bytes;
+		f->published += ok;
+		if (failed) {
+			/* the library's own buffer is full while it reconnects:
+			 * lost like on the way, asked for again */
+			f->publish_errors += failed;
+			note_error(f, "publish: %s", natsStatus_GetText(last));
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+	return NULL;
+}
+
+int fleet__start(struct fleet *f, char *err, size_t errlen)
+{
+	natsOptions *o = NULL;
+	char subj[600], *servers[16], *urls = NULL, *save = NULL, *u;
+	int nservers = 0, rc = -EINVAL;
+	natsStatus s;
+
+	urls = strdup(f->urls);
+	if (!urls || natsOptions_Create(&o) != NATS_OK)
+		goto nomem;
+	for (u = strtok_r(urls, ",", &save); u && nservers < 16; u = strtok_r(NULL, ",", &save))
+		servers[nservers++] = u;
+	s = natsOptions_SetServers(o, (const char **)servers, nservers);
+	if (s == NATS_OK)
+		s = natsOptions_SetName(o, f->host);
+	if (s == NATS_OK)
+		/* with a callback the first connection is made in the
+		 * background: an agent starts (and stops) whatever the bus does */
+		s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, f);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(o, -1);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectWait(o, 250);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectBufSize(o, FLEET_OUTBOX_BYTES);
+	if (s == NATS_OK)
+		s = natsOptions_SetPingInterval(o, 1000);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxPingsOut(o, 2);
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(o, 1000);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxPendingMsgs(o, 65536);
+	if (s == NATS_OK)
+		s = natsOptions_SetErrorHandler(o, on_error, f);
+	if (s == NATS_OK)
+		s = natsOptions_SetDisconnectedCB(o, on_disconnected, f);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(o, on_reconnected, f);
+	if (s == NATS_OK && f->user[0])
+		s = natsOptions_SetUserInfo(o, f->user, f->password);
+	if (s == NATS_OK && f->token[0])
+		s = natsOptions_SetToken(o, f->token);
+	if (s == NATS_OK && (f->tls_ca || f->tls_cert))
+		s = natsOptions_SetSecure(o, true);
+	if (s == NATS_OK && f->tls_ca)
+		s = natsOptions_LoadCATrustedCertificates(o, f->tls_ca);
+	if (s == NATS_OK && f->tls_cert)
+		s = natsOptions_LoadCertificatesChain(o, f->tls_cert, f->tls_key);
+	if (s != NATS_OK) {
+		snprintf(err, errlen, "--nats options: %s", nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+		goto out;
+	}
+	s = natsConnection_Connect(&f->nc, o);
+	if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+		snprintf(err, errlen, "--nats %s: %s", f->urls, nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+		f->nc = NULL;
+		goto out;
+	}
+	if (s == NATS_NOT_YET_CONNECTED)
+		log_warn("fleet", "NATS bus %s not reachable yet: retrying", f->urls);
+	snprintf(subj, sizeof(subj), "%sr.%s", f->subj_prefix, f->host_token);
+	s = natsConnection_Subscribe(&f->sub_req, f->nc, subj, on_msg, f);
+	if (s == NATS_OK && f->cfg.aggregate) {
+		snprintf(subj, sizeof(subj), "%ss.*.*", f->subj_prefix);
+		s = natsConnection_Subscribe(&f->sub_slots, f->nc, subj, on_msg, f);
+		if (s == NATS_OK)
+			s = natsSubscription_SetPendingLimits(f->sub_slots, 1 << 20, 256 << 20);
+		snprintf(subj, sizeof(subj), "%sh.*", f->subj_prefix);
+		if (s == NATS_OK)
+			s = natsConnection_Subscribe(&f->sub_hb, f->nc, subj, on_msg, f);
+		snprintf(subj, sizeof(subj), "%st", f->subj_prefix);
+		if (s == NATS_OK)
+			s = natsConnection_Subscribe(&f->sub_touch, f->nc, subj, on_msg, f);
+	}
+	if (s != NATS_OK) {
+		const char *why = NULL;
+
+		/* a server that refused us for good (credentials) closed it */
+		if (natsConnection_GetLastError(f->nc, &why) == NATS_OK || !why)
+			why = natsStatus_GetText(s);
+		snprintf(err, errlen, "--nats %s: the servers refused this agent (credentials, TLS?): %s",
+			 f->urls, why);
+		goto out;
+	}
+	if (pthread_create(&f->thread, NULL, fleet_thread, f)) {
+		snprintf(err, errlen, "cannot start the fleet's thread");
+		rc = -EAGAIN;
+		goto out;
+	}
+	f->thread_started = true;
+	if (pthread_create(&f->publisher, NULL, publisher_thread, f)) {
+		snprintf(err, errlen, "cannot start the fleet's publisher");
+		rc = -EAGAIN;
+		goto out;
+	}
+	f->publisher_started = true;
+	log_info("fleet", "fleet %s on %s as %s%s", f->name, f->urls, f->host,
+		 f->cfg.aggregate ? ", aggregating" : "");
+	rc = 0;
+	goto out;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	rc = -ENOMEM;
+out:
+	natsOptions_Destroy(o);
+	free(urls);
+	return rc;
+}
+
+void fleet__free(struct fleet *f)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&f->lock);
+	f->stop = true;
+	pthread_cond_broadcast(&f->out_cv);
+	pthread_mutex_unlock(&f->lock);
+	if (f->thread_started)
+		pthread_join(f->thread, NULL);
+	if (f->publisher_started)
+		pthread_join(f->publisher, NULL);
+	natsSubscription_Destroy(f->sub_slots);
+	natsSubscription_Destroy(f->sub_hb);
+	natsSubscription_Destroy(f->sub_req);
+	natsSubscription_Destroy(f->sub_touch);
+	kvStore_Destroy(f->kv);
+	jsCtx_Destroy(f->js);
+	if (f->nc) {
+		/* what is still in the outbox goes out, briefly */
+		natsConnection_FlushTimeout(f->nc, 500);
+		natsConnection_Destroy(f->nc);
+	}
+	for (size_t i = 0; i < f->ninstrs; i++)
+		instr_clear(&f->instrs[i]);
+	for (size_t i = 0; i < f->nevents; i++)
+		json_decref(f->events[i].record);
+	for (size_t i = 0; i < f->nkvops; i++)
+		json_decref(f->kvops[i].record);
+	for (size_t i = 0; i < f->nout; i++) {
+		free(f->outq[i].subj);
+		free(f->outq[i].data);
+	}
+	free(f->outq);
+	free(f->instrs);
+	free(f->hosts);
+	free(f->pubs);
+	free(f->events);
+	free(f->reqs);
+	free(f->kvops);
+	free(f->touched);
+	explicit_bzero(f->password, sizeof(f->password));
+	explicit_bzero(f->token, sizeof(f->token));
+	free(f->urls);
+	free(f->name);
+	free(f->host);
+	free(f->auth_file);
+	free(f->tls_ca);
+	free(f->tls_cert);
+	free(f->tls_key);
+	pthread_cond_destroy(&f->out_cv);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
 }

@@ -20,7 +20,7 @@ require_kvm "kvmscope record/report"
 DRIVER=$TMPD/record_live_driver
 if ! ${CC:-cc} ${SANITIZE_FLAGS:-} -std=gnu11 -D_GNU_SOURCE -Isrc -I"$BUILD" -I"$BUILD/bpf" -Ibpf \
 	tests/integration/record_live_driver.c "$BUILD/libkvmscope.a" \
-	-lbpf -lelf -lz -lzstd -ljansson -lmicrohttpd -lspng -lcurl -lpthread -lm -o "$DRIVER" 2> "$TMPD/cc.err"; then
+	-lbpf -lelf -lz -lzstd -ljansson -lmicrohttpd -lspng -lnats -lpthread -lm -o "$DRIVER" 2> "$TMPD/cc.err"; then
 	not_ok "building record_live_driver: $(head -3 "$TMPD/cc.err")"; tap_done
 fi
 

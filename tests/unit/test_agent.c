@@ -283,9 +283,12 @@ static void test_bad_scope_config(void **state)
 		assert_non_null(strstr(err, "--scope-vms"));
 	}
 	{
-		struct agent_config cfg = { .peers = "no-port-here" };
+		/* a fleet's name goes into subjects: refused before anything starts */
+		struct agent_config cfg = { .nats = "nats://127.0.0.1:4222", .fleet = "a.b",
+					    .hostname = "h1" };
 
 		assert_int_equal(agent__new(&cfg, &a, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "--fleet 'a.b'"));
 	}
 }
 
