@@ -2,13 +2,13 @@
 # Runs every benchmark (make bench), then prints one summary table and
 # writes it to bench/results/latest.md.
 # Usage: bench/run-all.sh [BUILD_DIR] [NAME...]   (NAME: engine scale idle
-# probe_overhead query memory heatmap heavy fleet_nats; default all)
+# probe_overhead query memory heatmap heavy fleet_nats web; default all)
 BUILD=${1:-build}
 shift
 BENCH_NAME=run-all
 . "$(dirname "$0")/lib.sh"
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(engine scale idle probe_overhead query memory heatmap heavy fleet_nats)
+[ ${#names[@]} -gt 0 ] || names=(engine scale idle probe_overhead query memory heatmap heavy fleet_nats web)
 OUTDIR=$BENCH_ROOT/bench/results
 mkdir -p "$OUTDIR"
 export BENCH_RESULTS=$TMPD/results.tsv
