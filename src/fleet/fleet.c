@@ -1328,6 +1328,18 @@ int64_t fleet__last_read(struct fleet *f, unsigned long id)
 
 /* ---- the fleet's thread ---- */
 
+/* Messages of hosts' slots an aggregator lets wait for its callback before
+ * the library drops them (a slow consumer: counted, the gaps asked for
+ * again). KVMSCOPE_FLEET_SLOTS_PENDING lowers it, for the test that makes an
+ * aggregator a slow consumer on purpose (tests/integration/fleet_slow.sh). */
+static int slots_pending_limit(void)
+{
+	const char *v = getenv("KVMSCOPE_FLEET_SLOTS_PENDING");
+	long n = v ? strtol(v, NULL, 10) : 0;
+
+	return n >= 1 && n <= (1 << 20) ? (int)n : 1 << 20;
+}
+
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
 {
 	struct fleet *f = closure;
@@ -1777,7 +1789,7 @@ int fleet__start(struct fleet *f, char *err, size_t errlen)
 		snprintf(subj, sizeof(subj), "%ss.*.*", f->subj_prefix);
 		s = natsConnection_Subscribe(&f->sub_slots, f->nc, subj, on_msg, f);
 		if (s == NATS_OK)
-			s = natsSubscription_SetPendingLimits(f->sub_slots, 1 << 20, 256 << 20);
+			s = natsSubscription_SetPendingLimits(f->sub_slots, slots_pending_limit(), 256 << 20);
 		snprintf(subj, sizeof(subj), "%sh.*", f->subj_prefix);
 		if (s == NATS_OK)
 			s = natsConnection_Subscribe(&f->sub_hb, f->nc, subj, on_msg, f);
