@@ -66,8 +66,13 @@ if [ "$WHICH" = all ] || [ "$WHICH" = integration ]; then
 		# tests the browser's JavaScript (the agent's routes it uses run
 		# sanitized in agent_e2e, ca_conformance and web_dashboards);
 		# disk_paths.sh walks the kernel's block paths with the same user
-		# space as collect_disk_nic: CI's half hour is spent once on them
-		case "$OUT:$t" in *asan*:*/package.sh | *asan*:*/web_ui.sh | *asan*:*/disk_paths.sh)
+		# space as collect_disk_nic; fleet_slow and fleet_auth repeat
+		# fleet.sh's code under other bus conditions, record_nic_samples
+		# record_replay's, prometheus the OpenMetrics encoder that
+		# test_openmetrics runs sanitized: CI's half hour is spent once on them
+		case "$OUT:$t" in *asan*:*/package.sh | *asan*:*/web_ui.sh | *asan*:*/disk_paths.sh | \
+			*asan*:*/fleet_slow.sh | *asan*:*/fleet_auth.sh | *asan*:*/record_nic_samples.sh | \
+			*asan*:*/prometheus.sh)
 			echo "# $(basename "$t") runs in the plain suite only"; continue ;; esac
 		run_suite "integration-$(basename "$t" .sh)" "$t"
 	done

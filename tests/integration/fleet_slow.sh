@@ -60,10 +60,10 @@ check "both members hold them" held
 sleep 1.2
 
 T0=$(date +%s)
-"$VMLOAD" -name guest=fleet-fs-1-$S --delay 1500 --linger 2500 --pio vcpu=0,count=900,rate=150 \
+"$VMLOAD" -name guest=fleet-fs-1-$S --delay 1500 --linger 2500 --pio vcpu=0,count=450,rate=150 \
 	--truth "$TMPD/t1.json" --duration 30 >/dev/null 2>>"$TMPD/vmload.err" &
 p1=$!
-"$VMLOAD" -name guest=fleet-fs-2-$S --delay 1500 --linger 2500 --pio vcpu=0,count=600,rate=100 \
+"$VMLOAD" -name guest=fleet-fs-2-$S --delay 1500 --linger 2500 --pio vcpu=0,count=300,rate=100 \
 	--truth "$TMPD/t2.json" --duration 30 >/dev/null 2>>"$TMPD/vmload.err" &
 wait $p1 $!
 T1=$(date +%s)
