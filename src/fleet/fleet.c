@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <nats/nats.h>
 
+#include "common/str.h"
 #include "common/grow.h"
 #include "common/log.h"
 #include "engine/instr.h"
@@ -302,18 +303,6 @@ out:
 	return rc;
 }
 
-static char *dup_or_null(const char *s, bool *nomem)
-{
-	char *d;
-
-	if (!s)
-		return NULL;
-	d = strdup(s);
-	if (!d)
-		*nomem = true;
-	return d;
-}
-
 int fleet__new(const struct fleet_config *cfg, struct fleet **out, char *err, size_t errlen)
 {
 	struct fleet *f;
@@ -341,13 +330,13 @@ int fleet__new(const struct fleet_config *cfg, struct fleet **out, char *err, si
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->out_cv, NULL);
 	f->cfg = *cfg;
-	f->urls = dup_or_null(cfg->urls, &nomem);
-	f->name = dup_or_null(cfg->name, &nomem);
-	f->host = dup_or_null(cfg->host, &nomem);
-	f->auth_file = dup_or_null(cfg->auth_file, &nomem);
-	f->tls_ca = dup_or_null(cfg->tls_ca, &nomem);
-	f->tls_cert = dup_or_null(cfg->tls_cert, &nomem);
-	f->tls_key = dup_or_null(cfg->tls_key, &nomem);
+	f->urls = str__dup_or_null(cfg->urls, &nomem);
+	f->name = str__dup_or_null(cfg->name, &nomem);
+	f->host = str__dup_or_null(cfg->host, &nomem);
+	f->auth_file = str__dup_or_null(cfg->auth_file, &nomem);
+	f->tls_ca = str__dup_or_null(cfg->tls_ca, &nomem);
+	f->tls_cert = str__dup_or_null(cfg->tls_cert, &nomem);
+	f->tls_key = str__dup_or_null(cfg->tls_key, &nomem);
 	if (nomem || !f->host) {
 		snprintf(err, errlen, nomem ? "out of memory" : "a fleet member needs a host name");
 		goto err_free;

@@ -9,6 +9,7 @@
  * once per bucket of the window (struct span), rank colouring looks values
  * up in a hash of the distinct ones (a few dozen, typically) rather than
  * sorting every cell value, and each hue's HSV sextant is worked out once. */
+#include "common/str.h"
 #include "render/ca_math.h"
 #include "render/heatmap.h"
 #include "render/heatmap_impl.h"
@@ -779,23 +780,11 @@ void heatmap__free(struct heatmap *hm)
 	free(hm);
 }
 
-static char *dup_or_null(const char *s, int *failed)
-{
-	char *d;
-
-	if (!s)
-		return NULL;
-	d = strdup(s);
-	if (!d)
-		*failed = 1;
-	return d;
-}
-
 /* Copies the keyset's drawn keys and layers into hm (which owns the copies). */
 static int adopt_keys(struct heatmap *hm, const struct keyset *ks)
 {
 	size_t i;
-	int failed = 0;
+	bool failed = false;
 
 	hm->present = json_array();
 	hm->keys = calloc(ks->ndrawn, sizeof(*hm->keys));
@@ -807,13 +796,13 @@ static int adopt_keys(struct heatmap *hm, const struct keyset *ks)
 		if (json_array_append_new(hm->present, json_string(ks->present[i])))
 			return -ENOMEM;
 	for (i = 0; i < ks->ndrawn; i++) {
-		hm->keys[i] = dup_or_null(ks->named ? ks->drawn_name[i] : NULL, &failed);
+		hm->keys[i] = str__dup_or_null(ks->named ? ks->drawn_name[i] : NULL, &failed);
 		hm->key_layer[i] = ks->drawn_layer[i];
 		hm->nkeys = i + 1;
 	}
 	for (i = 0; i < ks->nlayers; i++) {
 		hm->layers[i].hue = ks->layer_hue[i];
-		hm->layers[i].name = dup_or_null(ks->layer_name[i], &failed);
+		hm->layers[i].name = str__dup_or_null(ks->layer_name[i], &failed);
 		hm->nlayers = i + 1;
 	}
 	return failed ? -ENOMEM : 0;

@@ -90,6 +90,24 @@ same_seconds() {
 	n=$(printf '%s\n' "$live" | grep -c .)
 	if [ "$live" = "$rep" ]; then
 		ok "report -j = watch -j for $name, all $n seconds"
+		return
+	fi
+	# vm.exits (TOL given): each process decides for itself whether an exit
+	# that straddles its drain without blocking began in a second already
+	# final (docs/api.md, Finality: then it is booked in the second it
+	# ends), so one may move to the next second between separate
+	# processes; per key, the running totals may differ by TOL exits
+	local worst=999999
+	[ -n "${2:-}" ] && worst=$(jq -n --argjson a "$(echo "$live" | jq -s -c .)" --argjson b "$(echo "$rep" | jq -s -c .)" '
+		def bytime(x): reduce x[] as $l ({}; .[$l.time | tostring] =
+			(if ($l.value | type) == "object" then $l.value else {"": ($l.value // 0)} end));
+		bytime($a) as $A | bytime($b) as $B |
+		([$A, $B | keys[]] | unique | sort_by(tonumber)) as $ts |
+		[$A[], $B[] | keys[]] | unique |
+		[.[] as $k | foreach $ts[] as $t (0; . + (($A[$t][$k] // 0) - ($B[$t][$k] // 0));
+			if . < 0 then -. else . end)] | max // 0')
+	if [ "$worst" -le "${2:-0}" ]; then
+		ok "report -j = watch -j for $name, all $n seconds, but for an exit at a drain booked a second apart (running totals at most $worst apart)"
 	else
 		not_ok "report -j differs from watch -j for $name: $(diff <(echo "$live") <(echo "$rep") | head -4 | cut -c1-600)"
 	fi
@@ -97,18 +115,18 @@ same_seconds() {
 
 # per second and key, the events of a distribution: its counts summed
 counts() { jq -c -S '{time, value: (.value | map_values([.[][1]] | add))}' "$1"; }
-# same_counts NAME: as same_seconds, on counts per key
+# same_counts NAME [TOL]: as same_seconds, on counts per key
 same_counts() {
 	local name=$1
 	counts "$W/$name.json" > "$W/$name.counts.json"
 	counts "$W/$name.rep" > "$W/$name.counts.rep"
-	same_seconds "$name.counts"
+	same_seconds "$name.counts" "${2:-}"
 }
 
-report exits_class vm.exits -d vm,vcpu,class -P "$ours";	same_seconds exits_class
-report exits_lat vm.exits -d vm,latency -P "$ours";		same_counts exits_lat
+report exits_class vm.exits -d vm,vcpu,class -P "$ours";	same_seconds exits_class 2
+report exits_lat vm.exits -d vm,latency -P "$ours";		same_counts exits_lat 2
 report exits_a vm.exits -P "{\"and\": [{\"eq\": [\"vm\", \"$A\"]}, {\"eq\": [\"class\", \"iox\"]}]}"
-same_seconds exits_a
+same_seconds exits_a 2
 report irqs_sub vm.irqs -d vm,vector,source,subsecond -P "$ours";	same_seconds irqs_sub
 report disk_lat vm.disk_ops -d vm,optype,latency -P "$ours";	same_counts disk_lat
 report disk_bytes vm.disk_bytes -d vm,optype -P "$ours";	same_seconds disk_bytes
