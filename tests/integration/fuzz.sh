@@ -3,12 +3,12 @@
 # discovery's /proc parsers, the agent's form/token/route parsers, heatmap
 # parameters). Each target is built with ASan+UBSan, first replays its
 # checked-in corpus (tests/fuzz/corpus/TARGET: seeds and past crashes), then
-# mutates for FUZZ_SECONDS (default 15). A crash fails the test; the input
+# mutates for FUZZ_SECONDS (default 10). A crash fails the test; the input
 # that crashed is kept as tests/artifacts/fuzz-TARGET-crash-*: add it to the
 # corpus once fixed, so that it is replayed from then on.
 source "$(dirname "$0")/lib.sh"
 cd "$_root"
-SECS=${FUZZ_SECONDS:-15}
+SECS=${FUZZ_SECONDS:-10}
 ART=$_root/tests/artifacts
 mkdir -p "$ART"
 
