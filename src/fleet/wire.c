@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/varint.h"
 #include "common/grow.h"
 #include "common/utf8.h"
 #include "engine/merge.h"
@@ -35,17 +36,9 @@ static int put_le(struct fleet_buf *b, uint64_t v, int bytes)
 
 static int put_uvar(struct fleet_buf *b, uint64_t v)
 {
-	unsigned char x[10];
-	size_t n = 0;
+	unsigned char x[VARINT_MAX_BYTES];
 
-	do {
-		x[n] = (unsigned char)(v & 0x7f);
-		v >>= 7;
-		if (v)
-			x[n] |= 0x80;
-		n++;
-	} while (v);
-	return buf_put(b, x, n);
+	return buf_put(b, x, varint__encode(x, v));
 }
 
 static int put_svar(struct fleet_buf *b, int64_t v)

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <zstd.h>
 
+#include "common/varint.h"
 #include "common/grow.h"
 #include "engine/metric.h"
 #include "record/format.h"
@@ -42,17 +43,9 @@ static void buf_byte(struct buf *b, unsigned char c)
 
 static void buf_varint(struct buf *b, uint64_t v)
 {
-	unsigned char tmp[10];
-	size_t n = 0;
+	unsigned char tmp[VARINT_MAX_BYTES];
 
-	do {
-		tmp[n] = (unsigned char)(v & 0x7f);
-		v >>= 7;
-		if (v)
-			tmp[n] |= 0x80;
-		n++;
-	} while (v);
-	buf_put(b, tmp, n);
+	buf_put(b, tmp, varint__encode(tmp, v));
 }
 
 static void buf_svarint(struct buf *b, int64_t v)
