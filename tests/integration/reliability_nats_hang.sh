@@ -33,11 +33,14 @@ kill -STOP $NPID
 t0=$(date +%s%N)
 create > "$TMPD/code" &
 CPID=$!
+# a read that waited for the creation (or for the bus) would take its 1 s;
+# 700 ms leaves room for a loaded 2-core host without hiding that
+LIMIT_MS=700
 slow=0
 for _ in 1 2 3 4; do
 	t1=$(date +%s%N)
 	curl -s -o /dev/null "$BASE/ca/instrumentations/$id/value/raw"
-	[ $(( ($(date +%s%N) - t1) / 1000000 )) -gt 300 ] && slow=$((slow + 1))
+	[ $(( ($(date +%s%N) - t1) / 1000000 )) -gt $LIMIT_MS ] && slow=$((slow + 1))
 	sleep 0.2
 done
 wait $CPID
@@ -45,7 +48,7 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 expect_eq "a creation while the bus hangs is refused as unavailable" "$(cat "$TMPD/code")" 503
 check "... within the bucket's timeout (${ms} ms)" test "$ms" -lt 3500
 check "... with the reason ($(jq -r .message "$TMPD/create.json"))" jqe '.message | contains("cannot put the instrumentation in the fleet")' "$TMPD/create.json"
-expect_eq "reads meanwhile answered within 300 ms" "$slow" 0
+expect_eq "reads meanwhile answered within $LIMIT_MS ms" "$slow" 0
 threads0=$(awk '/^Threads:/ {print $2}' /proc/$APID/status)
 
 "$VMLOAD" -name guest=hangtest --delay 1500 --linger 2500 --pio vcpu=0,count=2000 > "$TMPD/truth.json" &
@@ -56,11 +59,11 @@ for i in $(seq 12); do
 	t0=$(date +%s%N)
 	curl -s -o /dev/null "$BASE/ca/instrumentations/$id/value/raw"
 	ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-	[ "$ms" -gt 300 ] && slow=$((slow + 1))
+	[ "$ms" -gt $LIMIT_MS ] && slow=$((slow + 1))
 	sleep 0.5
 done
 wait $VM
-expect_eq "raw reads over 6 s answered within 300 ms while the bus hangs" "$slow" 0
+expect_eq "raw reads over 6 s answered within $LIMIT_MS ms while the bus hangs" "$slow" 0
 state=$(bus .bus.status)
 check "the hung bus is reported ($state, not connected)" test "$state" != connected
 why=$(bus .bus.last_error)
